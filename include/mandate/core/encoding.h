@@ -1,0 +1,18 @@
+// Byte encodings: base64url (RFC 4648 section 5, unpadded, as JOSE uses), standard base64,
+// and lowercase hex. Decoders reject any non-alphabet byte and return nullopt.
+#pragma once
+
+#include <optional>
+#include <string>
+#include <string_view>
+
+namespace mandate::core {
+
+std::string Base64UrlEncode(std::string_view bytes);
+// Accepts unpadded input only (JOSE); rejects '=' padding, whitespace and non-canonical tails.
+std::optional<std::string> Base64UrlDecode(std::string_view text);
+std::string Base64Encode(std::string_view bytes);
+std::string HexEncode(std::string_view bytes);
+std::optional<std::string> HexDecode(std::string_view text);
+
+}  // namespace mandate::core

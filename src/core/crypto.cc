@@ -1,0 +1,54 @@
+#include "mandate/core/crypto.h"
+
+#include <openssl/crypto.h>
+#include <openssl/rand.h>
+#include <openssl/sha.h>
+
+#include "mandate/core/check.h"
+#include "mandate/core/encoding.h"
+
+namespace mandate::core {
+
+Sha256Digest Sha256(std::string_view bytes) {
+  Sha256Digest d;
+  SHA256(reinterpret_cast<const unsigned char*>(bytes.data()), bytes.size(), d.data());
+  return d;
+}
+
+std::string DigestHex(const Sha256Digest& d) {
+  return HexEncode(std::string_view(reinterpret_cast<const char*>(d.data()), d.size()));
+}
+
+std::string Sha256Hex(std::string_view bytes) { return DigestHex(Sha256(bytes)); }
+
+std::string RandomBytes(size_t n) {
+  std::string out(n, '\0');
+  MANDATE_CHECK(RAND_bytes(reinterpret_cast<unsigned char*>(out.data()), static_cast<int>(n)) == 1);
+  return out;
+}
+
+std::string NewId(std::string_view prefix) {
+  static constexpr char kCrockford[] = "0123456789abcdefghjkmnpqrstvwxyz";
+  std::string raw = RandomBytes(17);  // 136 bits; we use 130 of them (26 chars x 5 bits)
+  std::string out(prefix);
+  out.push_back('_');
+  uint32_t acc = 0;
+  int bits = 0;
+  size_t i = 0;
+  while (out.size() < prefix.size() + 1 + 26) {
+    if (bits < 5) {
+      acc = (acc << 8) | static_cast<uint8_t>(raw[i++]);
+      bits += 8;
+    }
+    bits -= 5;
+    out.push_back(kCrockford[(acc >> bits) & 31]);
+  }
+  return out;
+}
+
+bool ConstantTimeEquals(std::string_view a, std::string_view b) {
+  if (a.size() != b.size()) return false;
+  return CRYPTO_memcmp(a.data(), b.data(), a.size()) == 0;
+}
+
+}  // namespace mandate::core

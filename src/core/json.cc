@@ -1,0 +1,337 @@
+#include "mandate/core/json.h"
+
+// simdjson 3.0.1 (Debian) trips g++ 12's -Wdangling-pointer in its own inline code.
+// The warnings fire where its templates are instantiated, i.e. in this file, so they are off
+// for this translation unit only.
+#pragma GCC diagnostic ignored "-Wdangling-pointer"
+#include <simdjson.h>
+
+#include <algorithm>
+#include <charconv>
+#include <cmath>
+#include <unordered_set>
+
+#include "mandate/core/limits.h"
+
+namespace mandate::core {
+namespace {
+
+Result<Json> Convert(simdjson::dom::element el, size_t depth) {
+  if (depth > kJsonDepthMax) {
+    return MakeError(ErrorCode::kBadRequest, "JSON nested deeper than " +
+                                                 std::to_string(kJsonDepthMax) + " levels");
+  }
+  // Every accessor reads into a named local: simdjson's value_unsafe() on a temporary
+  // result dangles (g++ warns; it crashed here once).
+  switch (el.type()) {
+    case simdjson::dom::element_type::NULL_VALUE:
+      return Json();
+    case simdjson::dom::element_type::BOOL: {
+      bool b = false;
+      if (el.get(b)) break;
+      return Json(b);
+    }
+    case simdjson::dom::element_type::INT64: {
+      int64_t i = 0;
+      if (el.get(i)) break;
+      return Json(i);
+    }
+    case simdjson::dom::element_type::UINT64: {
+      uint64_t u = 0;
+      if (el.get(u)) break;
+      return Json(static_cast<double>(u));
+    }
+    case simdjson::dom::element_type::DOUBLE: {
+      double d = 0;
+      if (el.get(d)) break;
+      return Json(d);
+    }
+    case simdjson::dom::element_type::STRING: {
+      std::string_view sv;
+      if (el.get(sv)) break;
+      return Json(std::string(sv));
+    }
+    case simdjson::dom::element_type::ARRAY: {
+      simdjson::dom::array in;
+      if (el.get(in)) break;
+      Json::Array arr;
+      for (simdjson::dom::element child : in) {
+        MANDATE_ASSIGN_OR_RETURN(Json v, Convert(child, depth + 1));
+        arr.push_back(std::move(v));
+      }
+      return Json(std::move(arr));
+    }
+    case simdjson::dom::element_type::OBJECT: {
+      simdjson::dom::object in;
+      if (el.get(in)) break;
+      Json::Object obj;
+      obj.reserve(in.size());
+      for (simdjson::dom::key_value_pair kv : in) {
+        std::string key(kv.key);
+        // Duplicate keys are rejected: two parsers disagreeing on which one wins is a classic
+        // way to smuggle arguments past a policy. Linear scan for small objects, hashing above.
+        if (obj.size() < 32) {
+          for (const auto& m : obj) {
+            if (m.first == key) {
+              return MakeError(ErrorCode::kBadRequest, "duplicate JSON object key \"" + key + "\"");
+            }
+          }
+        }
+        MANDATE_ASSIGN_OR_RETURN(Json v, Convert(kv.value, depth + 1));
+        obj.emplace_back(std::move(key), std::move(v));
+      }
+      if (obj.size() >= 32) {
+        std::unordered_set<std::string_view> keys;
+        for (const auto& m : obj) {
+          if (!keys.insert(m.first).second) {
+            return MakeError(ErrorCode::kBadRequest, "duplicate JSON object key \"" + m.first + "\"");
+          }
+        }
+      }
+      return Json(std::move(obj));
+    }
+  }
+  return MakeError(ErrorCode::kBadRequest, "unsupported JSON value");
+}
+
+void AppendNumber(double d, std::string* out) {
+  if (!std::isfinite(d)) {
+    out->append("null");
+    return;
+  }
+  // Integral doubles within 2^53 print without a fraction, as JavaScript does.
+  if (std::floor(d) == d && std::fabs(d) < 9007199254740992.0) {
+    out->append(std::to_string(static_cast<int64_t>(d)));
+    return;
+  }
+  char buf[64];
+  auto res = std::to_chars(buf, buf + sizeof(buf), d);
+  out->append(buf, res.ptr);
+}
+
+void Serialize(const Json& j, std::string* out, bool canonical) {
+  switch (j.type()) {
+    case Json::Type::kNull:
+      out->append("null");
+      return;
+    case Json::Type::kBool:
+      out->append(j.as_bool() ? "true" : "false");
+      return;
+    case Json::Type::kInt: {
+      char buf[24];
+      auto res = std::to_chars(buf, buf + sizeof(buf), j.as_int());
+      out->append(buf, res.ptr);
+      return;
+    }
+    case Json::Type::kDouble:
+      AppendNumber(j.as_double(), out);
+      return;
+    case Json::Type::kString:
+      AppendJsonString(j.as_string(), out);
+      return;
+    case Json::Type::kArray: {
+      out->push_back('[');
+      bool first = true;
+      for (const Json& e : j.as_array()) {
+        if (!first) out->push_back(',');
+        first = false;
+        Serialize(e, out, canonical);
+      }
+      out->push_back(']');
+      return;
+    }
+    case Json::Type::kObject: {
+      out->push_back('{');
+      const Json::Object& obj = j.as_object();
+      if (canonical) {
+        std::vector<const Json::Member*> sorted;
+        sorted.reserve(obj.size());
+        for (const auto& m : obj) sorted.push_back(&m);
+        std::sort(sorted.begin(), sorted.end(),
+                  [](const Json::Member* a, const Json::Member* b) { return a->first < b->first; });
+        bool first = true;
+        for (const Json::Member* m : sorted) {
+          if (!first) out->push_back(',');
+          first = false;
+          AppendJsonString(m->first, out);
+          out->push_back(':');
+          Serialize(m->second, out, true);
+        }
+      } else {
+        bool first = true;
+        for (const auto& m : obj) {
+          if (!first) out->push_back(',');
+          first = false;
+          AppendJsonString(m.first, out);
+          out->push_back(':');
+          Serialize(m.second, out, false);
+        }
+      }
+      out->push_back('}');
+      return;
+    }
+  }
+}
+
+}  // namespace
+
+void AppendJsonString(std::string_view s, std::string* out) {
+  static constexpr char kHex[] = "0123456789abcdef";
+  out->push_back('"');
+  for (char ch : s) {
+    unsigned char c = static_cast<unsigned char>(ch);
+    switch (c) {
+      case '"':
+        out->append("\\\"");
+        break;
+      case '\\':
+        out->append("\\\\");
+        break;
+      case '\b':
+        out->append("\\b");
+        break;
+      case '\f':
+        out->append("\\f");
+        break;
+      case '\n':
+        out->append("\\n");
+        break;
+      case '\r':
+        out->append("\\r");
+        break;
+      case '\t':
+        out->append("\\t");
+        break;
+      default:
+        if (c < 0x20) {
+          out->append("\\u00");
+          out->push_back(kHex[c >> 4]);
+          out->push_back(kHex[c & 15]);
+        } else {
+          out->push_back(ch);
+        }
+    }
+  }
+  out->push_back('"');
+}
+
+Result<Json> Json::Parse(std::string_view text, size_t max_bytes) {
+  if (max_bytes == 0) max_bytes = kJsonBytesMax;
+  if (text.size() > max_bytes) {
+    return MakeError(ErrorCode::kPayloadTooLarge,
+                     "JSON text of " + std::to_string(text.size()) + " bytes exceeds the limit of " +
+                         std::to_string(max_bytes));
+  }
+  // One parser per thread: simdjson parsers reuse their buffers, which keeps parsing
+  // allocation-free in steady state.
+  thread_local simdjson::dom::parser parser;
+  simdjson::dom::element root;
+  auto err = parser.parse(text.data(), text.size(), true).get(root);
+  if (err) {
+    return MakeError(ErrorCode::kBadRequest,
+                     std::string("invalid JSON: ") + simdjson::error_message(err));
+  }
+  return Convert(root, 1);
+}
+
+const Json* Json::Find(std::string_view key) const {
+  if (!is_object()) return nullptr;
+  for (const auto& m : as_object()) {
+    if (m.first == key) return &m.second;
+  }
+  return nullptr;
+}
+
+Json* Json::Find(std::string_view key) {
+  if (!is_object()) return nullptr;
+  for (auto& m : as_object()) {
+    if (m.first == key) return &m.second;
+  }
+  return nullptr;
+}
+
+const std::string* Json::FindString(std::string_view key) const {
+  const Json* j = Find(key);
+  return j && j->is_string() ? &j->as_string() : nullptr;
+}
+
+const Json* Json::FindObject(std::string_view key) const {
+  const Json* j = Find(key);
+  return j && j->is_object() ? j : nullptr;
+}
+
+const Json* Json::FindArray(std::string_view key) const {
+  const Json* j = Find(key);
+  return j && j->is_array() ? j : nullptr;
+}
+
+int64_t Json::GetInt(std::string_view key, int64_t fallback) const {
+  const Json* j = Find(key);
+  return j && j->is_int() ? j->as_int() : fallback;
+}
+
+std::string Json::GetString(std::string_view key, std::string_view fallback) const {
+  const std::string* s = FindString(key);
+  return s ? *s : std::string(fallback);
+}
+
+Json& Json::Set(std::string key, Json value) {
+  if (is_null()) v_ = Object{};
+  for (auto& m : as_object()) {
+    if (m.first == key) {
+      m.second = std::move(value);
+      return m.second;
+    }
+  }
+  as_object().emplace_back(std::move(key), std::move(value));
+  return as_object().back().second;
+}
+
+void Json::Erase(std::string_view key) {
+  if (!is_object()) return;
+  auto& obj = as_object();
+  obj.erase(std::remove_if(obj.begin(), obj.end(), [&](const Member& m) { return m.first == key; }),
+            obj.end());
+}
+
+Json& Json::Push(Json value) {
+  if (is_null()) v_ = Array{};
+  as_array().push_back(std::move(value));
+  return as_array().back();
+}
+
+std::string Json::Dump() const {
+  std::string out;
+  DumpTo(&out);
+  return out;
+}
+
+std::string Json::Canonical() const {
+  std::string out;
+  CanonicalTo(&out);
+  return out;
+}
+
+void Json::DumpTo(std::string* out) const { Serialize(*this, out, false); }
+void Json::CanonicalTo(std::string* out) const { Serialize(*this, out, true); }
+
+bool Json::operator==(const Json& other) const {
+  if (is_number() && other.is_number()) {
+    if (is_int() && other.is_int()) return as_int() == other.as_int();
+    return as_double() == other.as_double();
+  }
+  if (type() != other.type()) return false;
+  if (is_object()) {
+    const Object& a = as_object();
+    const Object& b = other.as_object();
+    if (a.size() != b.size()) return false;
+    for (const auto& m : a) {
+      const Json* o = other.Find(m.first);
+      if (!o || !(m.second == *o)) return false;
+    }
+    return true;
+  }
+  return v_ == other.v_;
+}
+
+}  // namespace mandate::core

@@ -1,0 +1,80 @@
+#include "mandate/core/json.h"
+
+#include <gtest/gtest.h>
+
+#include "mandate/core/limits.h"
+
+namespace mandate::core {
+namespace {
+
+TEST(Json, ParsesAndDumpsInInsertionOrder) {
+  auto j = Json::Parse(R"({"b":1,"a":[true,null,"x"],"c":{"d":-2.5}})");
+  ASSERT_TRUE(j.ok()) << j.error().message;
+  EXPECT_EQ(j->Dump(), R"({"b":1,"a":[true,null,"x"],"c":{"d":-2.5}})");
+  EXPECT_EQ(j->Canonical(), R"({"a":[true,null,"x"],"b":1,"c":{"d":-2.5}})");
+}
+
+TEST(Json, KeepsInt64Exact) {
+  auto j = Json::Parse(R"({"n":9007199254740993})");
+  ASSERT_TRUE(j.ok());
+  ASSERT_TRUE(j->Find("n")->is_int());
+  EXPECT_EQ(j->Find("n")->as_int(), 9007199254740993LL);
+}
+
+TEST(Json, EscapesControlCharacters) {
+  Json j(std::string("a\"b\\c\n\x01"));
+  EXPECT_EQ(j.Dump(), R"("a\"b\\c\n\u0001")");
+}
+
+TEST(Json, RejectsInvalidInput) {
+  for (const char* bad : {"", "{", "{\"a\":}", "[1,]", "{\"a\":1} x", "\"\xff\"", "nul"}) {
+    auto j = Json::Parse(bad);
+    EXPECT_FALSE(j.ok()) << bad;
+    if (!j.ok()) {
+      EXPECT_EQ(j.error().code, ErrorCode::kBadRequest);
+    }
+  }
+}
+
+TEST(Json, RejectsDuplicateKeys) {
+  auto j = Json::Parse(R"({"a":1,"a":2})");
+  ASSERT_FALSE(j.ok());
+  EXPECT_NE(j.error().message.find("duplicate"), std::string::npos);
+}
+
+TEST(Json, RejectsExcessiveDepth) {
+  std::string deep(kJsonDepthMax + 1, '[');
+  deep += std::string(kJsonDepthMax + 1, ']');
+  auto j = Json::Parse(deep);
+  ASSERT_FALSE(j.ok());
+  EXPECT_EQ(j.error().code, ErrorCode::kBadRequest);
+  std::string ok(kJsonDepthMax, '[');
+  ok += std::string(kJsonDepthMax, ']');
+  EXPECT_TRUE(Json::Parse(ok).ok());
+}
+
+TEST(Json, RejectsOversizeInput) {
+  auto j = Json::Parse("[1,2,3]", 3);
+  ASSERT_FALSE(j.ok());
+  EXPECT_EQ(j.error().code, ErrorCode::kPayloadTooLarge);
+}
+
+TEST(Json, SetReplacesAndErases) {
+  Json j;
+  j.Set("a", 1);
+  j.Set("b", "x");
+  j.Set("a", 2);
+  EXPECT_EQ(j.Dump(), R"({"a":2,"b":"x"})");
+  j.Erase("a");
+  EXPECT_EQ(j.Dump(), R"({"b":"x"})");
+  EXPECT_EQ(j.GetString("b"), "x");
+  EXPECT_EQ(j.GetInt("missing", 7), 7);
+}
+
+TEST(Json, EqualityIgnoresMemberOrder) {
+  EXPECT_EQ(*Json::Parse(R"({"a":1,"b":2})"), *Json::Parse(R"({"b":2,"a":1.0})"));
+  EXPECT_NE(*Json::Parse(R"({"a":1})"), *Json::Parse(R"({"a":"1"})"));
+}
+
+}  // namespace
+}  // namespace mandate::core
