@@ -1,0 +1,35 @@
+# The two commands of a fresh machine (README): `make run` and `make test`.
+# Everything else here is a building block of those two.
+.PHONY: all deps build build-asan run test test-unit test-integration test-e2e bench clean
+
+BUILD      := build/release
+BUILD_ASAN := build/asan-ubsan
+QUICKSTART ?= quickstart
+
+all: build
+
+deps:
+	@scripts/install-deps.sh
+
+build: deps
+	@cmake --preset release >/dev/null
+	@cmake --build --preset release
+
+build-asan: deps
+	@cmake --preset asan-ubsan >/dev/null
+	@cmake --build --preset asan-ubsan
+
+# Starts Mandate on the embedded default (SQLite + local audit log) with the quickstart config.
+run: build
+	@[ -f $(QUICKSTART)/mandate.yaml ] || $(BUILD)/mandate init $(QUICKSTART)
+	@exec $(BUILD)/mandate serve -c $(QUICKSTART)/mandate.yaml
+
+# Unit tests under ASan+UBSan, then integration and end-to-end tests against the release build.
+test: build build-asan
+	@scripts/run-tests.sh
+
+bench: build
+	@scripts/run-bench.sh
+
+clean:
+	rm -rf build

@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Runs every test: unit tests (ASan+UBSan build), integration tests and the end-to-end suite
+# (release build). Called by `make test`; fails on the first failing stage.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+echo "== unit tests (asan-ubsan)"
+ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
+  ctest --test-dir build/asan-ubsan -L unit --output-on-failure -j2
+
+echo "== integration tests (release)"
+ctest --test-dir build/release -L integration --output-on-failure
+
+if [ -f tests/e2e/package.json ]; then
+  echo "== end-to-end tests (node --test, release build)"
+  (cd tests/e2e && MANDATE_BIN="$PWD/../../build/release/mandate" npm test --silent)
+fi
+echo "== all tests passed"

@@ -1,0 +1,130 @@
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <thread>
+
+#include "mandate/core/limits.h"
+#include "mandate/net/http.h"
+
+namespace mandate::net {
+namespace {
+
+std::unique_ptr<HttpServer> StartEcho() {
+  HttpServerOptions opts;
+  opts.worker_threads = 4;
+  auto server = HttpServer::Start(opts, [](HttpRequest req, std::shared_ptr<ResponseSink> sink) {
+    if (req.path == "/stream") {
+      sink->StartStream(200, {{"Content-Type", "text/event-stream"}});
+      sink->Write("data: one\n\n");
+      sink->Write("data: two\n\n");
+      sink->End();
+      return;
+    }
+    if (req.path == "/silent") return;  // forgets to answer
+    const std::string* h = req.Header("x-echo");
+    sink->Send(HttpResponse::Text(200, req.method + " " + req.target + " " + (h ? *h : "") + " " + req.body));
+  });
+  EXPECT_TRUE(server.ok());
+  return std::move(server).value();
+}
+
+std::string Url(const HttpServer& s, std::string_view path) {
+  return "http://127.0.0.1:" + std::to_string(s.port()) + std::string(path);
+}
+
+TEST(Http, RoundTripsRequestAndReusesConnections) {
+  auto server = StartEcho();
+  HttpClient client;
+  for (int i = 0; i < 20; ++i) {
+    HttpClientRequest req;
+    req.method = "POST";
+    req.url = Url(*server, "/a?b=1");
+    req.headers = {{"X-Echo", "hi"}};
+    req.body = "body" + std::to_string(i);
+    auto res = client.Do(req);
+    ASSERT_TRUE(res.ok()) << res.error().message;
+    EXPECT_EQ(res->status, 200);
+    EXPECT_EQ(res->body, "POST /a?b=1 hi body" + std::to_string(i));
+  }
+  server->Stop();
+}
+
+TEST(Http, StreamsChunkedResponses) {
+  auto server = StartEcho();
+  HttpClient client;
+  auto res = client.Do({.method = "GET", .url = Url(*server, "/stream")});
+  ASSERT_TRUE(res.ok());
+  EXPECT_EQ(res->body, "data: one\n\ndata: two\n\n");
+  EXPECT_EQ(*FindHeader(res->headers, "content-type"), "text/event-stream");
+}
+
+TEST(Http, HandlerThatForgetsToAnswerYields500) {
+  auto server = StartEcho();
+  HttpClient client;
+  auto res = client.Do({.method = "GET", .url = Url(*server, "/silent")});
+  ASSERT_TRUE(res.ok());
+  EXPECT_EQ(res->status, 500);
+}
+
+TEST(Http, OversizeBodyIs413) {
+  auto server = StartEcho();
+  HttpClient client;
+  HttpClientRequest req{.method = "POST", .url = Url(*server, "/")};
+  req.body.assign(core::kHttpRequestBodyBytesMax + 1, 'x');
+  auto res = client.Do(req);
+  ASSERT_TRUE(res.ok()) << res.error().message;
+  EXPECT_EQ(res->status, 413);
+  EXPECT_NE(res->body.find("payload_too_large"), std::string::npos);
+}
+
+TEST(Http, ConcurrentClientsAllGetTheirOwnAnswer) {
+  auto server = StartEcho();
+  HttpClient client;
+  std::atomic<int> ok{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 8; ++t) {
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < 25; ++i) {
+        std::string body = std::to_string(t) + "-" + std::to_string(i);
+        auto res = client.Do({.method = "POST", .url = Url(*server, "/"), .body = body});
+        if (res.ok() && res->body == "POST /  " + body) ok++;
+      }
+    });
+  }
+  for (auto& th : threads) th.join();
+  EXPECT_EQ(ok.load(), 200);
+}
+
+TEST(Http, ClientReportsRefusedConnectionAndBadUrl) {
+  HttpClient client;
+  auto res = client.Do({.method = "GET", .url = "http://127.0.0.1:1/", .timeout_millis = 2000});
+  ASSERT_FALSE(res.ok());
+  EXPECT_EQ(res.error().code, core::ErrorCode::kUpstreamUnavailable);
+  EXPECT_EQ(client.Do({.url = "https://x/"}).error().code, core::ErrorCode::kBadRequest);
+  EXPECT_EQ(client.Do({.url = "nope"}).error().code, core::ErrorCode::kBadRequest);
+  EXPECT_EQ(client.Do({.url = "http://h:99999/"}).error().code, core::ErrorCode::kBadRequest);
+}
+
+TEST(Http, ClientTimesOut) {
+  HttpServerOptions opts;
+  auto server = HttpServer::Start(opts, [](HttpRequest, std::shared_ptr<ResponseSink> sink) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(500));
+    sink->Send(HttpResponse::Text(200, "late"));
+  });
+  ASSERT_TRUE(server.ok());
+  HttpClient client;
+  auto res = client.Do({.url = Url(**server, "/"), .timeout_millis = 100});
+  ASSERT_FALSE(res.ok());
+  EXPECT_EQ(res.error().code, core::ErrorCode::kUpstreamTimeout);
+}
+
+TEST(Http, ServerRejectsBindToBadHost) {
+  HttpServerOptions opts;
+  opts.host = "not an address";
+  auto server = HttpServer::Start(opts, [](HttpRequest, std::shared_ptr<ResponseSink>) {});
+  ASSERT_FALSE(server.ok());
+  EXPECT_EQ(server.error().code, core::ErrorCode::kBadRequest);
+}
+
+}  // namespace
+}  // namespace mandate::net
