@@ -1,2 +1,3 @@
-// Placeholder entry point until the CLI module lands in this same change set.
-int main() { return 0; }
+#include "mandate/cli/cli.h"
+
+int main(int argc, char** argv) { return mandate::cli::Run(argc, argv); }

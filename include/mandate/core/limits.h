@@ -61,4 +61,71 @@ static_assert(kAuditArgsBytesMax < kAuditRecordBytesMax);
 inline constexpr size_t kConfigBytesMax = 1024 * 1024;
 inline constexpr size_t kUpstreamsMax = 256;
 
+// --- Identity: signing keys and token claims -----------------------------------------------
+inline constexpr size_t kSigningKeysMax = 16;          // key files in the key directory
+inline constexpr size_t kKeyFileBytesMax = 64 * 1024;  // one PEM key file (Ed25519 is ~120 B)
+inline constexpr size_t kActorChainEntriesMax = kDelegationDepthMax + 1;  // nested "act" claims
+inline constexpr size_t kAudiencesMax = 16;  // entries of an array-valued "aud" claim
+// Each "act" level is one JSON object level, below the claims object itself.
+static_assert(kActorChainEntriesMax + 2 <= kJsonDepthMax, "act chain must fit the JSON depth");
+
+// --- Audit log files and the store (src/audit, src/store) ---------------------------------
+// A segment file rolls to the next one before a record would take it past this size.
+inline constexpr size_t kAuditSegmentBytesMax = 64 * 1024 * 1024;
+// Bytes the log adds to a caller's record ("seq", "ts", "prev", "hash" members and commas).
+// A record is refused unless its canonical form plus this overhead fits kAuditRecordBytesMax.
+inline constexpr size_t kAuditFramingBytesMax = 256;
+inline constexpr size_t kAuditTailLinesMax = 100000;  // lines one TailLog call may return
+static_assert(kAuditRecordBytesMax + 1 <= kAuditSegmentBytesMax, "a record must fit a segment");
+static_assert(kAuditFramingBytesMax < kAuditRecordBytesMax);
+inline constexpr int kStoreBusyTimeoutMillis = 5000;  // waiting for another writer's lock
+inline constexpr size_t kStoreListLimitMax = 1000;    // rows per ListSessions page
+inline constexpr size_t kScopeEntryBytesMax = 2 * kNameBytesMax + 1;  // "<upstream>:<tool>"
+inline constexpr size_t kRevocationReasonBytesMax = 1024;
+inline constexpr size_t kDpopJktBytesMax = 128;  // RFC 7638 SHA-256 thumbprint is 43 chars
+
+// --- Config (server): counts and ranges of mandate.yaml, see docs/configuration.md -----------
+// Upstream, tool, credential, budget and approval-group names in the config. They become parts
+// of action ids "<upstream>:<tool>" and of URL paths, so they are short and ASCII.
+inline constexpr size_t kConfigNameBytesMax = 64;
+inline constexpr size_t kConfigUrlBytesMax = 2048;        // upstream url, tokens.issuer
+inline constexpr size_t kConfigToolsMax = 16384;          // tool entries over all upstreams
+inline constexpr size_t kUpstreamCommandArgsMax = 256;    // argv entries of a stdio upstream
+inline constexpr size_t kUpstreamEnvVarsMax = 256;        // env entries of a stdio upstream
+inline constexpr size_t kUpstreamInflightDefault = 16;    // max_inflight when not configured
+inline constexpr int kUpstreamTimeoutMillisMax = 60 * 60 * 1000;
+inline constexpr size_t kResourceTemplateBytesMax = 1024;  // upstream `resource:` template
+inline constexpr size_t kCredentialsMax = 1024;
+inline constexpr size_t kBudgetsMax = 1024;
+inline constexpr size_t kApprovalGroupsMax = 256;
+inline constexpr uint32_t kApprovalMinApproversMax = 16;
+inline constexpr int64_t kApprovalWaitMillisMax = 24 * 60 * 60 * 1000;
+inline constexpr uint32_t kWorkerThreadsMax = 64;
+static_assert(kConfigNameBytesMax <= kNameBytesMax);
+static_assert(kUpstreamInflightDefault >= 1 && kUpstreamInflightDefault <= kUpstreamInflightMax);
+static_assert(kUpstreamTimeoutMillisDefault <= kUpstreamTimeoutMillisMax);
+static_assert(kToolsPerUpstreamMax <= kConfigToolsMax);
+
+// --- MCP upstream clients (src/adapters/mcp/upstream_*.cc) ---------------------------------
+// A stdio child that stayed initialized this long resets the restart backoff to its minimum.
+inline constexpr int kUpstreamRestartHealthyMillis = 10000;
+// Stop(): after closing stdin, how long a child may take to exit before SIGTERM, then SIGKILL.
+inline constexpr int kUpstreamStopEofGraceMillis = 200;
+inline constexpr int kUpstreamStopTermGraceMillis = 2000;
+// Last stderr lines of a stdio child kept for error messages, and the bytes kept per line.
+inline constexpr size_t kUpstreamStderrTailLines = 16;
+inline constexpr size_t kUpstreamStderrLineBytesMax = 512;
+// tools/list pages followed before the listing is refused as malformed.
+inline constexpr size_t kUpstreamToolsPagesMax = 1024;
+// Times one HTTP request may resume its SSE stream (GET with Last-Event-ID) after it ended
+// without the response.
+inline constexpr size_t kSseResumesMax = 16;
+// Fire-and-forget HTTP messages (notifications/cancelled, answers to server requests) waiting
+// to be posted; beyond it they are dropped. Each is posted with this timeout.
+inline constexpr size_t kUpstreamNotifyQueueMax = 256;
+inline constexpr int kUpstreamNotifyTimeoutMillis = 1000;
+static_assert(kUpstreamStopEofGraceMillis < kUpstreamStopTermGraceMillis);
+static_assert(kUpstreamRestartBackoffMillisMin <= kUpstreamRestartBackoffMillisMax);
+static_assert(kUpstreamInflightMax <= kUpstreamQueueMax);
+
 }  // namespace mandate::core

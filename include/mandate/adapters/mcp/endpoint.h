@@ -1,0 +1,79 @@
+// The MCP Streamable HTTP endpoint (revision 2025-11-25) agents reach at /mcp/<upstream>.
+// It only translates: JSON-RPC in, core::Action to the gateway pipeline, core::Outcome back as
+// a JSON-RPC result (JSON or SSE). Decisions are the pipeline's.
+//
+// Supported: initialize (with Mcp-Session-Id, bound to the caller's Mandate session),
+// notifications (202), ping, tools/list (only the tools the session may call), tools/call
+// (governed; a refusal is a CallToolResult with isError:true and text "mandate: <code>: why"),
+// DELETE (ends the MCP session). GET (server-initiated stream) is answered 405.
+// Thread safety: Handle may be called concurrently.
+#pragma once
+
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "mandate/adapters/mcp/upstream.h"
+#include "mandate/core/action.h"
+#include "mandate/gateway/pipeline.h"
+#include "mandate/net/http.h"
+
+namespace mandate::adapters::mcp {
+
+// A typed-resource template from the config, e.g. Repo::"{args.owner}/{args.repo}".
+struct ResourceTemplate {
+  std::string type;
+  std::string id_template;
+  // Parses `Type::"template"`. Errors: kBadRequest naming what is wrong.
+  static core::Result<ResourceTemplate> Parse(std::string_view text);
+  // Substitutes {args.NAME} with the argument's string or integer value. Errors: kBadRequest
+  // when an argument is missing or not a string/integer.
+  core::Result<core::EntityRef> Render(const core::Json& args) const;
+};
+
+struct UpstreamBinding {
+  std::string name;
+  McpUpstream* upstream = nullptr;  // not owned
+  std::map<std::string, core::ActionClass> tool_classes;  // config overrides annotations
+  std::optional<ResourceTemplate> resource;
+  int timeout_millis = 30000;
+};
+
+inline constexpr std::string_view kLatestProtocolVersion = "2025-11-25";
+bool IsSupportedProtocolVersion(std::string_view v);
+
+class McpEndpoint {
+ public:
+  // `pipeline` is not owned and must outlive the endpoint.
+  McpEndpoint(const gateway::Pipeline* pipeline, std::vector<UpstreamBinding> upstreams);
+  ~McpEndpoint();
+
+  // Handles a request whose path starts with /mcp/.
+  void Handle(const net::HttpRequest& request, const std::shared_ptr<net::ResponseSink>& sink);
+
+ private:
+  struct Session {
+    std::string mandate_sid;  // the caller's session; another token cannot use this session
+    std::string upstream;
+    std::string protocol_version;
+    int64_t last_used_micros = 0;
+  };
+  class Invoker;
+
+  core::Json HandleRequest(const gateway::Caller& caller, const UpstreamBinding& up, const std::string& method,
+                           const core::Json& params, std::string* new_session_id);
+  core::Json ListTools(const gateway::Caller& caller, const UpstreamBinding& up);
+  core::Json CallTool(const gateway::Caller& caller, const UpstreamBinding& up, const core::Json& params,
+                      const std::string& path);
+  core::ActionClass ClassOf(const UpstreamBinding& up, const std::string& tool);
+
+  const gateway::Pipeline* pipeline_;
+  std::map<std::string, UpstreamBinding, std::less<>> upstreams_;
+  std::mutex mu_;
+  std::map<std::string, Session, std::less<>> sessions_;
+};
+
+}  // namespace mandate::adapters::mcp

@@ -1,0 +1,132 @@
+// The governed-call pipeline (DESIGN.md section 3): one code path for every adapter.
+// Adapters translate their protocol to a core::Action, call Authenticate() and Call(), and
+// translate the core::Outcome back; they never decide anything themselves.
+//
+// Order of a call: authenticate (signature, expiry, revocation of the session, every
+// ancestor, its agent, human and task) -> authorize (scope, then Cedar policy for the human
+// and for every agent of the delegation chain; forbid wins; default deny; any evaluation
+// error denies) -> audit the decision durably (fail closed) -> forward -> audit the
+// completion -> scrub secrets from the result.
+//
+// Thread safety: every method may be called concurrently. Dependencies are not owned and must
+// outlive the pipeline.
+#pragma once
+
+#include <atomic>
+#include <map>
+#include <memory>
+#include <shared_mutex>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "mandate/audit/audit_log.h"
+#include "mandate/broker/credentials.h"
+#include "mandate/core/action.h"
+#include "mandate/core/clock.h"
+#include "mandate/core/decision.h"
+#include "mandate/core/result.h"
+#include "mandate/identity/claims.h"
+#include "mandate/identity/token_verifier.h"
+#include "mandate/policy/policy_set.h"
+#include "mandate/revocation/revocation_set.h"
+
+namespace mandate::gateway {
+
+// An authenticated caller: the verified claims of its token.
+struct Caller {
+  std::shared_ptr<const identity::Claims> claims;
+  // Registered agent names of the chain, first (innermost) agent first, current actor last.
+  std::vector<std::string> chain;
+  const std::string& agent() const { return claims->client_id; }
+  const std::string& human() const { return claims->sub; }
+  const std::string& sid() const { return claims->sid; }
+  // The root session of the delegation tree (the "run").
+  std::string run() const;
+};
+
+// Humans and agents with their groups, held in memory for the per-call path; the server keeps
+// it in step with the store.
+class Directory {
+ public:
+  void PutHuman(const std::string& name, std::vector<std::string> groups);
+  void PutAgent(const std::string& name, std::string owner, std::vector<std::string> groups);
+  // nullopt when unknown.
+  std::optional<std::vector<std::string>> HumanGroups(std::string_view name) const;
+  std::optional<std::vector<std::string>> AgentGroups(std::string_view name) const;
+
+ private:
+  mutable std::shared_mutex mu_;
+  std::map<std::string, std::vector<std::string>, std::less<>> humans_;
+  std::map<std::string, std::vector<std::string>, std::less<>> agents_;
+};
+
+// The active policy set, swapped atomically as a whole (no call sees half a set).
+class PolicyHolder {
+ public:
+  void Set(std::shared_ptr<const policy::PolicySet> set) { std::atomic_store(&set_, std::move(set)); }
+  std::shared_ptr<const policy::PolicySet> Get() const { return std::atomic_load(&set_); }
+
+ private:
+  std::shared_ptr<const policy::PolicySet> set_ = std::make_shared<policy::PolicySet>();
+};
+
+// How the pipeline reaches an upstream. Implemented by adapters (e.g. MCP over stdio/HTTP).
+class UpstreamInvoker {
+ public:
+  virtual ~UpstreamInvoker() = default;
+  // Performs the already-authorized, already-audited call. Must not throw; failures are an
+  // Outcome with ok=false and an upstream_* code.
+  virtual core::Outcome Invoke(const core::Action& action, const Caller& caller,
+                               const std::string& decision_id) = 0;
+};
+
+struct PipelineDeps {
+  const core::Clock* clock = nullptr;
+  const identity::TokenVerifier* verifier = nullptr;
+  const revocation::RevocationSet* revocations = nullptr;
+  const PolicyHolder* policies = nullptr;
+  const Directory* directory = nullptr;
+  audit::AuditLog* audit = nullptr;
+  const broker::Scrubber* scrubber = nullptr;
+};
+
+class Pipeline {
+ public:
+  explicit Pipeline(PipelineDeps deps);
+
+  // Verifies a bearer token and checks revocation. Errors: kUnauthenticated (missing,
+  // malformed, bad signature, unknown key, wrong issuer/audience, unknown agent),
+  // kTokenExpired, kTokenRevoked.
+  core::Result<Caller> Authenticate(std::string_view bearer_token) const;
+
+  // Decides without side effects (used to filter tools/list). Never fails: any error is a
+  // denial with its reason.
+  core::Decision Decide(const Caller& caller, const core::Action& action) const;
+
+  struct CallResult {
+    core::Decision decision;
+    core::Outcome outcome;  // when refused: ok=false and the decision's code
+  };
+  // The governed call. The decision record is durable in the audit log before the invoker is
+  // called; if it cannot be written the call is refused (kInternal). Revocation is re-checked
+  // immediately before forwarding.
+  CallResult Call(const Caller& caller, core::Action action, UpstreamInvoker& invoker) const;
+
+  // Appends a non-call record (e.g. session.started). Errors: as AuditLog::Append.
+  core::Result<uint64_t> Record(core::Json record) const;
+
+  const broker::Scrubber& scrubber() const { return *deps_.scrubber; }
+
+ private:
+  core::Status CheckRevocation(const Caller& caller) const;
+  core::Json CallRecord(std::string_view type, const Caller& caller, const core::Action& action) const;
+
+  PipelineDeps deps_;
+};
+
+// Whether `action_id` ("upstream:tool") is covered by a scope entry: an exact action id,
+// "upstream:*", or "*".
+bool ScopeAllows(const std::vector<std::string>& scope, std::string_view action_id);
+
+}  // namespace mandate::gateway

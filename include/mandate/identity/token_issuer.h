@@ -1,0 +1,35 @@
+// TokenIssuer: mints session tokens, i.e. compact JWS (RFC 7515) JWTs whose protected header
+// is {"alg":"EdDSA"|"ES256","typ":"at+jwt","kid":"<active key's kid>"} and whose payload is
+// Claims::ToJson(). Format: docs/formats/token.md.
+//
+// Thread safety: Mint may be called concurrently from any thread.
+#pragma once
+
+#include <string>
+
+#include "mandate/core/result.h"
+#include "mandate/identity/claims.h"
+#include "mandate/identity/signing_keys.h"
+
+namespace mandate::identity {
+
+class TokenIssuer {
+ public:
+  // `keys` is not owned and must outlive this issuer.
+  explicit TokenIssuer(const SigningKeys& keys) : keys_(&keys) {}
+
+  // Signs `claims` with the active key and returns the compact token
+  // "<b64url header>.<b64url payload>.<b64url signature>". The claims are used as given (the
+  // caller chooses iss, aud, jti, times...); they are validated first, and the token's
+  // lifetime (exp - nbf) may not exceed kTokenTtlSecondsMax.
+  // Errors:
+  //   kBadRequest       the claims fail Claims::Validate or the lifetime limit;
+  //   kPayloadTooLarge  the token would exceed kTokenBytesMax (a verifier would refuse it);
+  //   kInternal         signing failed.
+  core::Result<std::string> Mint(const Claims& claims) const;
+
+ private:
+  const SigningKeys* keys_;  // not owned
+};
+
+}  // namespace mandate::identity

@@ -1,0 +1,85 @@
+// SqliteStore: the embedded Store backend (one node; DESIGN.md section 8, `store: sqlite`).
+//
+// The database file is created with mode 0600 (an existing file is tightened to 0600: it
+// names every principal and session). On first open the schema is created and recorded in a
+// `schema_version` table (version 1); a later version of Mandate migrates forward from the
+// version found, and a database newer than this build is refused.
+//
+// Settings and why:
+//   journal_mode=WAL    readers never block the writer, and a crash cannot corrupt the file;
+//   synchronous=FULL    a revocation or session that Put/Create/Revoke reported written must
+//                       survive power loss (invariant 4: a revocation that silently
+//                       disappears would re-admit a revoked agent). NORMAL in WAL mode can
+//                       lose the last commits on power failure; these writes are rare
+//                       (admin actions, session starts), so the extra fsync is cheap;
+//   busy_timeout        kStoreBusyTimeoutMillis, when another process holds the write lock;
+//   foreign_keys=ON     agents reference their owner, sessions their agent, human, parent.
+// Every statement is prepared once and every input is bound as a parameter.
+#pragma once
+
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "mandate/core/result.h"
+#include "mandate/store/store.h"
+
+struct sqlite3;
+struct sqlite3_stmt;
+
+namespace mandate::store {
+
+class SqliteStore final : public Store {
+ public:
+  // The schema version this build creates and understands.
+  static constexpr int kSchemaVersion = 1;
+
+  // Opens (creating if needed) the database at `path`; its directory must exist.
+  // Errors: kInternal when the file cannot be created or opened, is not a database, cannot be
+  // switched to WAL mode, or has a schema newer than kSchemaVersion.
+  static core::Result<std::unique_ptr<SqliteStore>> Open(const std::string& path);
+
+  ~SqliteStore() override;
+  SqliteStore(const SqliteStore&) = delete;
+  SqliteStore& operator=(const SqliteStore&) = delete;
+
+  core::Status PutHuman(const Human& human) override;
+  core::Result<Human> GetHuman(const std::string& name) override;
+  core::Result<std::vector<Human>> ListHumans() override;
+  core::Status PutAgent(const Agent& agent) override;
+  core::Result<Agent> GetAgent(const std::string& name) override;
+  core::Result<std::vector<Agent>> ListAgents() override;
+  core::Status CreateSession(const Session& session) override;
+  core::Result<Session> GetSession(const std::string& sid) override;
+  core::Result<std::vector<Session>> ListSessions(size_t limit, size_t offset) override;
+  core::Result<std::vector<Session>> ListChildren(const std::string& sid) override;
+  core::Status AddRevocation(const Revocation& revocation) override;
+  core::Result<std::vector<Revocation>> ListRevocations() override;
+  core::Result<std::vector<std::string>> RevokeSessionTree(const std::string& sid, int64_t at,
+                                                           const std::string& reason) override;
+
+ private:
+  class Statement;
+  class Transaction;
+
+  explicit SqliteStore(sqlite3* db);
+  core::Status Migrate();
+  // The cached prepared statement for `sql` (a string literal: cached by its address).
+  core::Result<Statement> Prepare(const char* sql);
+  core::Status Exec(const char* sql);  // fixed SQL only: never built from input
+  core::Error DbError(const std::string& what) const;
+  // Bodies of the public methods; mu_ is held.
+  core::Result<std::optional<Human>> FindHumanLocked(const std::string& name);
+  core::Result<std::optional<Agent>> FindAgentLocked(const std::string& name);
+  core::Result<std::optional<Session>> FindSessionLocked(const std::string& sid);
+  core::Result<std::vector<std::string>> RevokeTreeLocked(const Revocation& revocation);
+
+  std::mutex mu_;  // serializes all use of db_ and stmts_
+  sqlite3* db_;
+  std::unordered_map<const char*, sqlite3_stmt*> stmts_;
+};
+
+}  // namespace mandate::store

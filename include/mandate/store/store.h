@@ -1,0 +1,124 @@
+// The store: Mandate's durable registry of humans, agents, sessions (with their delegation
+// tree) and revocations. One interface, two backends: SQLite (embedded, sqlite_store.h) and,
+// later, PostgreSQL for several nodes (DESIGN.md section 9).
+//
+// Times are Unix seconds. Names (human, agent, group, task, session ids, revocation
+// subjects) are validated the same way by every backend: non-empty, at most kNameBytesMax
+// bytes of valid UTF-8, no control characters (C0, DEL, C1), no leading or trailing space.
+// An invalid name or field is kBadRequest and nothing is written.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "mandate/core/json.h"
+#include "mandate/core/result.h"
+
+namespace mandate::store {
+
+struct Human {
+  std::string name;
+  std::vector<std::string> groups;  // a set: stored and returned sorted, without duplicates
+  int64_t created_at = 0;
+};
+
+struct Agent {
+  std::string name;
+  std::string owner;                // a Human's name
+  std::vector<std::string> groups;  // a set, as for Human
+  int64_t created_at = 0;
+};
+
+// One running agent instance. Sessions form trees through delegation: a root session has
+// parent_sid empty, root_sid == sid and depth 0; a child has its parent's root_sid and
+// depth + 1.
+struct Session {
+  std::string sid;
+  std::string parent_sid;  // empty for a root session
+  std::string root_sid;
+  std::string agent;               // a registered Agent
+  std::string human;               // a registered Human
+  std::string task;                // empty when the session has no task
+  std::vector<std::string> scope;  // action patterns, in the order given
+  core::Json model;                // null, or an object {provider, name, tier}
+  uint32_t depth = 0;              // <= kDelegationDepthMax
+  int64_t created_at = 0;
+  int64_t expires_at = 0;
+  std::optional<int64_t> revoked_at;
+  std::string dpop_jkt;  // empty when the session is not DPoP-bound
+
+  bool operator==(const Session&) const = default;
+};
+
+struct Revocation {
+  std::string kind;  // "session" | "agent" | "human" | "task"
+  std::string subject;
+  int64_t at = 0;
+  std::string reason;  // free text, <= kRevocationReasonBytesMax, no control characters
+
+  bool operator==(const Revocation&) const = default;
+};
+
+// Thread safety: every method may be called concurrently from any thread. Every write is one
+// transaction: it happens completely or not at all. Errors common to every method:
+// kInternal when the database fails (I/O, lock timeout after kStoreBusyTimeoutMillis, a
+// corrupt row).
+class Store {
+ public:
+  virtual ~Store() = default;
+
+  // Registers a human. Idempotent: putting a human that exists with the same set of groups
+  // succeeds and changes nothing (the stored created_at stays). Errors: kBadRequest (a name,
+  // or more than kGroupsPerPrincipalMax groups); kConflict when the human exists with other
+  // groups (the message says which).
+  virtual core::Status PutHuman(const Human& human) = 0;
+  // Errors: kBadRequest (name); kNotFound.
+  virtual core::Result<Human> GetHuman(const std::string& name) = 0;
+  // Every human, ordered by name.
+  virtual core::Result<std::vector<Human>> ListHumans() = 0;
+
+  // Registers an agent, idempotently as PutHuman. Errors: kBadRequest; kNotFound when the
+  // owner is not a registered human; kConflict when the agent exists with another owner or
+  // other groups (the message says which).
+  virtual core::Status PutAgent(const Agent& agent) = 0;
+  virtual core::Result<Agent> GetAgent(const std::string& name) = 0;
+  virtual core::Result<std::vector<Agent>> ListAgents() = 0;  // ordered by name
+
+  // Records a new session. Errors: kBadRequest (a field, more than kScopeEntriesMax scope
+  // entries, a model that is neither null nor an object, expires_at < created_at, root_sid or
+  // depth inconsistent with the parent, depth > kDelegationDepthMax); kNotFound when the
+  // agent, the human or the parent session does not exist; kConflict when the sid exists or
+  // the parent session is revoked (so no child can slip in after a tree revocation).
+  virtual core::Status CreateSession(const Session& session) = 0;
+  // Errors: kBadRequest (sid); kNotFound.
+  virtual core::Result<Session> GetSession(const std::string& sid) = 0;
+  // One page of sessions ordered by (created_at, sid). `limit` is capped at
+  // kStoreListLimitMax.
+  virtual core::Result<std::vector<Session>> ListSessions(size_t limit, size_t offset) = 0;
+  // The direct children (delegations) of `sid`, ordered by (created_at, sid).
+  // Errors: kBadRequest (sid); kNotFound when `sid` does not exist.
+  virtual core::Result<std::vector<Session>> ListChildren(const std::string& sid) = 0;
+
+  // Records a revocation. For kind "session" it also sets revoked_at = at on the session and
+  // every descendant not revoked yet, in the same transaction (see RevokeSessionTree).
+  // Errors: kBadRequest (unknown kind, subject, reason); kNotFound for kind "session" when
+  // the session does not exist. Subjects of other kinds need not exist (revoking ahead of
+  // registration is allowed).
+  virtual core::Status AddRevocation(const Revocation& revocation) = 0;
+  // Every revocation, oldest first (loaded at start to build the in-memory revocation set).
+  virtual core::Result<std::vector<Revocation>> ListRevocations() = 0;
+
+  // Revokes `sid` and its whole delegation subtree: records a "session" revocation and sets
+  // revoked_at = at on each of those sessions not revoked yet (an earlier revoked_at stays).
+  // Returns every sid of the subtree, `sid` first, then by depth (breadth first), including
+  // ones revoked earlier, so the caller can cancel calls in flight for all of them.
+  // Errors: kBadRequest (sid, reason); kNotFound when `sid` does not exist.
+  virtual core::Result<std::vector<std::string>> RevokeSessionTree(const std::string& sid,
+                                                                   int64_t at,
+                                                                   const std::string& reason) = 0;
+};
+
+}  // namespace mandate::store

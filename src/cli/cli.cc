@@ -1,0 +1,412 @@
+#include "mandate/cli/cli.h"
+
+#include <signal.h>
+#include <sys/stat.h>
+
+#include <CLI/CLI.hpp>
+#include <cstdio>
+#include <cstdlib>
+#include <fstream>
+#include <iostream>
+
+#include "mandate/audit/audit_log.h"
+#include "mandate/core/json.h"
+#include "mandate/net/http.h"
+#include "server/config.h"
+#include "server/server.h"
+
+namespace mandate::cli {
+namespace {
+
+using core::Json;
+
+constexpr int kExitOk = 0;
+constexpr int kExitFailed = 1;
+constexpr int kExitUsage = 2;
+
+int Fail(const std::string& message) {
+  std::cerr << "mandate: " << message << "\n";
+  return kExitFailed;
+}
+
+std::string DefaultConfigPath() {
+  struct stat st{};
+  return stat("mandate.yaml", &st) == 0 ? "mandate.yaml" : "";
+}
+
+std::string ReadFirstLine(const std::string& path) {
+  std::ifstream in(path);
+  std::string line;
+  std::getline(in, line);
+  return line;
+}
+
+struct AdminTarget {
+  std::string base;   // http://host:port
+  std::string token;
+};
+
+core::Result<server::Config> LoadConfigOrDefault(const std::string& path) {
+  if (path.empty()) return server::ParseConfig("", "./mandate.yaml");
+  return server::LoadConfig(path);
+}
+
+core::Result<AdminTarget> ResolveAdmin(const std::string& config_path) {
+  AdminTarget t;
+  const char* addr = std::getenv("MANDATE_ADDR");
+  const char* token = std::getenv("MANDATE_TOKEN");
+  std::string data_dir;
+  if (addr == nullptr || token == nullptr) {
+    MANDATE_ASSIGN_OR_RETURN(server::Config cfg, LoadConfigOrDefault(config_path));
+    data_dir = cfg.data_dir;
+    t.base = ReadFirstLine(data_dir + "/admin.addr");
+    if (t.base.empty()) t.base = "http://" + cfg.admin_listen.ToString();
+    t.token = ReadFirstLine(data_dir + "/admin.token");
+  }
+  if (addr != nullptr) t.base = addr;
+  if (token != nullptr) t.token = token;
+  if (t.base.rfind("http://", 0) != 0) t.base = "http://" + t.base;
+  if (t.token.empty()) {
+    return core::MakeError(core::ErrorCode::kUnauthenticated,
+                           "no admin token: set MANDATE_TOKEN or run where " + data_dir + "/admin.token is readable");
+  }
+  return t;
+}
+
+// Calls the admin API. Returns the parsed body on 2xx, else an error carrying the server's
+// message.
+core::Result<Json> Admin(const std::string& config_path, const std::string& method, const std::string& path,
+                         const Json* body) {
+  MANDATE_ASSIGN_OR_RETURN(AdminTarget target, ResolveAdmin(config_path));
+  net::HttpClient client;
+  net::HttpClientRequest req;
+  req.method = method;
+  req.url = target.base + path;
+  req.headers = {{"Authorization", "Bearer " + target.token}, {"Content-Type", "application/json"}};
+  if (body != nullptr) req.body = body->Dump();
+  req.timeout_millis = 30000;
+  auto res = client.Do(req);
+  if (!res.ok()) return core::MakeError(res.error().code, "cannot reach the admin API at " + target.base + ": " + res.error().message);
+  auto parsed = Json::Parse(res->body);
+  if (res->status / 100 != 2) {
+    if (parsed.ok()) {
+      if (const Json* e = parsed->FindObject("error")) {
+        auto code = core::ErrorCodeFromPublic(e->GetString("code")).value_or(core::ErrorCode::kInternal);
+        return core::MakeError(code, e->GetString("code") + ": " + e->GetString("message"));
+      }
+    }
+    return core::MakeError(core::ErrorCode::kInternal, "admin API answered HTTP " + std::to_string(res->status));
+  }
+  if (!parsed.ok()) return core::MakeError(core::ErrorCode::kInternal, "admin API answered invalid JSON");
+  return parsed;
+}
+
+std::string Join(const Json* arr) {
+  std::string out;
+  if (arr == nullptr || !arr->is_array()) return out;
+  for (const Json& e : arr->as_array()) {
+    if (!out.empty()) out += ", ";
+    out += e.is_string() ? e.as_string() : e.Dump();
+  }
+  return out;
+}
+
+int ServeMain(const std::string& config_path) {
+  auto config = LoadConfigOrDefault(config_path);
+  if (!config.ok()) return Fail("config: " + config.error().message);
+  // Block the shutdown signals before any thread starts, so only sigwait sees them.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  signal(SIGPIPE, SIG_IGN);
+  server::Config cfg = *config;
+  auto srv = server::Server::Start(std::move(cfg), [](const std::string& line) { std::cerr << "mandate: " << line << "\n"; });
+  if (!srv.ok()) return Fail("cannot start: " + srv.error().message);
+  std::cerr << "mandate: agent listener ready on http://" << config->listen.host << ":" << (*srv)->agent_port() << "\n"
+            << "mandate: admin listener ready on http://" << config->admin_listen.host << ":" << (*srv)->admin_port() << "\n"
+            << std::flush;
+  int sig = 0;
+  sigwait(&signals, &sig);
+  std::cerr << "mandate: " << (sig == SIGINT ? "SIGINT" : "SIGTERM") << " received, shutting down\n";
+  (*srv)->Stop();
+  std::cerr << "mandate: stopped\n";
+  return kExitOk;
+}
+
+}  // namespace
+
+int Run(int argc, char** argv) {
+  CLI::App app{"mandate: the control plane between AI agents and the systems they act on"};
+  app.require_subcommand(1);
+  // Global options (-c, --json) may also follow the subcommand: subcommands inherit this.
+  app.fallthrough();
+  std::string config_path = DefaultConfigPath();
+  bool json = false;
+  app.add_option("-c,--config", config_path, "config file (default ./mandate.yaml)");
+  app.add_flag("--json", json, "print JSON");
+
+  int rc = kExitOk;
+  auto print = [&](const Json& j, const std::string& text) {
+    if (json) std::cout << j.Dump() << "\n";
+    else std::cout << text << "\n";
+  };
+  auto admin_or_fail = [&](const std::string& method, const std::string& path, const Json* body) -> std::optional<Json> {
+    auto r = Admin(config_path, method, path, body);
+    if (!r.ok()) {
+      rc = Fail(r.error().message);
+      return std::nullopt;
+    }
+    return std::move(r).value();
+  };
+
+  // serve
+  auto* serve = app.add_subcommand("serve", "run the server");
+  serve->callback([&] { rc = ServeMain(config_path); });
+
+  // init
+  auto* init = app.add_subcommand("init", "write a working quickstart into DIR");
+  std::string init_dir = "quickstart";
+  std::vector<std::string> mcp_command;
+  init->add_option("dir", init_dir, "directory (default ./quickstart)");
+  init->add_option("--mcp-command", mcp_command, "argv of the example MCP upstream (repeat per argument)");
+  init->callback([&] {
+    if (mcp_command.empty()) mcp_command = {"npx", "-y", "@modelcontextprotocol/server-everything@2026.8.31", "stdio"};
+    Json cmd = Json::MakeArray();
+    for (const auto& a : mcp_command) cmd.Push(a);
+    auto st = server::WriteQuickstart(init_dir, cmd.Dump());
+    if (!st.ok()) {
+      rc = Fail(st.error().message);
+      return;
+    }
+    std::cout << "wrote " << init_dir << "/mandate.yaml, " << init_dir << "/policies/quickstart.cedar\n"
+              << "start it with: mandate serve -c " << init_dir << "/mandate.yaml\n";
+  });
+
+  // human add
+  auto* human = app.add_subcommand("human", "humans on whose behalf agents act");
+  human->require_subcommand(1);
+  auto* human_add = human->add_subcommand("add", "register a human (idempotent)");
+  std::string name;
+  std::vector<std::string> groups;
+  human_add->add_option("name", name)->required();
+  human_add->add_option("--group", groups, "group (repeatable)");
+  human_add->callback([&] {
+    Json body = Json::MakeObject();
+    body.Set("name", name);
+    Json g = Json::MakeArray();
+    for (const auto& x : groups) g.Push(x);
+    body.Set("groups", std::move(g));
+    if (auto r = admin_or_fail("POST", "/admin/v1/humans", &body)) {
+      print(*r, "human " + r->GetString("name") + " (groups: " + Join(r->Find("groups")) + ")");
+    }
+  });
+  auto* human_list = human->add_subcommand("list", "list humans");
+  human_list->callback([&] {
+    if (auto r = admin_or_fail("GET", "/admin/v1/humans", nullptr)) {
+      std::string text;
+      for (const Json& h : r->FindArray("humans")->as_array()) text += h.GetString("name") + "  groups: " + Join(h.Find("groups")) + "\n";
+      print(*r, text.empty() ? "no humans" : text.substr(0, text.size() - 1));
+    }
+  });
+
+  // agent add
+  auto* agent = app.add_subcommand("agent", "registered agents");
+  agent->require_subcommand(1);
+  auto* agent_add = agent->add_subcommand("add", "register an agent (idempotent)");
+  std::string owner;
+  agent_add->add_option("name", name)->required();
+  agent_add->add_option("--owner", owner, "the human who owns it")->required();
+  agent_add->add_option("--group", groups, "group (repeatable)");
+  agent_add->callback([&] {
+    Json body = Json::MakeObject();
+    body.Set("name", name);
+    body.Set("owner", owner);
+    Json g = Json::MakeArray();
+    for (const auto& x : groups) g.Push(x);
+    body.Set("groups", std::move(g));
+    if (auto r = admin_or_fail("POST", "/admin/v1/agents", &body)) {
+      print(*r, "agent " + r->GetString("name") + " owned by " + r->GetString("owner") + " (groups: " + Join(r->Find("groups")) + ")");
+    }
+  });
+  auto* agent_list = agent->add_subcommand("list", "list agents");
+  agent_list->callback([&] {
+    if (auto r = admin_or_fail("GET", "/admin/v1/agents", nullptr)) {
+      std::string text;
+      for (const Json& a : r->FindArray("agents")->as_array()) text += a.GetString("name") + "  owner: " + a.GetString("owner") + "  groups: " + Join(a.Find("groups")) + "\n";
+      print(*r, text.empty() ? "no agents" : text.substr(0, text.size() - 1));
+    }
+  });
+
+  // session start | list | show
+  auto* session = app.add_subcommand("session", "agent sessions (instances)");
+  session->require_subcommand(1);
+  auto* start = session->add_subcommand("start", "start a session and print its token");
+  std::string s_agent, s_human, s_task, s_ttl, s_model;
+  std::vector<std::string> s_scope;
+  start->add_option("--agent", s_agent)->required();
+  start->add_option("--for", s_human, "the human the agent acts for")->required();
+  start->add_option("--task", s_task, "task id")->required();
+  start->add_option("--scope", s_scope, "action (upstream:tool, upstream:*, *); repeatable; default *");
+  start->add_option("--ttl", s_ttl, "token lifetime, e.g. 15m");
+  start->add_option("--model", s_model, "PROVIDER/NAME[@TIER]");
+  start->callback([&] {
+    Json body = Json::MakeObject();
+    body.Set("agent", s_agent);
+    body.Set("human", s_human);
+    body.Set("task", s_task);
+    Json sc = Json::MakeArray();
+    for (const auto& s : s_scope) {
+      // Accept space-separated lists too ("a:b c:d"), as OAuth scope strings are written.
+      size_t pos = 0;
+      while (pos < s.size()) {
+        size_t end = s.find(' ', pos);
+        if (end == std::string::npos) end = s.size();
+        if (end > pos) sc.Push(s.substr(pos, end - pos));
+        pos = end + 1;
+      }
+    }
+    body.Set("scope", std::move(sc));
+    if (!s_ttl.empty()) {
+      auto ms = server::ParseDurationMillis(s_ttl);
+      if (!ms.ok() || *ms < 1000) {
+        std::cerr << "mandate: --ttl: " << (ms.ok() ? "must be at least 1s" : ms.error().message) << "\n";
+        rc = kExitUsage;
+        return;
+      }
+      body.Set("ttl_seconds", *ms / 1000);
+    }
+    if (!s_model.empty()) {
+      auto slash = s_model.find('/');
+      if (slash == std::string::npos || slash == 0 || slash + 1 == s_model.size()) {
+        std::cerr << "mandate: --model must be PROVIDER/NAME[@TIER]\n";
+        rc = kExitUsage;
+        return;
+      }
+      std::string rest = s_model.substr(slash + 1);
+      auto at = rest.find('@');
+      Json m = Json::MakeObject();
+      m.Set("provider", s_model.substr(0, slash));
+      m.Set("name", rest.substr(0, at));
+      m.Set("tier", at == std::string::npos ? "" : rest.substr(at + 1));
+      body.Set("model", std::move(m));
+    }
+    if (auto r = admin_or_fail("POST", "/admin/v1/sessions", &body)) print(*r, r->GetString("token"));
+  });
+  auto* list = session->add_subcommand("list", "list sessions");
+  list->callback([&] {
+    if (auto r = admin_or_fail("GET", "/admin/v1/sessions", nullptr)) {
+      std::string text;
+      for (const Json& s : r->FindArray("sessions")->as_array()) {
+        text += s.GetString("sid") + "  agent: " + s.GetString("agent") + "  for: " + s.GetString("human") +
+                "  task: " + s.GetString("task") + (s.Find("revoked_at")->is_null() ? "" : "  REVOKED") + "\n";
+      }
+      print(*r, text.empty() ? "no sessions" : text.substr(0, text.size() - 1));
+    }
+  });
+  auto* show = session->add_subcommand("show", "show one session");
+  std::string sid;
+  show->add_option("sid", sid)->required();
+  show->callback([&] {
+    if (auto r = admin_or_fail("GET", "/admin/v1/sessions/" + sid, nullptr)) {
+      std::string text = "session " + r->GetString("sid") + "\n  agent: " + r->GetString("agent") +
+                         "\n  on behalf of: " + r->GetString("human") + "\n  task: " + r->GetString("task") +
+                         "\n  scope: " + Join(r->Find("scope")) + "\n  expires_at: " + std::to_string(r->GetInt("expires_at", 0)) +
+                         "\n  revoked: " + (r->Find("revoked_at")->is_null() ? "no" : "yes") +
+                         "\n  delegations: " + (Join(r->Find("children")).empty() ? "none" : Join(r->Find("children")));
+      print(*r, text);
+    }
+  });
+
+  // revoke
+  auto* revoke = app.add_subcommand("revoke", "revoke a session (and its delegations), an agent, a human or a task");
+  std::string r_kind, r_subject, r_reason = "revoked from the CLI";
+  revoke->add_option("kind", r_kind, "session | agent | human | task")->required()->check(CLI::IsMember({"session", "agent", "human", "task"}));
+  revoke->add_option("subject", r_subject)->required();
+  revoke->add_option("--reason", r_reason);
+  revoke->callback([&] {
+    Json body = Json::MakeObject();
+    body.Set("kind", r_kind);
+    body.Set("subject", r_subject);
+    body.Set("reason", r_reason);
+    if (auto r = admin_or_fail("POST", "/admin/v1/revocations", &body)) {
+      std::string text = "revoked " + r_kind + " " + r_subject;
+      if (r_kind == "session") text += " (sessions: " + Join(r->Find("sessions")) + ")";
+      print(*r, text);
+    }
+  });
+
+  // audit tail | verify
+  auto* audit = app.add_subcommand("audit", "the audit log");
+  audit->require_subcommand(1);
+  auto* tail = audit->add_subcommand("tail", "print the last records");
+  size_t tail_n = 20;
+  tail->add_option("-n", tail_n, "number of records (default 20)");
+  tail->callback([&] {
+    if (auto r = admin_or_fail("GET", "/admin/v1/audit?limit=" + std::to_string(tail_n), nullptr)) {
+      std::string text;
+      for (const Json& rec : r->FindArray("records")->as_array()) {
+        if (json) continue;
+        std::string line = "#" + std::to_string(rec.GetInt("seq", -1)) + " " + rec.GetString("type");
+        if (const Json* d = rec.FindObject("decision")) {
+          line += " " + rec.GetString("action") + " -> " + d->GetString("decision");
+          if (!d->GetString("code").empty()) line += " (" + d->GetString("code") + ")";
+          line += " agent=" + rec.GetString("agent") + " human=" + rec.GetString("human");
+        } else if (rec.GetString("type") == "call.completed") {
+          line += " " + rec.GetString("action") + " status=" + rec.GetString("status") +
+                  " latency_us=" + std::to_string(rec.GetInt("latency_micros", 0));
+        } else if (!rec.GetString("sid").empty()) {
+          line += " sid=" + rec.GetString("sid") + " agent=" + rec.GetString("agent") + " human=" + rec.GetString("human");
+        } else if (!rec.GetString("subject").empty()) {
+          line += " " + rec.GetString("kind") + " " + rec.GetString("subject");
+        }
+        text += line + "\n";
+      }
+      if (json) {
+        for (const Json& rec : r->FindArray("records")->as_array()) std::cout << rec.Dump() << "\n";
+      } else {
+        std::cout << text;
+      }
+    }
+  });
+  auto* verify = audit->add_subcommand("verify", "verify the audit log's integrity (reads the files directly)");
+  verify->callback([&] {
+    auto cfg = LoadConfigOrDefault(config_path);
+    if (!cfg.ok()) {
+      rc = Fail("config: " + cfg.error().message);
+      return;
+    }
+    auto report = audit::VerifyLog(cfg->audit_dir);
+    if (!report.ok()) {
+      rc = Fail("audit verify: " + report.error().message);
+      return;
+    }
+    Json j = Json::MakeObject();
+    j.Set("ok", report->ok);
+    j.Set("records", static_cast<int64_t>(report->records));
+    if (!report->ok) {
+      j.Set("first_bad_seq", report->first_bad_seq ? Json(static_cast<int64_t>(*report->first_bad_seq)) : Json());
+      j.Set("file", report->file);
+      j.Set("line", static_cast<int64_t>(report->line));
+      j.Set("problem", report->problem);
+      rc = kExitFailed;
+      std::string where = report->file + (report->line ? ":" + std::to_string(report->line) : "");
+      print(j, "audit log FAILED verification at record seq " +
+                   (report->first_bad_seq ? std::to_string(*report->first_bad_seq) : std::string("?")) + " (" + where +
+                   "): " + report->problem);
+      return;
+    }
+    print(j, "audit log verified: " + std::to_string(report->records) + " records, chain intact");
+  });
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    int code = app.exit(e);
+    return code == 0 ? kExitOk : kExitUsage;
+  }
+  return rc;
+}
+
+}  // namespace mandate::cli

@@ -1,0 +1,369 @@
+#include "mandate/gateway/pipeline.h"
+
+#include <ctime>
+#include <mutex>
+
+#include "mandate/core/crypto.h"
+#include "mandate/core/limits.h"
+#include "mandate/policy/authorize.h"
+#include "mandate/policy/entities.h"
+#include "mandate/policy/value.h"
+
+namespace mandate::gateway {
+namespace {
+
+using core::Decision;
+using core::ErrorCode;
+using core::Json;
+using core::MakeError;
+using policy::EntityUid;
+using policy::Value;
+
+constexpr std::string_view kAgentSubPrefix = "agent:";
+
+std::vector<EntityUid> GroupUids(const std::vector<std::string>& groups) {
+  std::vector<EntityUid> out;
+  out.reserve(groups.size());
+  for (const auto& g : groups) out.push_back(EntityUid{"Group", g});
+  return out;
+}
+
+Value ModelValue(const identity::Claims& c) {
+  policy::Value::RecordFields f;
+  if (c.model) {
+    f.emplace("provider", Value::String(c.model->provider));
+    f.emplace("name", Value::String(c.model->name));
+    f.emplace("tier", Value::String(c.model->tier));
+  }
+  return Value::Record(std::move(f));
+}
+
+Value TimeValue(int64_t unix_seconds) {
+  time_t t = static_cast<time_t>(unix_seconds);
+  struct tm tm_utc{};
+  gmtime_r(&t, &tm_utc);
+  policy::Value::RecordFields f;
+  f.emplace("unix", Value::Long(unix_seconds));
+  f.emplace("hour_utc", Value::Long(tm_utc.tm_hour));
+  // ISO 8601: 1 = Monday ... 7 = Sunday.
+  f.emplace("weekday", Value::Long(tm_utc.tm_wday == 0 ? 7 : tm_utc.tm_wday));
+  return Value::Record(std::move(f));
+}
+
+Decision Deny(Decision d, ErrorCode code, std::string reason) {
+  d.kind = Decision::Kind::kDeny;
+  d.code = code;
+  d.reason = std::move(reason);
+  return d;
+}
+
+Json StringArray(const std::vector<std::string>& v) {
+  Json a = Json::MakeArray();
+  for (const auto& s : v) a.Push(s);
+  return a;
+}
+
+}  // namespace
+
+std::string Caller::run() const {
+  // The innermost actor carries the root session of the tree; a root session is its own run.
+  if (!claims->act.empty() && !claims->act.back().sid.empty()) return claims->act.back().sid;
+  return claims->sid;
+}
+
+void Directory::PutHuman(const std::string& name, std::vector<std::string> groups) {
+  std::unique_lock lock(mu_);
+  humans_[name] = std::move(groups);
+}
+
+void Directory::PutAgent(const std::string& name, std::string /*owner*/, std::vector<std::string> groups) {
+  std::unique_lock lock(mu_);
+  agents_[name] = std::move(groups);
+}
+
+std::optional<std::vector<std::string>> Directory::HumanGroups(std::string_view name) const {
+  std::shared_lock lock(mu_);
+  auto it = humans_.find(name);
+  if (it == humans_.end()) return std::nullopt;
+  return it->second;
+}
+
+std::optional<std::vector<std::string>> Directory::AgentGroups(std::string_view name) const {
+  std::shared_lock lock(mu_);
+  auto it = agents_.find(name);
+  if (it == agents_.end()) return std::nullopt;
+  return it->second;
+}
+
+bool ScopeAllows(const std::vector<std::string>& scope, std::string_view action_id) {
+  auto colon = action_id.find(':');
+  std::string_view upstream = action_id.substr(0, colon);
+  for (const std::string& s : scope) {
+    if (s == "*" || s == action_id) return true;
+    if (s.size() == upstream.size() + 2 && s.compare(0, upstream.size(), upstream) == 0 &&
+        s[upstream.size()] == ':' && s.back() == '*') {
+      return true;
+    }
+  }
+  return false;
+}
+
+Pipeline::Pipeline(PipelineDeps deps) : deps_(deps) {}
+
+core::Result<Caller> Pipeline::Authenticate(std::string_view bearer_token) const {
+  if (bearer_token.empty()) return MakeError(ErrorCode::kUnauthenticated, "no bearer token");
+  MANDATE_ASSIGN_OR_RETURN(auto claims, deps_.verifier->Verify(bearer_token));
+  Caller caller;
+  caller.claims = std::move(claims);
+  // The chain from the first agent to the current actor; every actor must be an agent.
+  for (auto it = caller.claims->act.rbegin(); it != caller.claims->act.rend(); ++it) {
+    if (it->sub.rfind(kAgentSubPrefix, 0) != 0) {
+      return MakeError(ErrorCode::kUnauthenticated, "token actor \"" + it->sub + "\" is not an agent");
+    }
+    caller.chain.push_back(it->sub.substr(kAgentSubPrefix.size()));
+  }
+  if (caller.chain.empty() || caller.chain.back() != caller.claims->client_id) {
+    return MakeError(ErrorCode::kUnauthenticated, "token act chain does not end with its client_id");
+  }
+  MANDATE_RETURN_IF_ERROR(CheckRevocation(caller));
+  return caller;
+}
+
+core::Status Pipeline::CheckRevocation(const Caller& caller) const {
+  revocation::Subjects s;
+  s.sid = caller.claims->sid;
+  for (const auto& a : caller.claims->act) {
+    if (!a.sid.empty()) s.ancestor_sids.push_back(a.sid);
+  }
+  s.agent = caller.claims->client_id;
+  s.human = caller.claims->sub;
+  s.task = caller.claims->task;
+  if (auto kind = deps_.revocations->Check(s)) {
+    return MakeError(ErrorCode::kTokenRevoked,
+                     "the session was revoked (" + std::string(revocation::KindName(*kind)) + " revocation)");
+  }
+  return core::OkStatus();
+}
+
+Decision Pipeline::Decide(const Caller& caller, const core::Action& action) const {
+  Decision d;
+  d.id = core::NewId("dec");
+  d.action = action.Id();
+  d.resource = action.resource.ToString();
+  const identity::Claims& c = *caller.claims;
+
+  d.scope_ok = ScopeAllows(c.scope, d.action);
+  if (!d.scope_ok) {
+    return Deny(std::move(d), ErrorCode::kOutOfScope,
+                "action " + d.action + " is outside the session's scope");
+  }
+
+  // Entities: the human, each agent of the chain, the action with its upstream and class
+  // groups, and the resource under its upstream.
+  policy::Entities entities;
+  auto human_groups = deps_.directory->HumanGroups(c.sub);
+  if (!human_groups) return Deny(std::move(d), ErrorCode::kPolicyDenied, "unknown human \"" + c.sub + "\"");
+  const EntityUid human{"Human", c.sub};
+  (void)entities.Add(human, Value::Record({}), GroupUids(*human_groups));
+  std::vector<EntityUid> principals{human};
+  for (const std::string& agent : caller.chain) {
+    auto groups = deps_.directory->AgentGroups(agent);
+    if (!groups) return Deny(std::move(d), ErrorCode::kPolicyDenied, "unknown agent \"" + agent + "\"");
+    EntityUid uid{"Agent", agent};
+    if (entities.Contains(uid)) continue;  // an agent delegating to itself is checked once
+    (void)entities.Add(uid, Value::Record({}), GroupUids(*groups));
+    principals.push_back(std::move(uid));
+  }
+  const EntityUid action_uid{"Action", d.action};
+  (void)entities.Add(action_uid, Value::Record({}),
+                     {EntityUid{"Action", action.upstream}, EntityUid{"Action", std::string(core::ActionClassName(action.cls))}});
+  const EntityUid upstream_uid{"Upstream", action.upstream};
+  const EntityUid resource_uid{action.resource.type, action.resource.id};
+  (void)entities.Add(upstream_uid, Value::Record({}), {});
+  if (!(resource_uid == upstream_uid)) (void)entities.Add(resource_uid, Value::Record({}), {upstream_uid});
+
+  auto args = policy::ValueFromJson(action.args.is_null() ? Json::MakeObject() : action.args);
+  if (!args.ok()) {
+    return Deny(std::move(d), ErrorCode::kBadRequest,
+                "the arguments cannot be evaluated by policy: " + args.error().message);
+  }
+  policy::Value::RecordFields session;
+  session.emplace("id", Value::String(c.sid));
+  session.emplace("task", Value::String(c.task));
+  session.emplace("depth", Value::Long(static_cast<int64_t>(caller.chain.size()) - 1));
+  session.emplace("model", ModelValue(c));
+  session.emplace("human", Value::Entity(human));
+  policy::Value::RecordFields request;
+  request.emplace("protocol", Value::String(action.protocol));
+  request.emplace("method", Value::String(action.method));
+  request.emplace("path", Value::String(action.path));
+  policy::Value::RecordFields context;
+  context.emplace("args", std::move(args).value());
+  context.emplace("session", Value::Record(std::move(session)));
+  context.emplace("request", Value::Record(std::move(request)));
+  context.emplace("time", TimeValue(deps_.clock->NowUnixSeconds()));
+  Value context_value = Value::Record(std::move(context));
+
+  std::shared_ptr<const policy::PolicySet> set = deps_.policies->Get();
+  bool all_allow = true;
+  bool any_approval = false;
+  std::string first_denier;
+  for (const EntityUid& principal : principals) {
+    policy::Request req{principal, action_uid, resource_uid, context_value};
+    policy::Response res = policy::IsAuthorized(*set, req, entities);
+    core::PrincipalCheck check;
+    check.principal = principal.ToString();
+    check.permits = res.permits;
+    check.forbids = res.forbids;
+    check.errors = res.errors;
+    // Fail closed: a forbid that could not be evaluated might have matched, so it denies.
+    bool forbid_errored = false;
+    for (const std::string& err : res.errors) {
+      for (const policy::Policy& p : set->policies()) {
+        if (p.is_forbid && err.rfind(p.id + ": ", 0) == 0) forbid_errored = true;
+      }
+    }
+    check.allow = res.allow && !forbid_errored;
+    if (check.allow) {
+      // Allowed only through @approval permits -> approval required.
+      bool unconditional = false;
+      for (const std::string& id : res.permits) {
+        const policy::Policy* p = set->Find(id);
+        const std::string* group = p ? p->FindAnnotation("approval") : nullptr;
+        if (group) {
+          check.approval_groups.push_back(*group);
+        } else {
+          unconditional = true;
+        }
+      }
+      if (!unconditional) {
+        check.allow = false;
+        check.approval_required = true;
+      }
+    }
+    if (!check.allow) {
+      if (check.approval_required) {
+        any_approval = true;
+      } else {
+        all_allow = false;
+        if (first_denier.empty()) {
+          first_denier = check.principal;
+          if (forbid_errored) first_denier += " (a forbid policy failed to evaluate)";
+          else if (!res.forbids.empty()) first_denier += " (forbidden by " + res.forbids.front() + ")";
+          else first_denier += " (no policy permits it)";
+        }
+      }
+    }
+    d.checks.push_back(std::move(check));
+  }
+  if (!all_allow) {
+    return Deny(std::move(d), ErrorCode::kPolicyDenied, "policy denies " + d.action + " for " + first_denier);
+  }
+  if (any_approval) {
+    d.kind = Decision::Kind::kApprovalRequired;
+    d.code = ErrorCode::kApprovalRequired;
+    for (const auto& ch : d.checks) {
+      if (!ch.approval_groups.empty()) d.approval = ch.approval_groups.front();
+    }
+    d.reason = "policy requires approval by " + d.approval.value_or("an approver") + " for " + d.action +
+               "; the approval workflow is not available in this version, so the call is refused";
+    return d;
+  }
+  d.kind = Decision::Kind::kAllow;
+  d.reason = "permitted for the human and every agent of the chain";
+  return d;
+}
+
+Json Pipeline::CallRecord(std::string_view type, const Caller& caller, const core::Action& action) const {
+  Json r = Json::MakeObject();
+  r.Set("type", std::string(type));
+  r.Set("run", caller.run());
+  r.Set("sid", caller.sid());
+  r.Set("chain", StringArray(caller.chain));
+  r.Set("agent", caller.agent());
+  r.Set("human", caller.human());
+  r.Set("task", caller.claims->task);
+  r.Set("action", action.Id());
+  r.Set("protocol", action.protocol);
+  return r;
+}
+
+Pipeline::CallResult Pipeline::Call(const Caller& caller, core::Action action, UpstreamInvoker& invoker) const {
+  CallResult out;
+  if (!action.args.is_object()) action.args = Json::MakeObject();
+  out.decision = Decide(caller, action);
+
+  const std::string args_canonical = action.args.Canonical();
+  Json decided = CallRecord("call.decided", caller, action);
+  decided.Set("decision_id", out.decision.id);
+  decided.Set("resource", out.decision.resource);
+  Json scrubbed_args = deps_.scrubber->ScrubJson(action.args);
+  if (args_canonical.size() > core::kAuditArgsBytesMax) {
+    Json t = Json::MakeObject();
+    t.Set("_truncated", true);
+    t.Set("_bytes", static_cast<int64_t>(args_canonical.size()));
+    scrubbed_args = std::move(t);
+  }
+  decided.Set("args", std::move(scrubbed_args));
+  decided.Set("args_hash", core::Sha256Hex(args_canonical));
+  decided.Set("decision", out.decision.ToJson());
+  if (caller.claims->model) {
+    Json m = Json::MakeObject();
+    m.Set("provider", caller.claims->model->provider);
+    m.Set("name", caller.claims->model->name);
+    m.Set("tier", caller.claims->model->tier);
+    decided.Set("model", std::move(m));
+  }
+  auto appended = deps_.audit->Append(std::move(decided));
+
+  if (!out.decision.allowed()) {
+    out.outcome.ok = false;
+    out.outcome.error = out.decision.code;
+    out.outcome.message = out.decision.reason;
+    return out;
+  }
+  if (!appended.ok()) {
+    // Invariant 2: no side effect without its durable decision record.
+    out.decision = Deny(std::move(out.decision), ErrorCode::kInternal,
+                        "the audit log cannot be written, so the call is refused: " + appended.error().message);
+    out.outcome.error = ErrorCode::kInternal;
+    out.outcome.message = out.decision.reason;
+    return out;
+  }
+  if (auto revoked = CheckRevocation(caller); !revoked.ok()) {
+    out.decision = Deny(std::move(out.decision), ErrorCode::kTokenRevoked, revoked.error().message);
+    out.outcome.error = ErrorCode::kTokenRevoked;
+    out.outcome.message = out.decision.reason;
+    (void)deps_.audit->Append([&] {
+      Json r = CallRecord("call.cancelled", caller, action);
+      r.Set("decision_id", out.decision.id);
+      r.Set("reason", out.decision.reason);
+      return r;
+    }());
+    return out;
+  }
+
+  const int64_t start = deps_.clock->NowUnixMicros();
+  out.outcome = invoker.Invoke(action, caller, out.decision.id);
+  out.outcome.latency_micros = deps_.clock->NowUnixMicros() - start;
+  out.outcome.result = deps_.scrubber->ScrubJson(out.outcome.result);
+  if (!out.outcome.ok) out.outcome.message = deps_.scrubber->Scrub(out.outcome.message);
+
+  Json completed = CallRecord("call.completed", caller, action);
+  completed.Set("decision_id", out.decision.id);
+  completed.Set("status", out.outcome.ok ? (out.outcome.tool_error ? "tool_error" : "ok") : "failed");
+  if (!out.outcome.ok) {
+    completed.Set("error", std::string(core::PublicCode(out.outcome.error)));
+    completed.Set("message", out.outcome.message);
+  }
+  completed.Set("result_hash", core::Sha256Hex(out.outcome.result.Canonical()));
+  completed.Set("latency_micros", out.outcome.latency_micros);
+  // The side effect already happened; a failure to record its completion is reported in the
+  // server log by the caller's audit health, but cannot undo the call.
+  (void)deps_.audit->Append(std::move(completed));
+  return out;
+}
+
+core::Result<uint64_t> Pipeline::Record(Json record) const { return deps_.audit->Append(std::move(record)); }
+
+}  // namespace mandate::gateway

@@ -1,0 +1,244 @@
+#include "mandate/identity/signing_keys.h"
+
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include "identity/identity_test_util.h"
+
+namespace mandate::identity {
+namespace {
+
+using core::ErrorCode;
+using core::Json;
+using testing::ScratchDir;
+
+std::vector<std::string> PemFiles(const std::string& dir) {
+  std::vector<std::string> out;
+  for (const auto& e : std::filesystem::directory_iterator(dir)) {
+    if (e.path().extension() == ".pem") out.push_back(e.path().string());
+  }
+  return out;
+}
+
+std::string ReadFile(const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+TEST(SigningKeys, CreatesOneEd25519KeyOnFirstLoad) {
+  ScratchDir tmp;
+  const std::string dir = tmp.Sub("data/keys");  // parents are created too
+  auto keys = SigningKeys::LoadOrCreate(dir, Alg::kEdDSA);
+  ASSERT_TRUE(keys.ok()) << keys.error().message;
+  EXPECT_EQ((*keys)->size(), 1u);
+  auto active = (*keys)->Active();
+  ASSERT_NE(active, nullptr);
+  EXPECT_EQ(active->alg(), Alg::kEdDSA);
+  EXPECT_TRUE(active->has_private_key());
+  EXPECT_EQ((*keys)->Find(active->kid()), active);
+  EXPECT_EQ((*keys)->Find("nope"), nullptr);
+
+  auto pems = PemFiles(dir);
+  ASSERT_EQ(pems.size(), 1u);
+  EXPECT_EQ(std::filesystem::path(pems[0]).filename().string(), active->kid() + ".pem");
+  EXPECT_NE(ReadFile(pems[0]).find("-----BEGIN PRIVATE KEY-----"), std::string::npos);
+  EXPECT_EQ(ReadFile(dir + "/active"), active->kid() + "\n");
+
+  struct stat st {};
+  ASSERT_EQ(::stat(dir.c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0700u);
+}
+
+TEST(SigningKeys, KeyFileIsMode0600) {
+  ScratchDir tmp;
+  ASSERT_TRUE(SigningKeys::LoadOrCreate(tmp.Sub("keys")).ok());
+  auto pems = PemFiles(tmp.Sub("keys"));
+  ASSERT_EQ(pems.size(), 1u);
+  struct stat st {};
+  ASSERT_EQ(::stat(pems[0].c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0600u);
+  // No temporary files are left behind.
+  size_t files = 0;
+  for (const auto& e : std::filesystem::directory_iterator(tmp.Sub("keys"))) {
+    (void)e;
+    ++files;
+  }
+  EXPECT_EQ(files, 2u);  // <kid>.pem and active
+}
+
+TEST(SigningKeys, ReloadKeepsTheSameKey) {
+  ScratchDir tmp;
+  auto first = SigningKeys::LoadOrCreate(tmp.Sub("keys"));
+  ASSERT_TRUE(first.ok());
+  auto second = SigningKeys::LoadOrCreate(tmp.Sub("keys") + "/");
+  ASSERT_TRUE(second.ok()) << second.error().message;
+  EXPECT_EQ((*first)->Active()->kid(), (*second)->Active()->kid());
+  auto sig = (*first)->Active()->Sign("abc");
+  ASSERT_TRUE(sig.ok());
+  EXPECT_TRUE((*second)->Active()->Verify("abc", *sig));
+  EXPECT_EQ(PemFiles(tmp.Sub("keys")).size(), 1u);
+}
+
+TEST(SigningKeys, RefusesWorldReadableKey) {
+  ScratchDir tmp;
+  ASSERT_TRUE(SigningKeys::LoadOrCreate(tmp.Sub("keys")).ok());
+  const std::string pem = PemFiles(tmp.Sub("keys"))[0];
+  ASSERT_EQ(::chmod(pem.c_str(), 0644), 0);
+  auto keys = SigningKeys::LoadOrCreate(tmp.Sub("keys"));
+  ASSERT_FALSE(keys.ok());
+  EXPECT_EQ(keys.error().code, ErrorCode::kInternal);
+  EXPECT_NE(keys.error().message.find("0644"), std::string::npos) << keys.error().message;
+  EXPECT_NE(keys.error().message.find("chmod 600"), std::string::npos) << keys.error().message;
+  EXPECT_NE(keys.error().message.find(pem), std::string::npos) << keys.error().message;
+  EXPECT_EQ(keys.error().message.find("PRIVATE KEY"), std::string::npos);
+}
+
+TEST(SigningKeys, RefusesGroupAccessibleKey) {
+  ScratchDir tmp;
+  ASSERT_TRUE(SigningKeys::LoadOrCreate(tmp.Sub("keys")).ok());
+  const std::string pem = PemFiles(tmp.Sub("keys"))[0];
+  for (mode_t mode : {0640, 0620, 0610, 0604, 0602}) {
+    ASSERT_EQ(::chmod(pem.c_str(), mode), 0);
+    EXPECT_FALSE(SigningKeys::LoadOrCreate(tmp.Sub("keys")).ok()) << std::oct << mode;
+  }
+  ASSERT_EQ(::chmod(pem.c_str(), 0400), 0);  // owner read-only is fine
+  EXPECT_TRUE(SigningKeys::LoadOrCreate(tmp.Sub("keys")).ok());
+}
+
+TEST(SigningKeys, RefusesSymlinkedKeyFile) {
+  ScratchDir tmp;
+  auto keys = SigningKeys::LoadOrCreate(tmp.Sub("keys"));
+  ASSERT_TRUE(keys.ok());
+  const std::string pem = PemFiles(tmp.Sub("keys"))[0];
+  const std::string elsewhere = tmp.Sub("moved.pem");
+  ASSERT_EQ(::rename(pem.c_str(), elsewhere.c_str()), 0);
+  ASSERT_EQ(::symlink(elsewhere.c_str(), pem.c_str()), 0);
+  EXPECT_FALSE(SigningKeys::LoadOrCreate(tmp.Sub("keys")).ok());
+}
+
+TEST(SigningKeys, RefusesWorldWritableDirectory) {
+  ScratchDir tmp;
+  ASSERT_EQ(::mkdir(tmp.Sub("keys").c_str(), 0700), 0);
+  ASSERT_EQ(::chmod(tmp.Sub("keys").c_str(), 0777), 0);
+  auto keys = SigningKeys::LoadOrCreate(tmp.Sub("keys"));
+  ASSERT_FALSE(keys.ok());
+  EXPECT_NE(keys.error().message.find("writable by others"), std::string::npos);
+}
+
+TEST(SigningKeys, RefusesGarbageKeyFile) {
+  ScratchDir tmp;
+  ASSERT_EQ(::mkdir(tmp.Sub("keys").c_str(), 0700), 0);
+  int fd = ::open(tmp.Sub("keys/bad.pem").c_str(), O_WRONLY | O_CREAT | O_EXCL, 0600);
+  ASSERT_GE(fd, 0);
+  ASSERT_EQ(::write(fd, "not a key\n", 10), 10);
+  ::close(fd);
+  auto keys = SigningKeys::LoadOrCreate(tmp.Sub("keys"));
+  ASSERT_FALSE(keys.ok());
+  EXPECT_NE(keys.error().message.find("bad.pem"), std::string::npos) << keys.error().message;
+}
+
+TEST(SigningKeys, RefusesActiveFileNamingAMissingKey) {
+  ScratchDir tmp;
+  ASSERT_TRUE(SigningKeys::LoadOrCreate(tmp.Sub("keys")).ok());
+  std::ofstream(tmp.Sub("keys/active")) << "kPrK_qmxVWaYVA9wwBF6Iuo3vVzz7TxHCTwXBygrS4k\n";
+  EXPECT_FALSE(SigningKeys::LoadOrCreate(tmp.Sub("keys")).ok());
+}
+
+TEST(SigningKeys, AdoptsTheOnlyKeyWhenActiveFileIsMissing) {
+  ScratchDir tmp;
+  auto first = SigningKeys::LoadOrCreate(tmp.Sub("keys"));
+  ASSERT_TRUE(first.ok());
+  ASSERT_EQ(::unlink(tmp.Sub("keys/active").c_str()), 0);
+  auto second = SigningKeys::LoadOrCreate(tmp.Sub("keys"));
+  ASSERT_TRUE(second.ok()) << second.error().message;
+  EXPECT_EQ((*second)->Active()->kid(), (*first)->Active()->kid());
+  EXPECT_EQ(ReadFile(tmp.Sub("keys/active")), (*first)->Active()->kid() + "\n");
+}
+
+TEST(SigningKeys, KeepsOtherKeysAsVerifyOnly) {
+  ScratchDir tmp;
+  // Two key directories' keys in one: the one named active signs, the other only verifies.
+  auto a = SigningKeys::LoadOrCreate(tmp.Sub("a"));
+  auto b = SigningKeys::LoadOrCreate(tmp.Sub("b"));
+  ASSERT_TRUE(a.ok() && b.ok());
+  const std::string b_pem = PemFiles(tmp.Sub("b"))[0];
+  const std::string moved = tmp.Sub("a/") + std::filesystem::path(b_pem).filename().string();
+  ASSERT_EQ(::rename(b_pem.c_str(), moved.c_str()), 0);
+  auto both = SigningKeys::LoadOrCreate(tmp.Sub("a"));
+  ASSERT_TRUE(both.ok()) << both.error().message;
+  EXPECT_EQ((*both)->size(), 2u);
+  EXPECT_EQ((*both)->Active()->kid(), (*a)->Active()->kid());
+  EXPECT_NE((*both)->Find((*b)->Active()->kid()), nullptr);
+  Json jwks = (*both)->Jwks();
+  ASSERT_EQ(jwks.Find("keys")->as_array().size(), 2u);
+  EXPECT_EQ(jwks.Find("keys")->as_array()[0].GetString("kid"), (*a)->Active()->kid());
+
+  // Without "active", two keys are ambiguous.
+  ASSERT_EQ(::unlink(tmp.Sub("a/active").c_str()), 0);
+  EXPECT_FALSE(SigningKeys::LoadOrCreate(tmp.Sub("a")).ok());
+}
+
+TEST(SigningKeys, JwksHasKidAndUseSig) {
+  ScratchDir tmp;
+  auto keys = SigningKeys::LoadOrCreate(tmp.Sub("keys"));
+  ASSERT_TRUE(keys.ok());
+  Json jwks = (*keys)->Jwks();
+  const Json* arr = jwks.FindArray("keys");
+  ASSERT_NE(arr, nullptr);
+  ASSERT_EQ(arr->as_array().size(), 1u);
+  const Json& k = arr->as_array()[0];
+  EXPECT_EQ(k.GetString("kty"), "OKP");
+  EXPECT_EQ(k.GetString("crv"), "Ed25519");
+  EXPECT_EQ(k.GetString("use"), "sig");
+  EXPECT_EQ(k.GetString("alg"), "EdDSA");
+  EXPECT_EQ(k.GetString("kid"), (*keys)->Active()->kid());
+  EXPECT_EQ(core::Base64UrlDecode(k.GetString("x"))->size(), 32u);
+  // kid is the RFC 7638 thumbprint of the public key, and nothing private is published.
+  EXPECT_EQ(*JwkThumbprint(k), k.GetString("kid"));
+  EXPECT_EQ(k.as_object().size(), 6u);
+  EXPECT_EQ(k.Find("d"), nullptr);
+  EXPECT_EQ(jwks.Dump().find(ReadFile(PemFiles(tmp.Sub("keys"))[0]).substr(30, 20)),
+            std::string::npos);
+}
+
+TEST(SigningKeys, CreatesAndLoadsEs256Keys) {
+  ScratchDir tmp;
+  auto keys = SigningKeys::LoadOrCreate(tmp.Sub("keys"), Alg::kES256);
+  ASSERT_TRUE(keys.ok()) << keys.error().message;
+  EXPECT_EQ((*keys)->Active()->alg(), Alg::kES256);
+  const Json jwks = (*keys)->Jwks();
+  const Json& k = jwks.FindArray("keys")->as_array()[0];
+  EXPECT_EQ(k.GetString("kty"), "EC");
+  EXPECT_EQ(k.GetString("crv"), "P-256");
+  EXPECT_EQ(k.GetString("alg"), "ES256");
+  EXPECT_EQ(*JwkThumbprint(k), k.GetString("kid"));
+  auto again = SigningKeys::LoadOrCreate(tmp.Sub("keys"), Alg::kES256);
+  ASSERT_TRUE(again.ok()) << again.error().message;
+  EXPECT_EQ((*again)->Active()->kid(), (*keys)->Active()->kid());
+}
+
+TEST(SigningKeys, RefusesAlgorithmSwitchWithoutRotation) {
+  ScratchDir tmp;
+  ASSERT_TRUE(SigningKeys::LoadOrCreate(tmp.Sub("keys"), Alg::kEdDSA).ok());
+  auto keys = SigningKeys::LoadOrCreate(tmp.Sub("keys"), Alg::kES256);
+  ASSERT_FALSE(keys.ok());
+  EXPECT_EQ(keys.error().code, ErrorCode::kConflict);
+}
+
+TEST(SigningKeys, RefusesADirectoryThatIsAFile) {
+  ScratchDir tmp;
+  std::ofstream(tmp.Sub("file")) << "x";
+  EXPECT_FALSE(SigningKeys::LoadOrCreate(tmp.Sub("file")).ok());
+  EXPECT_FALSE(SigningKeys::LoadOrCreate("").ok());
+}
+
+}  // namespace
+}  // namespace mandate::identity

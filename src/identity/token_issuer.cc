@@ -1,0 +1,42 @@
+#include "mandate/identity/token_issuer.h"
+
+#include "mandate/core/encoding.h"
+#include "mandate/core/limits.h"
+
+namespace mandate::identity {
+
+using core::ErrorCode;
+using core::Json;
+using core::MakeError;
+using core::Result;
+
+Result<std::string> TokenIssuer::Mint(const Claims& claims) const {
+  MANDATE_RETURN_IF_ERROR(claims.Validate());
+  if (claims.exp - claims.nbf > core::kTokenTtlSecondsMax) {
+    return MakeError(
+        ErrorCode::kBadRequest,
+        "token lifetime exceeds " + std::to_string(core::kTokenTtlSecondsMax) + " seconds");
+  }
+  // One snapshot of the active key for both the header's kid and the signature, so a
+  // concurrent rotation cannot pair one key's kid with another key's signature.
+  std::shared_ptr<const JwsKey> key = keys_->Active();
+  Json header = Json::MakeObject();
+  header.Set("alg", std::string(AlgName(key->alg())));
+  header.Set("typ", "at+jwt");
+  header.Set("kid", key->kid());
+
+  std::string token = core::Base64UrlEncode(header.Dump());
+  token.push_back('.');
+  token += core::Base64UrlEncode(claims.ToJson().Dump());
+  MANDATE_ASSIGN_OR_RETURN(std::string sig, key->Sign(token));
+  token.push_back('.');
+  token += core::Base64UrlEncode(sig);
+  // Never hand out a token every verifier would refuse.
+  if (token.size() > core::kTokenBytesMax) {
+    return MakeError(ErrorCode::kPayloadTooLarge,
+                     "token would exceed " + std::to_string(core::kTokenBytesMax) + " bytes");
+  }
+  return token;
+}
+
+}  // namespace mandate::identity

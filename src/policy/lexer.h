@@ -1,0 +1,75 @@
+// The Cedar lexer: source text -> tokens with 1-based line and column (columns count Unicode
+// characters). Comments (`// ...` to end of line) and whitespace are skipped. String bodies
+// are kept raw; the parser unescapes them as a string or as a `like` pattern.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "mandate/core/result.h"
+#include "policy/ast.h"
+
+namespace mandate::policy {
+
+enum class TokenKind : uint8_t {
+  kIdent,   // [_a-zA-Z][_a-zA-Z0-9]*, keywords included
+  kString,  // "..."; text includes the quotes
+  kInt,     // [0-9]+; number holds the value
+  kSlot,    // ?principal, ?resource, ?other (template slots; rejected by the parser)
+  kLParen,
+  kRParen,
+  kLBracket,
+  kRBracket,
+  kLBrace,
+  kRBrace,
+  kComma,
+  kSemi,
+  kDot,
+  kColon,
+  kColonColon,
+  kAt,
+  kEqEq,
+  kNotEq,
+  kLt,
+  kLe,
+  kGt,
+  kGe,
+  kAndAnd,
+  kOrOr,
+  kPlus,
+  kMinus,
+  kStar,
+  kSlash,
+  kPercent,
+  kBang,
+  kAssign,
+  kEnd,
+};
+
+struct Token {
+  TokenKind kind = TokenKind::kEnd;
+  std::string_view text;  // the token's source bytes (empty for kEnd)
+  uint32_t line = 0;
+  uint32_t column = 0;
+  uint64_t number = 0;  // kInt only
+};
+
+// Tokenizes `source`; the last token is always kEnd. Errors (kBadRequest), prefixed with
+// "<display_name>:<line>:<column>: ": invalid UTF-8, an unexpected character, an
+// unterminated string, an integer literal above 2^64-1, a lone '&' or '|'.
+core::Result<std::vector<Token>> Tokenize(std::string_view source, std::string_view display_name);
+
+// Unescapes a string token's text (with its quotes). Supported escapes: \n \r \t \\ \0 \' \"
+// \xHH (at most 7f) and \u{H...} (1 to 6 hex digits, a Unicode scalar value). Error
+// (kBadRequest, message without location): any other escape.
+core::Result<std::string> UnescapeString(std::string_view token_text);
+
+// As UnescapeString, and an unescaped `*` is a wildcard while `\*` is a literal star.
+core::Result<Pattern> UnescapePattern(std::string_view token_text);
+
+// How a token is named in "found ..." of parse errors: 'when', '"abc"', end of file.
+std::string DescribeToken(const Token& t);
+
+}  // namespace mandate::policy

@@ -1,0 +1,334 @@
+#include "server/admin_api.h"
+
+#include "mandate/audit/audit_log.h"
+#include "mandate/core/crypto.h"
+#include "mandate/core/limits.h"
+
+namespace mandate::server {
+namespace {
+
+using core::ErrorCode;
+using core::Json;
+
+net::HttpResponse Error(ErrorCode code, std::string_view message) {
+  Json e = Json::MakeObject();
+  e.Set("code", std::string(core::PublicCode(code)));
+  e.Set("message", std::string(message));
+  Json b = Json::MakeObject();
+  b.Set("error", std::move(e));
+  return net::HttpResponse::Json(core::HttpStatus(code), b.Dump());
+}
+
+net::HttpResponse Error(const core::Error& e) { return Error(e.code, e.message); }
+
+net::HttpResponse Ok(const Json& body, int status = 200) { return net::HttpResponse::Json(status, body.Dump()); }
+
+// Reads an optional array of strings member. Errors name the member.
+core::Result<std::vector<std::string>> StringList(const Json& body, std::string_view key) {
+  std::vector<std::string> out;
+  const Json* v = body.Find(key);
+  if (v == nullptr || v->is_null()) return out;
+  if (!v->is_array()) return core::MakeError(ErrorCode::kBadRequest, "\"" + std::string(key) + "\" must be an array of strings");
+  for (const Json& e : v->as_array()) {
+    if (!e.is_string()) return core::MakeError(ErrorCode::kBadRequest, "\"" + std::string(key) + "\" must be an array of strings");
+    out.push_back(e.as_string());
+  }
+  return out;
+}
+
+Json StringArray(const std::vector<std::string>& v) {
+  Json a = Json::MakeArray();
+  for (const auto& s : v) a.Push(s);
+  return a;
+}
+
+Json SessionJson(const store::Session& s) {
+  Json j = Json::MakeObject();
+  j.Set("sid", s.sid);
+  j.Set("parent_sid", s.parent_sid.empty() ? Json() : Json(s.parent_sid));
+  j.Set("root_sid", s.root_sid);
+  j.Set("agent", s.agent);
+  j.Set("human", s.human);
+  j.Set("task", s.task);
+  j.Set("scope", StringArray(s.scope));
+  j.Set("model", s.model);
+  j.Set("depth", static_cast<int64_t>(s.depth));
+  j.Set("created_at", s.created_at);
+  j.Set("expires_at", s.expires_at);
+  j.Set("revoked_at", s.revoked_at ? Json(*s.revoked_at) : Json());
+  return j;
+}
+
+// A scope entry is "*", "<upstream>:*" or "<upstream>:<tool>" naming a configured upstream.
+core::Status ValidateScope(const std::string& s, const std::vector<std::string>& upstreams) {
+  if (s == "*") return core::OkStatus();
+  auto colon = s.find(':');
+  if (colon == std::string::npos || colon == 0 || colon + 1 == s.size() || s.size() > 2 * core::kNameBytesMax) {
+    return core::MakeError(ErrorCode::kBadRequest, "scope entry \"" + s + "\" must be *, <upstream>:* or <upstream>:<tool>");
+  }
+  std::string upstream = s.substr(0, colon);
+  for (const auto& u : upstreams) {
+    if (u == upstream) return core::OkStatus();
+  }
+  return core::MakeError(ErrorCode::kBadRequest, "scope entry \"" + s + "\" names no configured upstream");
+}
+
+}  // namespace
+
+net::HttpResponse AdminApi::Handle(const net::HttpRequest& req) {
+  if (req.method == "GET" && req.path == "/healthz") return net::HttpResponse::Json(200, R"({"status":"ok"})");
+  const std::string* auth = req.Header("authorization");
+  std::string_view presented;
+  if (auth && auth->rfind("Bearer ", 0) == 0) presented = std::string_view(*auth).substr(7);
+  if (!core::ConstantTimeEquals(presented, ctx_.admin_token)) {
+    auto r = Error(ErrorCode::kUnauthenticated, "the admin API needs Authorization: Bearer <admin token>");
+    r.headers.emplace_back("WWW-Authenticate", "Bearer");
+    return r;
+  }
+  Json body = Json::MakeObject();
+  if (req.method == "POST") {
+    auto parsed = Json::Parse(req.body, core::kHttpRequestBodyBytesMax);
+    if (!parsed.ok()) return Error(ErrorCode::kBadRequest, parsed.error().message);
+    if (!parsed->is_object()) return Error(ErrorCode::kBadRequest, "the request body must be a JSON object");
+    body = std::move(parsed).value();
+  }
+  const std::string& p = req.path;
+  if (p == "/admin/v1/humans") {
+    if (req.method == "POST") return PostHuman(body);
+    if (req.method == "GET") {
+      auto list = ctx_.store->ListHumans();
+      if (!list.ok()) return Error(list.error());
+      Json arr = Json::MakeArray();
+      for (const auto& h : *list) {
+        Json j = Json::MakeObject();
+        j.Set("name", h.name);
+        j.Set("groups", StringArray(h.groups));
+        arr.Push(std::move(j));
+      }
+      Json out = Json::MakeObject();
+      out.Set("humans", std::move(arr));
+      return Ok(out);
+    }
+  } else if (p == "/admin/v1/agents") {
+    if (req.method == "POST") return PostAgent(body);
+    if (req.method == "GET") {
+      auto list = ctx_.store->ListAgents();
+      if (!list.ok()) return Error(list.error());
+      Json arr = Json::MakeArray();
+      for (const auto& a : *list) {
+        Json j = Json::MakeObject();
+        j.Set("name", a.name);
+        j.Set("owner", a.owner);
+        j.Set("groups", StringArray(a.groups));
+        arr.Push(std::move(j));
+      }
+      Json out = Json::MakeObject();
+      out.Set("agents", std::move(arr));
+      return Ok(out);
+    }
+  } else if (p == "/admin/v1/sessions") {
+    if (req.method == "POST") return PostSession(body);
+    if (req.method == "GET") return GetSessions("");
+  } else if (p.rfind("/admin/v1/sessions/", 0) == 0 && req.method == "GET") {
+    return GetSessions(p.substr(std::string_view("/admin/v1/sessions/").size()));
+  } else if (p == "/admin/v1/revocations" && req.method == "POST") {
+    return PostRevocation(body);
+  } else if (p == "/admin/v1/audit" && req.method == "GET") {
+    return GetAudit(req);
+  } else {
+    return Error(ErrorCode::kNotFound, "no admin endpoint " + p);
+  }
+  auto r = Error(ErrorCode::kBadRequest, "method " + req.method + " not allowed on " + p);
+  r.status = 405;
+  return r;
+}
+
+net::HttpResponse AdminApi::PostHuman(const Json& body) {
+  auto groups = StringList(body, "groups");
+  if (!groups.ok()) return Error(groups.error());
+  store::Human h;
+  h.name = body.GetString("name");
+  h.groups = *groups;
+  h.created_at = ctx_.clock->NowUnixSeconds();
+  if (auto st = ctx_.store->PutHuman(h); !st.ok()) return Error(st.error());
+  auto stored = ctx_.store->GetHuman(h.name);
+  if (!stored.ok()) return Error(stored.error());
+  ctx_.directory->PutHuman(stored->name, stored->groups);
+  Json out = Json::MakeObject();
+  out.Set("name", stored->name);
+  out.Set("groups", StringArray(stored->groups));
+  return Ok(out);
+}
+
+net::HttpResponse AdminApi::PostAgent(const Json& body) {
+  auto groups = StringList(body, "groups");
+  if (!groups.ok()) return Error(groups.error());
+  store::Agent a;
+  a.name = body.GetString("name");
+  a.owner = body.GetString("owner");
+  a.groups = *groups;
+  a.created_at = ctx_.clock->NowUnixSeconds();
+  if (auto st = ctx_.store->PutAgent(a); !st.ok()) return Error(st.error());
+  auto stored = ctx_.store->GetAgent(a.name);
+  if (!stored.ok()) return Error(stored.error());
+  ctx_.directory->PutAgent(stored->name, stored->owner, stored->groups);
+  Json out = Json::MakeObject();
+  out.Set("name", stored->name);
+  out.Set("owner", stored->owner);
+  out.Set("groups", StringArray(stored->groups));
+  return Ok(out);
+}
+
+net::HttpResponse AdminApi::PostSession(const Json& body) {
+  const std::string agent = body.GetString("agent");
+  const std::string human = body.GetString("human");
+  const std::string task = body.GetString("task");
+  if (agent.empty() || human.empty()) return Error(ErrorCode::kBadRequest, "\"agent\" and \"human\" are required");
+  auto agent_rec = ctx_.store->GetAgent(agent);
+  if (!agent_rec.ok()) return Error(agent_rec.error());
+  auto human_rec = ctx_.store->GetHuman(human);
+  if (!human_rec.ok()) return Error(human_rec.error());
+  auto scope = StringList(body, "scope");
+  if (!scope.ok()) return Error(scope.error());
+  if (scope->empty()) scope->push_back("*");
+  if (scope->size() > core::kScopeEntriesMax) return Error(ErrorCode::kBadRequest, "too many scope entries");
+  for (const auto& s : *scope) {
+    if (auto st = ValidateScope(s, ctx_.upstream_names); !st.ok()) return Error(st.error());
+  }
+  const Json* ttl_json = body.Find("ttl_seconds");
+  int64_t ttl = ctx_.config->tokens.ttl_seconds;
+  if (ttl_json != nullptr) {
+    if (!ttl_json->is_int() || ttl_json->as_int() <= 0) return Error(ErrorCode::kBadRequest, "\"ttl_seconds\" must be a positive integer");
+    ttl = ttl_json->as_int();
+  }
+  if (ttl > ctx_.config->tokens.max_ttl_seconds) {
+    return Error(ErrorCode::kBadRequest, "ttl exceeds tokens.max_ttl (" + std::to_string(ctx_.config->tokens.max_ttl_seconds) + " s)");
+  }
+  identity::Claims c;
+  const Json* model = body.Find("model");
+  if (model != nullptr && !model->is_null()) {
+    if (!model->is_object() || model->GetString("provider").empty() || model->GetString("name").empty()) {
+      return Error(ErrorCode::kBadRequest, "\"model\" must be {provider, name, tier}");
+    }
+    c.model = identity::ModelInfo{model->GetString("provider"), model->GetString("name"), model->GetString("tier")};
+  }
+  const int64_t now = ctx_.clock->NowUnixSeconds();
+  c.iss = ctx_.config->tokens.issuer;
+  c.aud = {ctx_.config->tokens.audience};
+  c.sub = human;
+  c.client_id = agent;
+  c.sid = core::NewId("ses");
+  c.jti = core::NewId("tok");
+  c.act = {identity::Actor{"agent:" + agent, c.sid}};
+  c.task = task;
+  c.scope = *scope;
+  c.iat = now;
+  c.nbf = now;
+  c.exp = now + ttl;
+  if (auto st = c.Validate(); !st.ok()) return Error(st.error());
+
+  store::Session s;
+  s.sid = c.sid;
+  s.root_sid = c.sid;
+  s.agent = agent;
+  s.human = human;
+  s.task = task;
+  s.scope = c.scope;
+  s.model = model && model->is_object() ? *model : Json();
+  s.depth = 0;
+  s.created_at = now;
+  s.expires_at = c.exp;
+  if (auto st = ctx_.store->CreateSession(s); !st.ok()) return Error(st.error());
+  auto token = ctx_.issuer->Mint(c);
+  if (!token.ok()) return Error(token.error());
+
+  Json rec = Json::MakeObject();
+  rec.Set("type", "session.started");
+  rec.Set("run", c.sid);
+  rec.Set("sid", c.sid);
+  rec.Set("agent", agent);
+  rec.Set("human", human);
+  rec.Set("task", task);
+  rec.Set("scope", StringArray(c.scope));
+  rec.Set("model", s.model);
+  rec.Set("jti", c.jti);
+  rec.Set("expires_at", c.exp);
+  if (auto appended = ctx_.pipeline->Record(std::move(rec)); !appended.ok()) {
+    // Fail closed: a session that the audit log does not know must not exist. Revoke it.
+    (void)ctx_.revocations->Revoke(*ctx_.store, revocation::Kind::kSession, c.sid, "audit log unavailable", now);
+    return Error(ErrorCode::kInternal, "the audit log cannot be written: " + appended.error().message);
+  }
+  Json out = Json::MakeObject();
+  out.Set("token", *token);
+  out.Set("sid", c.sid);
+  out.Set("expires_at", c.exp);
+  return Ok(out, 201);
+}
+
+net::HttpResponse AdminApi::GetSessions(const std::string& sid) {
+  if (!sid.empty()) {
+    auto s = ctx_.store->GetSession(sid);
+    if (!s.ok()) return Error(s.error());
+    Json j = SessionJson(*s);
+    auto children = ctx_.store->ListChildren(sid);
+    if (children.ok()) {
+      Json arr = Json::MakeArray();
+      for (const auto& ch : *children) arr.Push(ch.sid);
+      j.Set("children", std::move(arr));
+    }
+    return Ok(j);
+  }
+  auto list = ctx_.store->ListSessions(1000, 0);
+  if (!list.ok()) return Error(list.error());
+  Json arr = Json::MakeArray();
+  for (const auto& s : *list) arr.Push(SessionJson(s));
+  Json out = Json::MakeObject();
+  out.Set("sessions", std::move(arr));
+  return Ok(out);
+}
+
+net::HttpResponse AdminApi::PostRevocation(const Json& body) {
+  auto kind = revocation::KindFromName(body.GetString("kind"));
+  if (!kind) return Error(ErrorCode::kBadRequest, "\"kind\" must be session, agent, human or task");
+  const std::string subject = body.GetString("subject");
+  if (subject.empty()) return Error(ErrorCode::kBadRequest, "\"subject\" is required");
+  const std::string reason = body.GetString("reason", "revoked by an operator");
+  const int64_t now = ctx_.clock->NowUnixSeconds();
+  auto affected = ctx_.revocations->Revoke(*ctx_.store, *kind, subject, reason, now);
+  if (!affected.ok()) return Error(affected.error());
+  Json rec = Json::MakeObject();
+  rec.Set("type", "session.revoked");
+  rec.Set("kind", std::string(revocation::KindName(*kind)));
+  rec.Set("subject", subject);
+  rec.Set("reason", reason);
+  rec.Set("sessions", StringArray(*affected));
+  // The revocation is already effective; a failed audit append is reported to the operator.
+  auto appended = ctx_.pipeline->Record(std::move(rec));
+  Json out = Json::MakeObject();
+  out.Set("kind", std::string(revocation::KindName(*kind)));
+  out.Set("subject", subject);
+  out.Set("sessions", StringArray(*affected));
+  out.Set("audited", appended.ok());
+  return Ok(out);
+}
+
+net::HttpResponse AdminApi::GetAudit(const net::HttpRequest& req) {
+  size_t limit = 20;
+  auto q = req.target.find("limit=");
+  if (q != std::string::npos) {
+    limit = static_cast<size_t>(std::strtoull(req.target.c_str() + q + 6, nullptr, 10));
+    if (limit == 0 || limit > 10000) return Error(ErrorCode::kBadRequest, "limit must be 1..10000");
+  }
+  auto lines = audit::TailLog(ctx_.config->audit_dir, limit);
+  if (!lines.ok()) return Error(lines.error());
+  Json arr = Json::MakeArray();
+  for (const auto& l : *lines) {
+    auto rec = Json::Parse(l);
+    arr.Push(rec.ok() ? std::move(rec).value() : Json(l));
+  }
+  Json out = Json::MakeObject();
+  out.Set("records", std::move(arr));
+  return Ok(out);
+}
+
+}  // namespace mandate::server

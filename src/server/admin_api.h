@@ -1,0 +1,47 @@
+// The admin API (DESIGN.md section 8, admin listener): humans, agents, sessions (minting
+// tokens), revocations and the audit log, behind the admin bearer token.
+// Thread safety: Handle may be called concurrently; dependencies are not owned.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "mandate/core/clock.h"
+#include "mandate/gateway/pipeline.h"
+#include "mandate/identity/token_issuer.h"
+#include "mandate/net/http.h"
+#include "mandate/revocation/revocation_set.h"
+#include "mandate/store/store.h"
+#include "server/config.h"
+
+namespace mandate::server {
+
+struct AdminContext {
+  const Config* config = nullptr;
+  std::string admin_token;
+  const core::Clock* clock = nullptr;
+  store::Store* store = nullptr;
+  const identity::TokenIssuer* issuer = nullptr;
+  revocation::RevocationSet* revocations = nullptr;
+  gateway::Directory* directory = nullptr;
+  const gateway::Pipeline* pipeline = nullptr;
+  std::vector<std::string> upstream_names;
+};
+
+class AdminApi {
+ public:
+  explicit AdminApi(AdminContext ctx) : ctx_(std::move(ctx)) {}
+  net::HttpResponse Handle(const net::HttpRequest& request);
+
+ private:
+  net::HttpResponse PostHuman(const core::Json& body);
+  net::HttpResponse PostAgent(const core::Json& body);
+  net::HttpResponse PostSession(const core::Json& body);
+  net::HttpResponse GetSessions(const std::string& sid);
+  net::HttpResponse PostRevocation(const core::Json& body);
+  net::HttpResponse GetAudit(const net::HttpRequest& request);
+
+  AdminContext ctx_;
+};
+
+}  // namespace mandate::server

@@ -1,0 +1,293 @@
+#include "server/server.h"
+
+#include <sys/stat.h>
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <cstring>
+#include <fstream>
+#include <map>
+#include <sstream>
+
+#include "mandate/adapters/mcp/endpoint.h"
+#include "mandate/adapters/mcp/upstream.h"
+#include "mandate/audit/audit_log.h"
+#include "mandate/broker/credentials.h"
+#include "mandate/core/crypto.h"
+#include "mandate/core/encoding.h"
+#include "mandate/core/limits.h"
+#include "mandate/gateway/pipeline.h"
+#include "mandate/identity/signing_keys.h"
+#include "mandate/identity/token_issuer.h"
+#include "mandate/identity/token_verifier.h"
+#include "mandate/net/http.h"
+#include "mandate/policy/policy_set.h"
+#include "mandate/revocation/revocation_set.h"
+#include "mandate/store/sqlite_store.h"
+#include "server/admin_api.h"
+
+namespace mandate::server {
+namespace {
+
+using core::ErrorCode;
+using core::MakeError;
+
+core::Status EnsureDir(const std::string& path, mode_t mode) {
+  struct stat st{};
+  if (stat(path.c_str(), &st) == 0) {
+    if (!S_ISDIR(st.st_mode)) return MakeError(ErrorCode::kInternal, path + " exists and is not a directory");
+    return core::OkStatus();
+  }
+  // Create parents too.
+  auto slash = path.find_last_of('/');
+  if (slash != std::string::npos && slash > 0) MANDATE_RETURN_IF_ERROR(EnsureDir(path.substr(0, slash), 0755));
+  if (mkdir(path.c_str(), mode) != 0 && errno != EEXIST) {
+    return MakeError(ErrorCode::kInternal, "cannot create directory " + path + ": " + std::strerror(errno));
+  }
+  return core::OkStatus();
+}
+
+// Writes `content` to `path` with mode 0600, created exclusively (never widening an existing
+// file's mode after the fact).
+core::Status WriteSecretFile(const std::string& path, const std::string& content) {
+  int fd = open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+  if (fd < 0) return MakeError(ErrorCode::kInternal, "cannot create " + path + ": " + std::strerror(errno));
+  bool ok = write(fd, content.data(), content.size()) == static_cast<ssize_t>(content.size());
+  ok = fsync(fd) == 0 && ok;
+  close(fd);
+  if (!ok) return MakeError(ErrorCode::kInternal, "cannot write " + path);
+  return core::OkStatus();
+}
+
+core::Result<std::string> LoadOrCreateAdminToken(const std::string& data_dir) {
+  const std::string path = data_dir + "/admin.token";
+  struct stat st{};
+  if (stat(path.c_str(), &st) == 0) {
+    if ((st.st_mode & 077) != 0) {
+      return MakeError(ErrorCode::kInternal, path + " is readable by group or others; chmod 600 it");
+    }
+    std::ifstream in(path);
+    std::string token;
+    std::getline(in, token);
+    if (token.size() < 32) return MakeError(ErrorCode::kInternal, path + " does not hold a valid admin token");
+    return token;
+  }
+  std::string token = "mdt_" + core::HexEncode(core::RandomBytes(32));
+  MANDATE_RETURN_IF_ERROR(WriteSecretFile(path, token + "\n"));
+  return token;
+}
+
+class ServerImpl final : public Server {
+ public:
+  ~ServerImpl() override { Stop(); }
+
+  core::Status Init(Config config, std::function<void(const std::string&)> log) {
+    config_ = std::move(config);
+    log_ = std::move(log);
+    MANDATE_RETURN_IF_ERROR(EnsureDir(config_.data_dir, 0700));
+
+    MANDATE_ASSIGN_OR_RETURN(admin_token_, LoadOrCreateAdminToken(config_.data_dir));
+    MANDATE_ASSIGN_OR_RETURN(store_, store::SqliteStore::Open(config_.data_dir + "/mandate.db"));
+    MANDATE_ASSIGN_OR_RETURN(keys_, identity::SigningKeys::LoadOrCreate(
+                                        config_.data_dir + "/keys",
+                                        config_.tokens.alg == TokenAlg::kES256 ? identity::Alg::kES256 : identity::Alg::kEdDSA));
+    issuer_ = std::make_unique<identity::TokenIssuer>(*keys_);
+
+    // Credentials first: an unset secret must stop the start, not surface at the first call.
+    std::vector<broker::CredentialSource> sources;
+    for (const auto& [name, c] : config_.credentials) {
+      sources.push_back({name, c.source == CredentialSource::kEnv ? c.env_var : "",
+                         c.source == CredentialSource::kFile ? c.file_path : ""});
+    }
+    MANDATE_ASSIGN_OR_RETURN(credentials_, broker::CredentialStore::Load(sources, [](const char* n) { return std::getenv(n); }));
+
+    auto policies = policy::PolicySet::LoadDir(config_.policies_dir);
+    if (!policies.ok()) return MakeError(policies.error().code, "policies: " + policies.error().message);
+    policies_.Set(std::make_shared<const policy::PolicySet>(std::move(policies).value()));
+    MANDATE_ASSIGN_OR_RETURN(revocations_, revocation::RevocationSet::Load(*store_));
+    MANDATE_ASSIGN_OR_RETURN(audit_, audit::OpenAuditLog(config_.audit_dir, clock_));
+
+    MANDATE_ASSIGN_OR_RETURN(auto humans, store_->ListHumans());
+    for (const auto& h : humans) directory_.PutHuman(h.name, h.groups);
+    MANDATE_ASSIGN_OR_RETURN(auto agents, store_->ListAgents());
+    for (const auto& a : agents) directory_.PutAgent(a.name, a.owner, a.groups);
+
+    identity::VerifierOptions vopts;
+    vopts.issuer = config_.tokens.issuer;
+    vopts.audience = config_.tokens.audience;
+    vopts.alg = config_.tokens.alg == TokenAlg::kES256 ? identity::Alg::kES256 : identity::Alg::kEdDSA;
+    MANDATE_ASSIGN_OR_RETURN(verifier_, identity::TokenVerifier::Create(vopts, *keys_, clock_));
+
+    gateway::PipelineDeps deps;
+    deps.clock = &clock_;
+    deps.verifier = verifier_.get();
+    deps.revocations = revocations_.get();
+    deps.policies = &policies_;
+    deps.directory = &directory_;
+    deps.audit = audit_.get();
+    deps.scrubber = &credentials_->scrubber();
+    pipeline_ = std::make_unique<gateway::Pipeline>(deps);
+
+    MANDATE_RETURN_IF_ERROR(StartUpstreams());
+
+    AdminContext admin;
+    admin.config = &config_;
+    admin.admin_token = admin_token_;
+    admin.clock = &clock_;
+    admin.store = store_.get();
+    admin.issuer = issuer_.get();
+    admin.revocations = revocations_.get();
+    admin.directory = &directory_;
+    admin.pipeline = pipeline_.get();
+    admin.upstream_names = upstream_names_;
+    admin_api_ = std::make_unique<AdminApi>(admin);
+
+    net::HttpServerOptions admin_opts;
+    admin_opts.host = config_.admin_listen.host;
+    admin_opts.port = config_.admin_listen.port;
+    admin_opts.worker_threads = 4;
+    MANDATE_ASSIGN_OR_RETURN(admin_server_, net::HttpServer::Start(admin_opts, [this](net::HttpRequest req, std::shared_ptr<net::ResponseSink> sink) {
+                               sink->Send(admin_api_->Handle(req));
+                             }));
+    net::HttpServerOptions agent_opts;
+    agent_opts.host = config_.listen.host;
+    agent_opts.port = config_.listen.port;
+    agent_opts.io_threads = static_cast<int>(config_.threads);
+    MANDATE_ASSIGN_OR_RETURN(agent_server_, net::HttpServer::Start(agent_opts, [this](net::HttpRequest req, std::shared_ptr<net::ResponseSink> sink) {
+                               HandleAgent(req, sink);
+                             }));
+    // Publish the admin address for the CLI (port 0 picks a free port).
+    const std::string addr = "http://" + config_.admin_listen.host + ":" + std::to_string(admin_server_->port());
+    std::string tmp = config_.data_dir + "/admin.addr.tmp";
+    {
+      std::ofstream out(tmp, std::ios::trunc);
+      out << addr << "\n";
+    }
+    std::rename(tmp.c_str(), (config_.data_dir + "/admin.addr").c_str());
+    return core::OkStatus();
+  }
+
+  uint16_t agent_port() const override { return agent_server_ ? agent_server_->port() : 0; }
+  uint16_t admin_port() const override { return admin_server_ ? admin_server_->port() : 0; }
+
+  void Stop() override {
+    if (stopped_) return;
+    stopped_ = true;
+    if (agent_server_) agent_server_->Stop();
+    if (admin_server_) admin_server_->Stop();
+    for (auto& u : upstreams_) u->Stop();
+    if (audit_) audit_->Close();
+  }
+
+ private:
+  core::Status StartUpstreams() {
+    std::vector<adapters::mcp::UpstreamBinding> bindings;
+    for (const auto& [name, uc] : config_.upstreams) {
+      std::string secret;
+      if (!uc.credential.empty()) {
+        MANDATE_ASSIGN_OR_RETURN(secret, credentials_->Get(uc.credential));
+      }
+      std::unique_ptr<adapters::mcp::McpUpstream> up;
+      if (uc.transport == UpstreamTransport::kStdio) {
+        adapters::mcp::StdioUpstreamOptions o;
+        o.name = name;
+        o.command = uc.command;
+        for (const auto& [k, v] : uc.env) o.env.emplace_back(k, v);
+        if (!uc.credential_env.empty()) o.env.emplace_back(uc.credential_env, secret);
+        o.cwd = uc.cwd;
+        o.max_inflight = uc.max_inflight;
+        auto started = adapters::mcp::StartStdioUpstream(std::move(o));
+        if (!started.ok()) return MakeError(started.error().code, "upstream \"" + name + "\": " + started.error().message);
+        up = std::move(started).value();
+      } else {
+        adapters::mcp::HttpUpstreamOptions o;
+        o.name = name;
+        o.url = uc.url;
+        o.credential_header = uc.credential_header.empty() ? "Authorization" : uc.credential_header;
+        if (!secret.empty()) o.credential_value = uc.credential_header_prefix + secret;
+        o.max_inflight = uc.max_inflight;
+        o.client = &http_client_;
+        auto started = adapters::mcp::StartHttpUpstream(std::move(o));
+        if (!started.ok()) return MakeError(started.error().code, "upstream \"" + name + "\": " + started.error().message);
+        up = std::move(started).value();
+      }
+      adapters::mcp::UpstreamBinding b;
+      b.name = name;
+      b.upstream = up.get();
+      for (const auto& [tool, tc] : uc.tools) b.tool_classes[tool] = tc.action_class;
+      if (!uc.resource_type.empty()) b.resource = adapters::mcp::ResourceTemplate{uc.resource_type, uc.resource_id_template};
+      b.timeout_millis = static_cast<int>(uc.timeout_millis);
+      bindings.push_back(std::move(b));
+      upstream_names_.push_back(name);
+      upstreams_.push_back(std::move(up));
+      log_("upstream \"" + name + "\" started");
+    }
+    mcp_ = std::make_unique<adapters::mcp::McpEndpoint>(pipeline_.get(), std::move(bindings));
+    return core::OkStatus();
+  }
+
+  void HandleAgent(const net::HttpRequest& req, const std::shared_ptr<net::ResponseSink>& sink) {
+    if (req.path.rfind("/mcp/", 0) == 0) {
+      mcp_->Handle(req, sink);
+      return;
+    }
+    if (req.method == "GET" && req.path == "/healthz") {
+      sink->Send(net::HttpResponse::Json(200, R"({"status":"ok"})"));
+      return;
+    }
+    if (req.method == "GET" && req.path == "/.well-known/jwks.json") {
+      auto r = net::HttpResponse::Json(200, keys_->Jwks().Dump());
+      r.headers.emplace_back("Cache-Control", "max-age=300");
+      sink->Send(std::move(r));
+      return;
+    }
+    if (req.method == "GET" && req.path == "/.well-known/oauth-protected-resource") {
+      core::Json j = core::Json::MakeObject();
+      j.Set("resource", config_.tokens.issuer);
+      core::Json servers = core::Json::MakeArray();
+      servers.Push(config_.tokens.issuer);
+      j.Set("authorization_servers", std::move(servers));
+      j.Set("jwks_uri", config_.tokens.issuer + "/.well-known/jwks.json");
+      core::Json methods = core::Json::MakeArray();
+      methods.Push("header");
+      j.Set("bearer_methods_supported", std::move(methods));
+      sink->Send(net::HttpResponse::Json(200, j.Dump()));
+      return;
+    }
+    sink->Send(net::HttpResponse::Json(404, R"({"error":{"code":"not_found","message":"no such endpoint"}})"));
+  }
+
+  Config config_;
+  std::function<void(const std::string&)> log_;
+  const core::SystemClock& clock_ = core::SystemClock::Instance();
+  std::string admin_token_;
+  std::unique_ptr<store::SqliteStore> store_;
+  std::unique_ptr<identity::SigningKeys> keys_;
+  std::unique_ptr<identity::TokenIssuer> issuer_;
+  std::unique_ptr<identity::TokenVerifier> verifier_;
+  std::unique_ptr<broker::CredentialStore> credentials_;
+  gateway::PolicyHolder policies_;
+  gateway::Directory directory_;
+  std::unique_ptr<revocation::RevocationSet> revocations_;
+  std::unique_ptr<audit::AuditLog> audit_;
+  std::unique_ptr<gateway::Pipeline> pipeline_;
+  net::HttpClient http_client_;
+  std::vector<std::unique_ptr<adapters::mcp::McpUpstream>> upstreams_;
+  std::vector<std::string> upstream_names_;
+  std::unique_ptr<adapters::mcp::McpEndpoint> mcp_;
+  std::unique_ptr<AdminApi> admin_api_;
+  std::unique_ptr<net::HttpServer> admin_server_;
+  std::unique_ptr<net::HttpServer> agent_server_;
+  bool stopped_ = false;
+};
+
+}  // namespace
+
+core::Result<std::unique_ptr<Server>> Server::Start(Config config, std::function<void(const std::string&)> log) {
+  auto server = std::make_unique<ServerImpl>();
+  MANDATE_RETURN_IF_ERROR(server->Init(std::move(config), std::move(log)));
+  return std::unique_ptr<Server>(std::move(server));
+}
+
+}  // namespace mandate::server

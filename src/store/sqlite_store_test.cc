@@ -1,0 +1,472 @@
+#include "mandate/store/sqlite_store.h"
+
+#include <gtest/gtest.h>
+#include <sqlite3.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <filesystem>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "mandate/core/limits.h"
+
+namespace mandate::store {
+namespace {
+
+namespace fs = std::filesystem;
+using core::ErrorCode;
+using core::Json;
+
+class TempDir {
+ public:
+  TempDir() {
+    std::string tmpl = (fs::temp_directory_path() / "mandate-store-XXXXXX").string();
+    EXPECT_NE(::mkdtemp(tmpl.data()), nullptr);
+    path_ = tmpl;
+  }
+  ~TempDir() {
+    std::error_code ec;
+    fs::remove_all(path_, ec);
+  }
+  std::string Sub(const std::string& name) const { return path_ + "/" + name; }
+
+ private:
+  std::string path_;
+};
+
+std::unique_ptr<SqliteStore> MustOpen(const std::string& path) {
+  auto s = SqliteStore::Open(path);
+  EXPECT_TRUE(s.ok()) << s.error().message;
+  return s.ok() ? std::move(s).value() : nullptr;
+}
+
+Session Root(const std::string& sid, const std::string& agent = "triage-bot",
+             const std::string& human = "alice") {
+  Session s;
+  s.sid = sid;
+  s.root_sid = sid;
+  s.agent = agent;
+  s.human = human;
+  s.task = "SUP-123";
+  s.scope = {"jira:get_issue", "jira:transition_issue"};
+  s.model = Json::MakeObject();
+  s.model.Set("provider", "anthropic");
+  s.model.Set("name", "claude-opus-4-5");
+  s.model.Set("tier", "frontier");
+  s.depth = 0;
+  s.created_at = 1767000000;
+  s.expires_at = 1767000900;
+  s.dpop_jkt = "0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I";
+  return s;
+}
+
+Session Child(const Session& parent, const std::string& sid) {
+  Session c = parent;
+  c.sid = sid;
+  c.parent_sid = parent.sid;
+  c.root_sid = parent.root_sid;
+  c.depth = parent.depth + 1;
+  c.created_at = parent.created_at + 1;
+  c.scope = {"jira:get_issue"};
+  c.model = Json();
+  c.dpop_jkt.clear();
+  return c;
+}
+
+class SqliteStoreTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    path_ = tmp_.Sub("mandate.db");
+    store_ = MustOpen(path_);
+    ASSERT_NE(store_, nullptr);
+    ASSERT_TRUE(store_->PutHuman({"alice", {"finance", "eng"}, 100}).ok());
+    ASSERT_TRUE(store_->PutAgent({"triage-bot", "alice", {"support-agents"}, 101}).ok());
+  }
+
+  TempDir tmp_;
+  std::string path_;
+  std::unique_ptr<SqliteStore> store_;
+};
+
+TEST_F(SqliteStoreTest, PutHumanIsIdempotentForTheSameGroupSet) {
+  // Same groups in another order, with a duplicate and a later timestamp: no change.
+  EXPECT_TRUE(store_->PutHuman({"alice", {"eng", "finance", "eng"}, 999}).ok());
+  auto h = store_->GetHuman("alice");
+  ASSERT_TRUE(h.ok());
+  EXPECT_EQ(h->groups, (std::vector<std::string>{"eng", "finance"}));
+  EXPECT_EQ(h->created_at, 100);
+
+  auto conflict = store_->PutHuman({"alice", {"eng"}, 100});
+  ASSERT_FALSE(conflict.ok());
+  EXPECT_EQ(conflict.error().code, ErrorCode::kConflict);
+  EXPECT_NE(conflict.error().message.find("groups [\"eng\",\"finance\"], not [\"eng\"]"),
+            std::string::npos)
+      << conflict.error().message;
+
+  auto missing = store_->GetHuman("bob");
+  ASSERT_FALSE(missing.ok());
+  EXPECT_EQ(missing.error().code, ErrorCode::kNotFound);
+
+  ASSERT_TRUE(store_->PutHuman({"bob", {}, 5}).ok());
+  auto all = store_->ListHumans();
+  ASSERT_TRUE(all.ok());
+  ASSERT_EQ(all->size(), 2u);
+  EXPECT_EQ((*all)[0].name, "alice");
+  EXPECT_EQ((*all)[1].name, "bob");
+  EXPECT_TRUE((*all)[1].groups.empty());
+}
+
+TEST_F(SqliteStoreTest, PutAgentIsIdempotentAndNamesWhatConflicts) {
+  EXPECT_TRUE(
+      store_->PutAgent({"triage-bot", "alice", {"support-agents", "support-agents"}, 7}).ok());
+  ASSERT_TRUE(store_->PutHuman({"bob", {}, 5}).ok());
+  auto owner = store_->PutAgent({"triage-bot", "bob", {"support-agents"}, 7});
+  ASSERT_FALSE(owner.ok());
+  EXPECT_EQ(owner.error().code, ErrorCode::kConflict);
+  EXPECT_NE(owner.error().message.find("owner \"alice\", not \"bob\""), std::string::npos)
+      << owner.error().message;
+  auto groups = store_->PutAgent({"triage-bot", "alice", {}, 7});
+  ASSERT_FALSE(groups.ok());
+  EXPECT_EQ(groups.error().code, ErrorCode::kConflict);
+  EXPECT_NE(groups.error().message.find("groups"), std::string::npos);
+
+  auto a = store_->GetAgent("triage-bot");
+  ASSERT_TRUE(a.ok());
+  EXPECT_EQ(a->owner, "alice");
+  EXPECT_EQ(a->groups, std::vector<std::string>{"support-agents"});
+  EXPECT_EQ(a->created_at, 101);
+  EXPECT_EQ(store_->GetAgent("nobody").error().code, ErrorCode::kNotFound);
+}
+
+TEST_F(SqliteStoreTest, AgentWithUnknownOwnerIsRefused) {
+  auto st = store_->PutAgent({"rogue", "mallory", {}, 1});
+  ASSERT_FALSE(st.ok());
+  EXPECT_EQ(st.error().code, ErrorCode::kNotFound);
+  EXPECT_EQ(store_->GetAgent("rogue").error().code, ErrorCode::kNotFound);
+  auto agents = store_->ListAgents();
+  ASSERT_TRUE(agents.ok());
+  EXPECT_EQ(agents->size(), 1u);
+}
+
+TEST_F(SqliteStoreTest, BadNamesAreRejected) {
+  const std::vector<std::string> bad = {
+      "",
+      std::string(core::kNameBytesMax + 1, 'a'),
+      "tab\there",
+      "new\nline",
+      std::string("nul\0byte", 8),
+      "del\x7f",
+      "c1\xc2\x85",  // U+0085 NEXT LINE
+      "bad\xff utf8",
+      "\xc0\xaf",  // overlong '/'
+      " leading",
+      "trailing ",
+  };
+  for (const std::string& name : bad) {
+    auto h = store_->PutHuman({name, {}, 1});
+    ASSERT_FALSE(h.ok()) << name;
+    EXPECT_EQ(h.error().code, ErrorCode::kBadRequest) << name;
+    EXPECT_EQ(store_->PutHuman({"ok", {name}, 1}).error().code, ErrorCode::kBadRequest) << name;
+    EXPECT_EQ(store_->PutAgent({name, "alice", {}, 1}).error().code, ErrorCode::kBadRequest);
+    EXPECT_EQ(store_->GetHuman(name).error().code, ErrorCode::kBadRequest);
+    Session s = Root("ses_1");
+    s.agent = name;
+    EXPECT_EQ(store_->CreateSession(s).error().code, ErrorCode::kBadRequest);
+    EXPECT_EQ(store_->AddRevocation({"agent", name, 1, ""}).error().code, ErrorCode::kBadRequest);
+  }
+  // What is allowed: the longest name, non-ASCII letters, inner spaces and punctuation.
+  EXPECT_TRUE(store_->PutHuman({std::string(core::kNameBytesMax, 'a'), {}, 1}).ok());
+  EXPECT_TRUE(store_->PutHuman({"J\xc3\xbcrgen M\xc3\xbcller", {"r&d"}, 1}).ok());
+  std::vector<std::string> too_many;
+  for (size_t i = 0; i <= core::kGroupsPerPrincipalMax; ++i)
+    too_many.push_back("g" + std::to_string(i));
+  EXPECT_EQ(store_->PutHuman({"carol", too_many, 1}).error().code, ErrorCode::kBadRequest);
+  EXPECT_EQ(store_->AddRevocation({"everything", "alice", 1, ""}).error().code,
+            ErrorCode::kBadRequest);
+  // Nothing of the refused writes is stored.
+  auto humans = store_->ListHumans();
+  ASSERT_TRUE(humans.ok());
+  EXPECT_EQ(humans->size(), 3u);
+  auto revs = store_->ListRevocations();
+  ASSERT_TRUE(revs.ok());
+  EXPECT_TRUE(revs->empty());
+}
+
+TEST_F(SqliteStoreTest, SessionsRoundTripAndDuplicatesConflict) {
+  Session s = Root("ses_root");
+  ASSERT_TRUE(store_->CreateSession(s).ok());
+  auto got = store_->GetSession("ses_root");
+  ASSERT_TRUE(got.ok()) << got.error().message;
+  EXPECT_EQ(*got, s);
+  EXPECT_EQ(got->model.GetString("tier"), "frontier");
+
+  auto dup = store_->CreateSession(s);
+  ASSERT_FALSE(dup.ok());
+  EXPECT_EQ(dup.error().code, ErrorCode::kConflict);
+  EXPECT_EQ(store_->GetSession("ses_none").error().code, ErrorCode::kNotFound);
+
+  Session unknown_agent = Root("ses_2", "ghost-bot");
+  EXPECT_EQ(store_->CreateSession(unknown_agent).error().code, ErrorCode::kNotFound);
+  Session unknown_human = Root("ses_3", "triage-bot", "nobody");
+  EXPECT_EQ(store_->CreateSession(unknown_human).error().code, ErrorCode::kNotFound);
+  Session orphan = Child(s, "ses_orphan");
+  orphan.parent_sid = "ses_missing";
+  EXPECT_EQ(store_->CreateSession(orphan).error().code, ErrorCode::kNotFound);
+
+  Session bad_model = Root("ses_4");
+  bad_model.model = Json("claude");
+  EXPECT_EQ(store_->CreateSession(bad_model).error().code, ErrorCode::kBadRequest);
+  Session bad_root = Root("ses_5");
+  bad_root.root_sid = "ses_root";
+  EXPECT_EQ(store_->CreateSession(bad_root).error().code, ErrorCode::kBadRequest);
+  Session bad_depth = Child(s, "ses_6");
+  bad_depth.depth = 2;
+  EXPECT_EQ(store_->CreateSession(bad_depth).error().code, ErrorCode::kBadRequest);
+  Session outlives = Child(s, "ses_7");
+  outlives.expires_at = s.expires_at + 1;
+  EXPECT_EQ(store_->CreateSession(outlives).error().code, ErrorCode::kBadRequest);
+  Session backwards = Root("ses_8");
+  backwards.expires_at = backwards.created_at - 1;
+  EXPECT_EQ(store_->CreateSession(backwards).error().code, ErrorCode::kBadRequest);
+  Session wide = Root("ses_9");
+  wide.scope.assign(core::kScopeEntriesMax + 1, "x:y");
+  EXPECT_EQ(store_->CreateSession(wide).error().code, ErrorCode::kBadRequest);
+
+  auto page = store_->ListSessions(10, 0);
+  ASSERT_TRUE(page.ok());
+  ASSERT_EQ(page->size(), 1u);
+}
+
+TEST_F(SqliteStoreTest, ListSessionsPagesInCreationOrder) {
+  for (int i = 0; i < 5; ++i) {
+    Session s = Root("ses_" + std::to_string(4 - i));
+    s.created_at = 1767000000 + i;
+    ASSERT_TRUE(store_->CreateSession(s).ok());
+  }
+  auto first = store_->ListSessions(2, 0);
+  auto second = store_->ListSessions(2, 2);
+  auto rest = store_->ListSessions(100, 4);
+  ASSERT_TRUE(first.ok() && second.ok() && rest.ok());
+  ASSERT_EQ(first->size(), 2u);
+  EXPECT_EQ((*first)[0].sid, "ses_4");
+  EXPECT_EQ((*first)[1].sid, "ses_3");
+  EXPECT_EQ((*second)[0].sid, "ses_2");
+  ASSERT_EQ(rest->size(), 1u);
+  EXPECT_EQ((*rest)[0].sid, "ses_0");
+  auto none = store_->ListSessions(10, 100);
+  ASSERT_TRUE(none.ok());
+  EXPECT_TRUE(none->empty());
+}
+
+TEST_F(SqliteStoreTest, RevokingASessionRevokesItsWholeSubtreeOnly) {
+  //   r ── a ── a1 ── a1x
+  //   │    └── a2
+  //   └── b
+  //   other (another tree)
+  Session r = Root("r");
+  Session a = Child(r, "a");
+  Session b = Child(r, "b");
+  Session a1 = Child(a, "a1");
+  Session a2 = Child(a, "a2");
+  Session a1x = Child(a1, "a1x");
+  Session other = Root("other");
+  for (const Session* s : {&r, &a, &b, &a1, &a2, &a1x, &other}) {
+    ASSERT_TRUE(store_->CreateSession(*s).ok()) << s->sid;
+  }
+  auto kids = store_->ListChildren("a");
+  ASSERT_TRUE(kids.ok());
+  ASSERT_EQ(kids->size(), 2u);
+  EXPECT_EQ((*kids)[0].sid, "a1");
+  EXPECT_EQ((*kids)[1].sid, "a2");
+  auto leaf = store_->ListChildren("a1x");
+  ASSERT_TRUE(leaf.ok());
+  EXPECT_TRUE(leaf->empty());
+  EXPECT_EQ(store_->ListChildren("zz").error().code, ErrorCode::kNotFound);
+
+  // Revoke a1 first, earlier: its time is kept when the bigger tree is revoked later.
+  auto first = store_->RevokeSessionTree("a1", 500, "suspicious");
+  ASSERT_TRUE(first.ok());
+  EXPECT_EQ(*first, (std::vector<std::string>{"a1", "a1x"}));
+
+  auto sids = store_->RevokeSessionTree("a", 600, "operator request");
+  ASSERT_TRUE(sids.ok()) << sids.error().message;
+  EXPECT_EQ(*sids, (std::vector<std::string>{"a", "a1", "a2", "a1x"}));
+  EXPECT_EQ(store_->GetSession("a")->revoked_at, 600);
+  EXPECT_EQ(store_->GetSession("a2")->revoked_at, 600);
+  EXPECT_EQ(store_->GetSession("a1")->revoked_at, 500);
+  EXPECT_EQ(store_->GetSession("a1x")->revoked_at, 500);
+  EXPECT_FALSE(store_->GetSession("r")->revoked_at.has_value());
+  EXPECT_FALSE(store_->GetSession("b")->revoked_at.has_value());
+  EXPECT_FALSE(store_->GetSession("other")->revoked_at.has_value());
+
+  // No child can be delegated from a revoked session.
+  auto late = store_->CreateSession(Child(a, "a3"));
+  ASSERT_FALSE(late.ok());
+  EXPECT_EQ(late.error().code, ErrorCode::kConflict);
+
+  // AddRevocation with kind "session" marks the tree too.
+  ASSERT_TRUE(store_->AddRevocation({"session", "r", 700, ""}).ok());
+  EXPECT_EQ(store_->GetSession("b")->revoked_at, 700);
+  EXPECT_EQ(store_->GetSession("a")->revoked_at, 600);
+  ASSERT_TRUE(store_->AddRevocation({"human", "alice", 800, "left the company"}).ok());
+  ASSERT_TRUE(store_->AddRevocation({"task", "SUP-9", 801, ""}).ok());
+  ASSERT_TRUE(store_->AddRevocation({"agent", "not-yet-registered", 802, ""}).ok());
+
+  EXPECT_EQ(store_->RevokeSessionTree("nope", 1, "").error().code, ErrorCode::kNotFound);
+  EXPECT_EQ(store_->AddRevocation({"session", "nope", 1, ""}).error().code, ErrorCode::kNotFound);
+
+  auto revs = store_->ListRevocations();
+  ASSERT_TRUE(revs.ok());
+  std::vector<Revocation> want = {{"session", "a1", 500, "suspicious"},
+                                  {"session", "a", 600, "operator request"},
+                                  {"session", "r", 700, ""},
+                                  {"human", "alice", 800, "left the company"},
+                                  {"task", "SUP-9", 801, ""},
+                                  {"agent", "not-yet-registered", 802, ""}};
+  EXPECT_EQ(*revs, want);
+}
+
+TEST_F(SqliteStoreTest, DelegationDepthIsBounded) {
+  Session parent = Root("d0");
+  ASSERT_TRUE(store_->CreateSession(parent).ok());
+  for (size_t d = 1; d <= core::kDelegationDepthMax; ++d) {
+    Session c = Child(parent, "d" + std::to_string(d));
+    ASSERT_TRUE(store_->CreateSession(c).ok()) << d;
+    parent = c;
+  }
+  EXPECT_EQ(store_->CreateSession(Child(parent, "too-deep")).error().code, ErrorCode::kBadRequest);
+  auto sids = store_->RevokeSessionTree("d0", 1, "");
+  ASSERT_TRUE(sids.ok());
+  EXPECT_EQ(sids->size(), core::kDelegationDepthMax + 1);
+}
+
+TEST_F(SqliteStoreTest, EverythingPersistsAcrossReopen) {
+  Session r = Root("r");
+  ASSERT_TRUE(store_->CreateSession(r).ok());
+  ASSERT_TRUE(store_->CreateSession(Child(r, "c")).ok());
+  ASSERT_TRUE(store_->RevokeSessionTree("c", 42, "why").ok());
+  store_.reset();
+
+  auto again = MustOpen(path_);
+  ASSERT_NE(again, nullptr);
+  auto h = again->GetHuman("alice");
+  ASSERT_TRUE(h.ok());
+  EXPECT_EQ(h->groups, (std::vector<std::string>{"eng", "finance"}));
+  EXPECT_TRUE(again->GetAgent("triage-bot").ok());
+  auto got = again->GetSession("r");
+  ASSERT_TRUE(got.ok());
+  EXPECT_EQ(*got, r);
+  EXPECT_EQ(again->GetSession("c")->revoked_at, 42);
+  auto revs = again->ListRevocations();
+  ASSERT_TRUE(revs.ok());
+  ASSERT_EQ(revs->size(), 1u);
+  EXPECT_EQ((*revs)[0].reason, "why");
+  // Idempotency holds against what was stored before the restart.
+  EXPECT_TRUE(again->PutHuman({"alice", {"finance", "eng"}, 1}).ok());
+}
+
+TEST_F(SqliteStoreTest, SchemaVersionWalAndFileModeAreAsDocumented) {
+  struct stat st {};
+  ASSERT_EQ(::stat(path_.c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0600u);
+  if (::stat((path_ + "-wal").c_str(), &st) == 0) {
+    EXPECT_EQ(st.st_mode & 0777, 0600u);
+  }
+
+  sqlite3* db = nullptr;
+  ASSERT_EQ(sqlite3_open_v2(path_.c_str(), &db, SQLITE_OPEN_READONLY, nullptr), SQLITE_OK);
+  sqlite3_stmt* q = nullptr;
+  ASSERT_EQ(sqlite3_prepare_v2(db, "SELECT version FROM schema_version", -1, &q, nullptr),
+            SQLITE_OK);
+  ASSERT_EQ(sqlite3_step(q), SQLITE_ROW);
+  EXPECT_EQ(sqlite3_column_int(q, 0), SqliteStore::kSchemaVersion);
+  EXPECT_EQ(sqlite3_step(q), SQLITE_DONE);  // exactly one row
+  sqlite3_finalize(q);
+  ASSERT_EQ(sqlite3_prepare_v2(db, "PRAGMA journal_mode", -1, &q, nullptr), SQLITE_OK);
+  ASSERT_EQ(sqlite3_step(q), SQLITE_ROW);
+  EXPECT_STREQ(reinterpret_cast<const char*>(sqlite3_column_text(q, 0)), "wal");
+  sqlite3_finalize(q);
+  sqlite3_close_v2(db);
+}
+
+TEST(SqliteStore, ExistingLooseFileIsTightenedTo0600) {
+  TempDir tmp;
+  std::string path = tmp.Sub("loose.db");
+  {
+    auto s = MustOpen(path);
+    ASSERT_NE(s, nullptr);
+  }
+  ASSERT_EQ(::chmod(path.c_str(), 0644), 0);
+  auto s = MustOpen(path);
+  ASSERT_NE(s, nullptr);
+  struct stat st {};
+  ASSERT_EQ(::stat(path.c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0600u);
+}
+
+TEST(SqliteStore, RefusesNewerSchemaAndNonDatabases) {
+  TempDir tmp;
+  std::string path = tmp.Sub("future.db");
+  { ASSERT_NE(MustOpen(path), nullptr); }
+  sqlite3* db = nullptr;
+  ASSERT_EQ(sqlite3_open(path.c_str(), &db), SQLITE_OK);
+  ASSERT_EQ(sqlite3_exec(db, "UPDATE schema_version SET version = 99", nullptr, nullptr, nullptr),
+            SQLITE_OK);
+  sqlite3_close(db);
+  auto future = SqliteStore::Open(path);
+  ASSERT_FALSE(future.ok());
+  EXPECT_EQ(future.error().code, ErrorCode::kInternal);
+  EXPECT_NE(future.error().message.find("newer"), std::string::npos);
+
+  std::string junk = tmp.Sub("junk.db");
+  {
+    FILE* f = std::fopen(junk.c_str(), "w");
+    ASSERT_NE(f, nullptr);
+    std::fputs("this is not a database, just a long enough line of text to look like one....", f);
+    std::fclose(f);
+  }
+  auto bad = SqliteStore::Open(junk);
+  ASSERT_FALSE(bad.ok());
+  EXPECT_EQ(bad.error().code, ErrorCode::kInternal);
+
+  auto nodir = SqliteStore::Open(tmp.Sub("missing/dir/x.db"));
+  ASSERT_FALSE(nodir.ok());
+  EXPECT_EQ(nodir.error().code, ErrorCode::kInternal);
+}
+
+TEST_F(SqliteStoreTest, InputsAreBoundNotInterpolated) {
+  const std::string evil = "x'); DROP TABLE humans; --";
+  ASSERT_TRUE(store_->PutHuman({evil, {"a'b", "\"q\""}, 1}).ok());
+  auto h = store_->GetHuman(evil);
+  ASSERT_TRUE(h.ok());
+  EXPECT_EQ(h->groups, (std::vector<std::string>{"\"q\"", "a'b"}));
+  EXPECT_TRUE(store_->GetHuman("alice").ok());
+}
+
+TEST_F(SqliteStoreTest, ConcurrentWritersAreSerialized) {
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 8; ++t) {
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < 20; ++i) {
+        std::string name = "h" + std::to_string(t) + "-" + std::to_string(i);
+        EXPECT_TRUE(store_->PutHuman({name, {"g"}, i}).ok());
+        EXPECT_TRUE(store_->PutHuman({name, {"g"}, i}).ok());
+        Session s = Root("s" + std::to_string(t) + "-" + std::to_string(i));
+        EXPECT_TRUE(store_->CreateSession(s).ok());
+      }
+    });
+  }
+  for (auto& th : threads) th.join();
+  auto humans = store_->ListHumans();
+  ASSERT_TRUE(humans.ok());
+  EXPECT_EQ(humans->size(), 1u + 8 * 20);
+  auto sessions = store_->ListSessions(core::kStoreListLimitMax, 0);
+  ASSERT_TRUE(sessions.ok());
+  EXPECT_EQ(sessions->size(), 8u * 20);
+}
+
+}  // namespace
+}  // namespace mandate::store
