@@ -21,7 +21,10 @@ build-asan: deps
 
 # Starts Mandate on the embedded default (SQLite + local audit log) with the quickstart config.
 run: build
-	@[ -f $(QUICKSTART)/mandate.yaml ] || $(BUILD)/mandate init $(QUICKSTART)
+	@[ -f $(QUICKSTART)/mandate.yaml ] || $(BUILD)/mandate init $(QUICKSTART) \
+	  --mcp-command node \
+	  --mcp-command $(CURDIR)/tests/e2e/node_modules/@modelcontextprotocol/server-everything/dist/index.js \
+	  --mcp-command stdio
 	@exec $(BUILD)/mandate serve -c $(QUICKSTART)/mandate.yaml
 
 # Unit tests under ASan+UBSan, then integration and end-to-end tests against the release build.

@@ -294,9 +294,15 @@ int Run(int argc, char** argv) {
     }
     if (auto r = admin_or_fail("POST", "/admin/v1/sessions", &body)) print(*r, r->GetString("token"));
   });
-  auto* list = session->add_subcommand("list", "list sessions");
+  auto* list = session->add_subcommand("list", "list sessions, oldest first");
+  bool quiet = false;
+  list->add_flag("-q,--quiet", quiet, "print only the session ids");
   list->callback([&] {
     if (auto r = admin_or_fail("GET", "/admin/v1/sessions", nullptr)) {
+      if (quiet && !json) {
+        for (const Json& s : r->FindArray("sessions")->as_array()) std::cout << s.GetString("sid") << "\n";
+        return;
+      }
       std::string text;
       for (const Json& s : r->FindArray("sessions")->as_array()) {
         text += s.GetString("sid") + "  agent: " + s.GetString("agent") + "  for: " + s.GetString("human") +
