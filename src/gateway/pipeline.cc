@@ -125,7 +125,18 @@ core::Result<Caller> Pipeline::Authenticate(std::string_view bearer_token) const
   if (caller.chain.empty() || caller.chain.back() != caller.claims->client_id) {
     return MakeError(ErrorCode::kUnauthenticated, "token act chain does not end with its client_id");
   }
+  // Revocation first: a revoked principal is told so even if it was removed since.
   MANDATE_RETURN_IF_ERROR(CheckRevocation(caller));
+  // A validly signed token names principals Mandate must still know (they may have been
+  // removed since it was minted).
+  if (!deps_.directory->HumanGroups(caller.claims->sub)) {
+    return MakeError(ErrorCode::kUnauthenticated, "token names an unknown human");
+  }
+  for (const std::string& agent : caller.chain) {
+    if (!deps_.directory->AgentGroups(agent)) {
+      return MakeError(ErrorCode::kUnauthenticated, "token names an unknown agent \"" + agent + "\"");
+    }
+  }
   return caller;
 }
 
@@ -216,14 +227,11 @@ Decision Pipeline::Decide(const Caller& caller, const core::Action& action) cons
     check.permits = res.permits;
     check.forbids = res.forbids;
     check.errors = res.errors;
-    // Fail closed: a forbid that could not be evaluated might have matched, so it denies.
-    bool forbid_errored = false;
-    for (const std::string& err : res.errors) {
-      for (const policy::Policy& p : set->policies()) {
-        if (p.is_forbid && err.rfind(p.id + ": ", 0) == 0) forbid_errored = true;
-      }
-    }
-    check.allow = res.allow && !forbid_errored;
+    // Fail closed (STYLE.md): any policy that could not be evaluated denies. A forbid that
+    // errored might have matched; a permit that errored means the policy set does not fit
+    // this request, and the operator must see that rather than have another permit mask it.
+    const bool eval_errored = !res.errors.empty();
+    check.allow = res.allow && !eval_errored;
     if (check.allow) {
       // Allowed only through @approval permits -> approval required.
       bool unconditional = false;
@@ -248,7 +256,7 @@ Decision Pipeline::Decide(const Caller& caller, const core::Action& action) cons
         all_allow = false;
         if (first_denier.empty()) {
           first_denier = check.principal;
-          if (forbid_errored) first_denier += " (a forbid policy failed to evaluate)";
+          if (eval_errored) first_denier += " (a policy failed to evaluate: " + res.errors.front() + ")";
           else if (!res.forbids.empty()) first_denier += " (forbidden by " + res.forbids.front() + ")";
           else first_denier += " (no policy permits it)";
         }

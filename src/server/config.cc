@@ -691,6 +691,12 @@ Result<UpstreamConfig> ConfigParser::ParseUpstream(const Entry& u, const Config&
     return AtKey(u, "invalid upstream name " + Quoted(u.key) + ": " + std::string(kConfigNameRule) +
                         " (it becomes the <upstream> of action ids \"<upstream>:<tool>\")");
   }
+  // Action::"<upstream>" and Action::"<class>" share one name space in policies: an upstream
+  // named like a class would make its every tool a member of that class.
+  if (core::ActionClassFromName(u.key).has_value()) {
+    return AtKey(u, "invalid upstream name " + Quoted(u.key) +
+                        ": read, write and destructive are reserved for action classes");
+  }
   const std::string path = "upstreams." + u.key;
   const std::string where = "upstream " + Quoted(u.key);
   MANDATE_ASSIGN_OR_RETURN(auto fields, Entries(u, path, 32));

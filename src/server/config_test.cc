@@ -676,5 +676,15 @@ credentials:
       << message;
 }
 
+TEST(Config, RefusesUpstreamNamedLikeAnActionClass) {
+  for (const char* name : {"read", "write", "destructive"}) {
+    std::string yaml = std::string("upstreams:\n  ") + name + ":\n    kind: mcp\n    url: http://127.0.0.1:9/mcp\n";
+    auto c = ParseConfig(yaml, "mandate.yaml");
+    ASSERT_FALSE(c.ok()) << name;
+    EXPECT_NE(c.error().message.find("reserved"), std::string::npos) << c.error().message;
+    EXPECT_NE(c.error().message.find("mandate.yaml:2:"), std::string::npos) << c.error().message;
+  }
+}
+
 }  // namespace
 }  // namespace mandate::server

@@ -4,8 +4,8 @@
 //
 // Order of a call: authenticate (signature, expiry, revocation of the session, every
 // ancestor, its agent, human and task) -> authorize (scope, then Cedar policy for the human
-// and for every agent of the delegation chain; forbid wins; default deny; any evaluation
-// error denies) -> audit the decision durably (fail closed) -> forward -> audit the
+// and for every agent of the delegation chain; forbid wins; default deny; any policy
+// evaluation error denies) -> audit the decision durably (fail closed) -> forward -> audit the
 // completion -> scrub secrets from the result.
 //
 // Thread safety: every method may be called concurrently. Dependencies are not owned and must

@@ -16,6 +16,7 @@ constexpr int kParseError = -32700;
 constexpr int kInvalidRequest = -32600;
 constexpr int kMethodNotFound = -32601;
 constexpr int kInvalidParams = -32602;
+constexpr int kInternalError = -32603;
 
 constexpr std::string_view kMcpPrefix = "/mcp/";
 
@@ -286,10 +287,9 @@ void McpEndpoint::Handle(const net::HttpRequest& req, const std::shared_ptr<net:
     sink->Send(net::HttpResponse::Json(200, RpcError(*id, kInvalidParams, "params must be an object").Dump()));
     return;
   }
-  Json response = HandleRequest(*caller, up, *method, params ? *params : empty, &new_session);
-  Json reply = response.Find("error") && !response.Find("content") && response.Find("code")
-                   ? RpcError(*id, static_cast<int>(response.GetInt("code", -32603)), response.GetString("message"))
-                   : RpcResult(*id, std::move(response));
+  RpcAnswer answer = HandleRequest(*caller, up, *method, params ? *params : empty, &new_session);
+  Json reply = answer.is_error ? RpcError(*id, answer.error_code, std::move(answer.error_message))
+                               : RpcResult(*id, std::move(answer.result));
 
   net::Headers headers;
   if (!new_session.empty()) headers.emplace_back("Mcp-Session-Id", new_session);
@@ -308,15 +308,13 @@ void McpEndpoint::Handle(const net::HttpRequest& req, const std::shared_ptr<net:
   sink->Send(std::move(r));
 }
 
-Json McpEndpoint::HandleRequest(const gateway::Caller& caller, const UpstreamBinding& up, const std::string& method,
-                                const Json& params, std::string* new_session_id) {
-  auto rpc_error = [](int code, std::string message) {
-    Json e = Json::MakeObject();
-    e.Set("error", true);
-    e.Set("code", code);
-    e.Set("message", std::move(message));
-    return e;
-  };
+namespace {
+McpEndpoint::RpcAnswer Result(Json result) { return {std::move(result), false, 0, {}}; }
+}  // namespace
+
+McpEndpoint::RpcAnswer McpEndpoint::HandleRequest(const gateway::Caller& caller, const UpstreamBinding& up,
+                                                  const std::string& method, const Json& params,
+                                                  std::string* new_session_id) {
   if (method == "initialize") {
     std::string requested = params.GetString("protocolVersion");
     std::string version = IsSupportedProtocolVersion(requested) ? requested : std::string(kLatestProtocolVersion);
@@ -346,23 +344,20 @@ Json McpEndpoint::HandleRequest(const gateway::Caller& caller, const UpstreamBin
     r.Set("capabilities", std::move(caps));
     r.Set("serverInfo", std::move(info));
     r.Set("instructions", "Tools of upstream \"" + up.name + "\", governed by Mandate: calls are authorized, recorded and may be refused with a reason.");
-    return r;
+    return Result(std::move(r));
   }
-  if (method == "ping") return Json::MakeObject();
+  if (method == "ping") return Result(Json::MakeObject());
   if (method == "tools/list") return ListTools(caller, up);
   if (method == "tools/call") return CallTool(caller, up, params, "/mcp/" + up.name);
-  return rpc_error(kMethodNotFound, "method not found: " + method);
+  return {Json(), true, kMethodNotFound, "method not found: " + method};
 }
 
-Json McpEndpoint::ListTools(const gateway::Caller& caller, const UpstreamBinding& up) {
+McpEndpoint::RpcAnswer McpEndpoint::ListTools(const gateway::Caller& caller, const UpstreamBinding& up) {
   auto tools = up.upstream->ListTools();
   if (!tools.ok()) {
-    Json e = Json::MakeObject();
-    e.Set("error", true);
-    e.Set("code", -32603);
-    e.Set("message", "mandate: " + std::string(core::PublicCode(tools.error().code)) + ": " +
-                         pipeline_->scrubber().Scrub(tools.error().message));
-    return e;
+    return {Json(), true, kInternalError,
+            "mandate: " + std::string(core::PublicCode(tools.error().code)) + ": " +
+                pipeline_->scrubber().Scrub(tools.error().message)};
   }
   Json list = Json::MakeArray();
   for (const ToolInfo& t : *tools) {
@@ -383,26 +378,18 @@ Json McpEndpoint::ListTools(const gateway::Caller& caller, const UpstreamBinding
   }
   Json r = Json::MakeObject();
   r.Set("tools", std::move(list));
-  return r;
+  return Result(std::move(r));
 }
 
-Json McpEndpoint::CallTool(const gateway::Caller& caller, const UpstreamBinding& up, const Json& params,
-                           const std::string& path) {
+McpEndpoint::RpcAnswer McpEndpoint::CallTool(const gateway::Caller& caller, const UpstreamBinding& up,
+                                             const Json& params, const std::string& path) {
   const std::string* name = params.FindString("name");
   if (name == nullptr || name->empty() || name->size() > core::kNameBytesMax) {
-    Json e = Json::MakeObject();
-    e.Set("error", true);
-    e.Set("code", kInvalidParams);
-    e.Set("message", "tools/call needs a tool name (a non-empty string)");
-    return e;
+    return {Json(), true, kInvalidParams, "tools/call needs a tool name (a non-empty string)"};
   }
   const Json* args = params.Find("arguments");
   if (args != nullptr && !args->is_object() && !args->is_null()) {
-    Json e = Json::MakeObject();
-    e.Set("error", true);
-    e.Set("code", kInvalidParams);
-    e.Set("message", "tools/call arguments must be an object");
-    return e;
+    return {Json(), true, kInvalidParams, "tools/call arguments must be an object"};
   }
   core::Action action;
   action.protocol = "mcp";
@@ -415,18 +402,18 @@ Json McpEndpoint::CallTool(const gateway::Caller& caller, const UpstreamBinding&
   action.resource = core::EntityRef{"Upstream", up.name};
   if (up.resource) {
     auto res = up.resource->Render(action.args);
-    if (!res.ok()) return RefusalResult(ErrorCode::kBadRequest, res.error().message, "");
+    if (!res.ok()) return Result(RefusalResult(ErrorCode::kBadRequest, res.error().message, ""));
     action.resource = std::move(res).value();
   }
   Invoker invoker(up);
   gateway::Pipeline::CallResult result = pipeline_->Call(caller, std::move(action), invoker);
   if (!result.decision.allowed()) {
-    return RefusalResult(result.decision.code, result.decision.reason, result.decision.id);
+    return Result(RefusalResult(result.decision.code, result.decision.reason, result.decision.id));
   }
   if (!result.outcome.ok) {
-    return RefusalResult(result.outcome.error, result.outcome.message, result.decision.id);
+    return Result(RefusalResult(result.outcome.error, result.outcome.message, result.decision.id));
   }
-  return std::move(result.outcome.result);
+  return Result(std::move(result.outcome.result));
 }
 
 }  // namespace mandate::adapters::mcp

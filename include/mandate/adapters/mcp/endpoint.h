@@ -51,6 +51,15 @@ class McpEndpoint {
   McpEndpoint(const gateway::Pipeline* pipeline, std::vector<UpstreamBinding> upstreams);
   ~McpEndpoint();
 
+  // A JSON-RPC answer: a result, or an error object (never inferred from the result's shape,
+  // which the upstream controls).
+  struct RpcAnswer {
+    core::Json result;
+    bool is_error = false;
+    int error_code = 0;
+    std::string error_message;
+  };
+
   // Handles a request whose path starts with /mcp/.
   void Handle(const net::HttpRequest& request, const std::shared_ptr<net::ResponseSink>& sink);
 
@@ -63,11 +72,11 @@ class McpEndpoint {
   };
   class Invoker;
 
-  core::Json HandleRequest(const gateway::Caller& caller, const UpstreamBinding& up, const std::string& method,
-                           const core::Json& params, std::string* new_session_id);
-  core::Json ListTools(const gateway::Caller& caller, const UpstreamBinding& up);
-  core::Json CallTool(const gateway::Caller& caller, const UpstreamBinding& up, const core::Json& params,
-                      const std::string& path);
+  RpcAnswer HandleRequest(const gateway::Caller& caller, const UpstreamBinding& up, const std::string& method,
+                          const core::Json& params, std::string* new_session_id);
+  RpcAnswer ListTools(const gateway::Caller& caller, const UpstreamBinding& up);
+  RpcAnswer CallTool(const gateway::Caller& caller, const UpstreamBinding& up, const core::Json& params,
+                     const std::string& path);
   core::ActionClass ClassOf(const UpstreamBinding& up, const std::string& tool);
 
   const gateway::Pipeline* pipeline_;

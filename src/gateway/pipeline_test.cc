@@ -1,0 +1,966 @@
+// Tests of the governed-call pipeline (DESIGN.md sections 1, 3 and 5) with real components:
+// signing keys, issuer and verifier on a FakeClock, a SQLite store behind the revocation set,
+// Cedar policies, the hash-chained audit log and the secret scrubber. Only the upstream is a
+// fake, and it counts its calls: a refused call must never reach it.
+#include "mandate/gateway/pipeline.h"
+
+#include <gtest/gtest.h>
+#include <stdlib.h>
+
+#include <atomic>
+#include <filesystem>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "mandate/audit/audit_log.h"
+#include "mandate/audit/hash_chain_log.h"
+#include "mandate/broker/credentials.h"
+#include "mandate/core/clock.h"
+#include "mandate/core/json.h"
+#include "mandate/identity/signing_keys.h"
+#include "mandate/identity/token_issuer.h"
+#include "mandate/identity/token_verifier.h"
+#include "mandate/policy/policy_set.h"
+#include "mandate/revocation/revocation_set.h"
+#include "mandate/store/sqlite_store.h"
+
+namespace mandate::gateway {
+namespace {
+
+namespace fs = std::filesystem;
+using core::ActionClass;
+using core::Decision;
+using core::ErrorCode;
+using core::Json;
+
+constexpr char kIssuer[] = "https://mandate.test";
+constexpr char kAudience[] = "mandate";
+constexpr char kSecret[] = "sk_live_0123456789abcdef";
+constexpr char kRootSid[] = "ses_root";
+
+class ScratchDir {
+ public:
+  ScratchDir() {
+    std::string tmpl = (fs::temp_directory_path() / "mandate-pipeline-XXXXXX").string();
+    EXPECT_NE(::mkdtemp(tmpl.data()), nullptr);
+    path_ = tmpl;
+  }
+  ~ScratchDir() {
+    std::error_code ec;
+    fs::remove_all(path_, ec);
+  }
+  ScratchDir(const ScratchDir&) = delete;
+  ScratchDir& operator=(const ScratchDir&) = delete;
+  std::string Sub(const std::string& name) const { return path_ + "/" + name; }
+
+ private:
+  std::string path_;
+};
+
+// An upstream that records every call it receives and answers with `outcome`. `on_invoke`,
+// when set, runs first (e.g. to inspect the audit log at the moment of forwarding).
+class RecordingInvoker final : public UpstreamInvoker {
+ public:
+  core::Outcome Invoke(const core::Action& action, const Caller&,
+                       const std::string& decision_id) override {
+    {
+      std::lock_guard lock(mu_);
+      calls_.push_back(action.Id());
+      decision_ids_.push_back(decision_id);
+    }
+    if (on_invoke) on_invoke(action, decision_id);
+    return outcome;
+  }
+  size_t calls() const {
+    std::lock_guard lock(mu_);
+    return calls_.size();
+  }
+  std::vector<std::string> decision_ids() const {
+    std::lock_guard lock(mu_);
+    return decision_ids_;
+  }
+
+  core::Outcome outcome = [] {
+    core::Outcome o;
+    o.ok = true;
+    o.result = Json::MakeObject();
+    Json content = Json::MakeArray();
+    Json text = Json::MakeObject();
+    text.Set("type", "text");
+    text.Set("text", "done");
+    content.Push(std::move(text));
+    o.result.Set("content", std::move(content));
+    return o;
+  }();
+  std::function<void(const core::Action&, const std::string&)> on_invoke;
+
+ private:
+  mutable std::mutex mu_;
+  std::vector<std::string> calls_;
+  std::vector<std::string> decision_ids_;
+};
+
+// An audit log that refuses every append, as a log whose disk failed would.
+class FailingAuditLog final : public audit::AuditLog {
+ public:
+  core::Result<uint64_t> Append(Json) override {
+    ++appends;
+    return core::MakeError(ErrorCode::kInternal, "disk on fire");
+  }
+  void Close() override {}
+  std::atomic<int> appends{0};
+};
+
+class PipelineTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    auto keys = identity::SigningKeys::LoadOrCreate(dir_.Sub("keys"));
+    ASSERT_TRUE(keys.ok()) << keys.error().message;
+    keys_ = std::move(keys).value();
+    issuer_ = std::make_unique<identity::TokenIssuer>(*keys_);
+    identity::VerifierOptions vopts;
+    vopts.issuer = kIssuer;
+    vopts.audience = kAudience;
+    auto verifier = identity::TokenVerifier::Create(vopts, *keys_, clock_);
+    ASSERT_TRUE(verifier.ok()) << verifier.error().message;
+    verifier_ = std::move(verifier).value();
+
+    auto store = store::SqliteStore::Open(dir_.Sub("mandate.db"));
+    ASSERT_TRUE(store.ok()) << store.error().message;
+    store_ = std::move(store).value();
+    ASSERT_TRUE(store_->PutHuman({"alice", {"finance"}, 1}).ok());
+    ASSERT_TRUE(store_->PutAgent({"bot", "alice", {"support-agents"}, 1}).ok());
+    ASSERT_TRUE(store_->PutAgent({"helper", "alice", {}, 1}).ok());
+    ASSERT_TRUE(store_->CreateSession(StoreSession(kRootSid, "", "bot")).ok());
+
+    auto revocations = revocation::RevocationSet::Load(*store_);
+    ASSERT_TRUE(revocations.ok()) << revocations.error().message;
+    revocations_ = std::move(revocations).value();
+
+    auto log = audit::OpenAuditLog(AuditDir(), clock_);
+    ASSERT_TRUE(log.ok()) << log.error().message;
+    audit_ = std::move(log).value();
+
+    scrubber_.Add(kSecret);
+    directory_.PutHuman("alice", {"finance"});
+    directory_.PutAgent("bot", "alice", {"support-agents"});
+    directory_.PutAgent("helper", "alice", {});
+    pipeline_ = MakePipeline(audit_.get());
+  }
+
+  std::unique_ptr<Pipeline> MakePipeline(audit::AuditLog* log) {
+    PipelineDeps deps;
+    deps.clock = &clock_;
+    deps.verifier = verifier_.get();
+    deps.revocations = revocations_.get();
+    deps.policies = &policies_;
+    deps.directory = &directory_;
+    deps.audit = log;
+    deps.scrubber = &scrubber_;
+    return std::make_unique<Pipeline>(deps);
+  }
+
+  std::string AuditDir() const { return dir_.Sub("audit"); }
+
+  static store::Session StoreSession(const std::string& sid, const std::string& parent,
+                                     const std::string& agent) {
+    store::Session s;
+    s.sid = sid;
+    s.parent_sid = parent;
+    s.root_sid = parent.empty() ? sid : kRootSid;
+    s.agent = agent;
+    s.human = "alice";
+    s.task = "SUP-1";
+    s.scope = {"*"};
+    s.model = Json();
+    s.depth = parent.empty() ? 0 : 1;
+    s.created_at = 1767000000;
+    s.expires_at = 1767000000 + 3600;
+    return s;
+  }
+
+  void SetPolicies(std::string_view text) {
+    auto set = policy::PolicySet::Parse(text, "test.cedar");
+    ASSERT_TRUE(set.ok()) << set.error().message;
+    policies_.Set(std::make_shared<const policy::PolicySet>(std::move(set).value()));
+  }
+
+  // Root-session claims for bot acting for alice.
+  identity::Claims RootClaims(std::vector<std::string> scope = {"*"}) const {
+    identity::Claims c;
+    c.iss = kIssuer;
+    c.aud = {kAudience};
+    c.sub = "alice";
+    c.client_id = "bot";
+    c.sid = kRootSid;
+    c.jti = "tok_" + std::to_string(++jti_);
+    c.act = {identity::Actor{"agent:bot", kRootSid}};
+    c.task = "SUP-1";
+    c.scope = std::move(scope);
+    c.iat = clock_.NowUnixSeconds();
+    c.nbf = c.iat;
+    c.exp = c.iat + 900;
+    return c;
+  }
+
+  std::string Mint(const identity::Claims& c) const {
+    auto token = issuer_->Mint(c);
+    EXPECT_TRUE(token.ok()) << token.error().message;
+    return token.ok() ? *token : "";
+  }
+
+  Caller MustAuthenticate(const identity::Claims& c) const {
+    auto caller = pipeline_->Authenticate(Mint(c));
+    EXPECT_TRUE(caller.ok()) << caller.error().message;
+    if (!caller.ok()) return Caller{std::make_shared<identity::Claims>(c), {}};
+    return std::move(caller).value();
+  }
+
+  static core::Action MakeAction(std::string tool, ActionClass cls = ActionClass::kRead,
+                                 Json args = Json::MakeObject(), std::string upstream = "up") {
+    core::Action a;
+    a.protocol = "mcp";
+    a.upstream = std::move(upstream);
+    a.name = std::move(tool);
+    a.cls = cls;
+    a.args = std::move(args);
+    a.resource = core::EntityRef{"Upstream", a.upstream};
+    a.method = "tools/call";
+    a.path = "/mcp/" + a.upstream;
+    return a;
+  }
+
+  // Every record of the audit log, parsed.
+  std::vector<Json> AuditRecords() const {
+    std::vector<Json> out;
+    auto lines = audit::TailLog(AuditDir(), 1000);
+    EXPECT_TRUE(lines.ok()) << lines.error().message;
+    if (!lines.ok()) return out;
+    for (const std::string& l : *lines) {
+      auto j = Json::Parse(l);
+      EXPECT_TRUE(j.ok()) << l;
+      if (j.ok()) out.push_back(std::move(j).value());
+    }
+    return out;
+  }
+
+  std::vector<std::string> AuditLines() const {
+    auto lines = audit::TailLog(AuditDir(), 1000);
+    EXPECT_TRUE(lines.ok());
+    return lines.ok() ? *lines : std::vector<std::string>{};
+  }
+
+  // The record of `type` for `decision_id`, or null.
+  Json FindRecord(const std::string& type, const std::string& decision_id) const {
+    for (Json& r : AuditRecords()) {
+      if (r.GetString("type") == type && r.GetString("decision_id") == decision_id) return r;
+    }
+    return Json();
+  }
+
+  ScratchDir dir_;
+  core::FakeClock clock_;
+  mutable int jti_ = 0;
+  std::unique_ptr<identity::SigningKeys> keys_;
+  std::unique_ptr<identity::TokenIssuer> issuer_;
+  std::unique_ptr<identity::TokenVerifier> verifier_;
+  std::unique_ptr<store::SqliteStore> store_;
+  std::unique_ptr<revocation::RevocationSet> revocations_;
+  std::unique_ptr<audit::AuditLog> audit_;
+  broker::Scrubber scrubber_;
+  PolicyHolder policies_;
+  Directory directory_;
+  std::unique_ptr<Pipeline> pipeline_;
+};
+
+constexpr std::string_view kHumanAndAgentPermit = R"(
+@id("human-read") permit (principal == Human::"alice", action, resource);
+@id("agent-read") permit (principal == Agent::"bot", action, resource);
+)";
+
+// --- authorization ------------------------------------------------------------------------------
+
+TEST_F(PipelineTest, AllowsCallPermittedForHumanAndAgent) {
+  SetPolicies(kHumanAndAgentPermit);
+  Caller caller = MustAuthenticate(RootClaims());
+  RecordingInvoker invoker;
+  auto r = pipeline_->Call(caller, MakeAction("get_doc"), invoker);
+  EXPECT_TRUE(r.decision.allowed()) << r.decision.reason;
+  EXPECT_TRUE(r.decision.scope_ok);
+  EXPECT_TRUE(r.outcome.ok);
+  EXPECT_EQ(invoker.calls(), 1u);
+  ASSERT_EQ(invoker.decision_ids().size(), 1u);
+  EXPECT_EQ(invoker.decision_ids()[0], r.decision.id);
+  EXPECT_EQ(r.decision.action, "up:get_doc");
+  EXPECT_EQ(r.decision.resource, "Upstream::\"up\"");
+}
+
+TEST_F(PipelineTest, DeniesWhenOnlyHumanPermits) {
+  SetPolicies(R"(@id("human-only") permit (principal == Human::"alice", action, resource);)");
+  Caller caller = MustAuthenticate(RootClaims());
+  RecordingInvoker invoker;
+  auto r = pipeline_->Call(caller, MakeAction("get_doc"), invoker);
+  EXPECT_EQ(r.decision.kind, Decision::Kind::kDeny);
+  EXPECT_EQ(r.decision.code, ErrorCode::kPolicyDenied);
+  EXPECT_NE(r.decision.reason.find("Agent::\"bot\""), std::string::npos) << r.decision.reason;
+  EXPECT_FALSE(r.outcome.ok);
+  EXPECT_EQ(r.outcome.error, ErrorCode::kPolicyDenied);
+  EXPECT_EQ(invoker.calls(), 0u);
+}
+
+TEST_F(PipelineTest, DeniesWhenOnlyAgentPermits) {
+  SetPolicies(R"(@id("agent-only") permit (principal == Agent::"bot", action, resource);)");
+  Caller caller = MustAuthenticate(RootClaims());
+  RecordingInvoker invoker;
+  auto r = pipeline_->Call(caller, MakeAction("get_doc"), invoker);
+  EXPECT_EQ(r.decision.kind, Decision::Kind::kDeny);
+  EXPECT_EQ(r.decision.code, ErrorCode::kPolicyDenied);
+  EXPECT_NE(r.decision.reason.find("Human::\"alice\""), std::string::npos) << r.decision.reason;
+  EXPECT_EQ(invoker.calls(), 0u);
+}
+
+TEST_F(PipelineTest, SubAgentNeverExceedsItsParent) {
+  // The parent agent (bot) may not call the tool; the delegated helper may. Denied.
+  ASSERT_TRUE(store_->CreateSession(StoreSession("ses_child", kRootSid, "helper")).ok());
+  SetPolicies(R"(
+    permit (principal == Human::"alice", action, resource);
+    permit (principal == Agent::"helper", action, resource);
+  )");
+  identity::Claims c = RootClaims();
+  c.client_id = "helper";
+  c.sid = "ses_child";
+  c.act = {identity::Actor{"agent:helper", "ses_child"}, identity::Actor{"agent:bot", kRootSid}};
+  Caller caller = MustAuthenticate(c);
+  EXPECT_EQ(caller.chain, (std::vector<std::string>{"bot", "helper"}));
+  EXPECT_EQ(caller.run(), kRootSid);
+  RecordingInvoker invoker;
+  auto r = pipeline_->Call(caller, MakeAction("get_doc"), invoker);
+  EXPECT_EQ(r.decision.code, ErrorCode::kPolicyDenied);
+  EXPECT_FALSE(r.decision.allowed());
+  EXPECT_EQ(r.decision.checks.size(), 3u);  // human, bot, helper
+  EXPECT_EQ(invoker.calls(), 0u);
+}
+
+TEST_F(PipelineTest, ForbidWins) {
+  SetPolicies(R"(
+    @id("all") permit (principal, action, resource);
+    @id("no-destructive") forbid (principal, action in Action::"destructive", resource);
+  )");
+  Caller caller = MustAuthenticate(RootClaims());
+  RecordingInvoker invoker;
+  auto r = pipeline_->Call(caller, MakeAction("drop_table", ActionClass::kDestructive), invoker);
+  EXPECT_EQ(r.decision.kind, Decision::Kind::kDeny);
+  EXPECT_EQ(r.decision.code, ErrorCode::kPolicyDenied);
+  ASSERT_FALSE(r.decision.checks.empty());
+  EXPECT_EQ(r.decision.checks[0].forbids, std::vector<std::string>{"no-destructive"});
+  EXPECT_NE(r.decision.reason.find("no-destructive"), std::string::npos) << r.decision.reason;
+  EXPECT_EQ(invoker.calls(), 0u);
+
+  // The same permit lets a read through: the forbid matched on the class.
+  auto read = pipeline_->Call(caller, MakeAction("get_doc", ActionClass::kRead), invoker);
+  EXPECT_TRUE(read.decision.allowed()) << read.decision.reason;
+  EXPECT_EQ(invoker.calls(), 1u);
+}
+
+TEST_F(PipelineTest, DefaultDenyWithNoPolicies) {
+  policies_.Set(std::make_shared<const policy::PolicySet>());
+  Caller caller = MustAuthenticate(RootClaims());
+  RecordingInvoker invoker;
+  auto r = pipeline_->Call(caller, MakeAction("get_doc"), invoker);
+  EXPECT_EQ(r.decision.kind, Decision::Kind::kDeny);
+  EXPECT_EQ(r.decision.code, ErrorCode::kPolicyDenied);
+  EXPECT_EQ(invoker.calls(), 0u);
+  // Decide agrees, and never fails.
+  EXPECT_EQ(pipeline_->Decide(caller, MakeAction("get_doc")).kind, Decision::Kind::kDeny);
+}
+
+TEST_F(PipelineTest, OutOfScopeIsRefusedBeforePolicy) {
+  // A forbid that would error if evaluated: out of scope must be decided before any policy.
+  SetPolicies(R"(
+    permit (principal, action, resource);
+    @id("errs") forbid (principal, action, resource) when { context.args.missing == 1 };
+  )");
+  Caller caller = MustAuthenticate(RootClaims({"up:get_doc"}));
+  RecordingInvoker invoker;
+  auto r = pipeline_->Call(caller, MakeAction("delete_doc", ActionClass::kDestructive), invoker);
+  EXPECT_EQ(r.decision.kind, Decision::Kind::kDeny);
+  EXPECT_EQ(r.decision.code, ErrorCode::kOutOfScope);
+  EXPECT_FALSE(r.decision.scope_ok);
+  EXPECT_TRUE(r.decision.checks.empty()) << "policy was evaluated for an out-of-scope call";
+  EXPECT_EQ(r.outcome.error, ErrorCode::kOutOfScope);
+  EXPECT_EQ(invoker.calls(), 0u);
+  // The refusal is audited too.
+  Json rec = FindRecord("call.decided", r.decision.id);
+  ASSERT_TRUE(rec.is_object());
+  EXPECT_EQ(rec.FindObject("decision")->GetString("code"), "out_of_scope");
+}
+
+TEST_F(PipelineTest, ScopeWildcards) {
+  EXPECT_TRUE(ScopeAllows({"*"}, "up:anything"));
+  EXPECT_TRUE(ScopeAllows({"up:*"}, "up:anything"));
+  EXPECT_TRUE(ScopeAllows({"up:get"}, "up:get"));
+  EXPECT_FALSE(ScopeAllows({"up:get"}, "up:get_all"));
+  EXPECT_FALSE(ScopeAllows({"up:*"}, "upx:get"));
+  EXPECT_FALSE(ScopeAllows({"up:*"}, "u:get"));
+  EXPECT_FALSE(ScopeAllows({"upx:*"}, "up:get"));
+  EXPECT_FALSE(ScopeAllows({"other:*", "up:list"}, "up:get"));
+  EXPECT_FALSE(ScopeAllows({"up:g*"}, "up:get")) << "only a whole-upstream wildcard is supported";
+  EXPECT_FALSE(ScopeAllows({}, "up:get"));
+
+  SetPolicies("permit (principal, action, resource);");
+  Caller caller = MustAuthenticate(RootClaims({"up:*"}));
+  RecordingInvoker invoker;
+  EXPECT_TRUE(pipeline_->Call(caller, MakeAction("get_doc"), invoker).decision.allowed());
+  auto other = pipeline_->Call(
+      caller, MakeAction("get_doc", ActionClass::kRead, Json::MakeObject(), "other"), invoker);
+  EXPECT_EQ(other.decision.code, ErrorCode::kOutOfScope);
+  EXPECT_EQ(invoker.calls(), 1u);
+
+  Caller star = MustAuthenticate(RootClaims({"*"}));
+  EXPECT_TRUE(pipeline_
+                  ->Call(star,
+                         MakeAction("get_doc", ActionClass::kRead, Json::MakeObject(), "other"),
+                         invoker)
+                  .decision.allowed());
+  EXPECT_EQ(invoker.calls(), 2u);
+}
+
+TEST_F(PipelineTest, ApprovalOnlyPermitGivesApprovalRequired) {
+  SetPolicies(
+      R"(@id("refund-needs-approval") @approval("g") permit (principal, action, resource);)");
+  Caller caller = MustAuthenticate(RootClaims());
+  RecordingInvoker invoker;
+  auto r = pipeline_->Call(caller, MakeAction("refund", ActionClass::kWrite), invoker);
+  EXPECT_EQ(r.decision.kind, Decision::Kind::kApprovalRequired);
+  EXPECT_EQ(r.decision.code, ErrorCode::kApprovalRequired);
+  EXPECT_EQ(r.decision.approval, std::optional<std::string>("g"));
+  EXPECT_FALSE(r.outcome.ok);
+  EXPECT_EQ(r.outcome.error, ErrorCode::kApprovalRequired);
+  EXPECT_EQ(invoker.calls(), 0u);
+  Json rec = FindRecord("call.decided", r.decision.id);
+  ASSERT_TRUE(rec.is_object());
+  EXPECT_EQ(rec.FindObject("decision")->GetString("decision"), "approval_required");
+}
+
+TEST_F(PipelineTest, ApprovalPermitBesideUnconditionalPermitAllows) {
+  SetPolicies(R"(
+    @id("needs-approval") @approval("g") permit (principal, action, resource);
+    @id("plain") permit (principal, action, resource);
+  )");
+  Caller caller = MustAuthenticate(RootClaims());
+  RecordingInvoker invoker;
+  auto r = pipeline_->Call(caller, MakeAction("refund", ActionClass::kWrite), invoker);
+  EXPECT_TRUE(r.decision.allowed()) << r.decision.reason;
+  EXPECT_EQ(invoker.calls(), 1u);
+}
+
+TEST_F(PipelineTest, ApprovalForAgentOnlyStillRequiresApproval) {
+  SetPolicies(R"(
+    @id("human") permit (principal == Human::"alice", action, resource);
+    @id("agent-approval") @approval("g") permit (principal == Agent::"bot", action, resource);
+  )");
+  Caller caller = MustAuthenticate(RootClaims());
+  RecordingInvoker invoker;
+  auto r = pipeline_->Call(caller, MakeAction("refund", ActionClass::kWrite), invoker);
+  EXPECT_EQ(r.decision.kind, Decision::Kind::kApprovalRequired);
+  EXPECT_EQ(invoker.calls(), 0u);
+}
+
+TEST_F(PipelineTest, ForbidThatErrorsDeniesFailClosed) {
+  // Cedar skips an erroring forbid; the gateway must not: it might have matched.
+  SetPolicies(R"(
+    @id("all") permit (principal, action, resource);
+    @id("no-prod") forbid (principal, action, resource) when { context.args.env == "prod" };
+  )");
+  Caller caller = MustAuthenticate(RootClaims());
+  RecordingInvoker invoker;
+  auto r = pipeline_->Call(caller, MakeAction("deploy", ActionClass::kWrite), invoker);  // no "env"
+  EXPECT_EQ(r.decision.kind, Decision::Kind::kDeny);
+  EXPECT_EQ(r.decision.code, ErrorCode::kPolicyDenied);
+  ASSERT_FALSE(r.decision.checks.empty());
+  ASSERT_FALSE(r.decision.checks[0].errors.empty());
+  EXPECT_EQ(r.decision.checks[0].errors[0].rfind("no-prod: ", 0), 0u)
+      << r.decision.checks[0].errors[0];
+  EXPECT_EQ(invoker.calls(), 0u);
+
+  // With `has`, the same intent evaluates cleanly and the call goes through.
+  SetPolicies(R"(
+    @id("all") permit (principal, action, resource);
+    @id("no-prod") forbid (principal, action, resource) when { context.args has env && context.args.env == "prod" };
+  )");
+  EXPECT_TRUE(pipeline_->Call(caller, MakeAction("deploy", ActionClass::kWrite), invoker)
+                  .decision.allowed());
+  Json prod = Json::MakeObject();
+  prod.Set("env", "prod");
+  EXPECT_FALSE(pipeline_->Call(caller, MakeAction("deploy", ActionClass::kWrite, prod), invoker)
+                   .decision.allowed());
+  EXPECT_EQ(invoker.calls(), 1u);
+}
+
+// pipeline.h: "any evaluation error denies"; docs/policy.md: "a caller that must fail closed
+// (STYLE.md) denies when Response::errors is not empty".
+TEST_F(PipelineTest, AnyPolicyEvaluationErrorDenies) {
+  SetPolicies(R"(
+    @id("all") permit (principal, action, resource);
+    @id("broken-permit") permit (principal, action, resource) when { context.args.missing == 1 };
+  )");
+  Caller caller = MustAuthenticate(RootClaims());
+  RecordingInvoker invoker;
+  auto r = pipeline_->Call(caller, MakeAction("get_doc"), invoker);
+  EXPECT_FALSE(r.decision.allowed())
+      << "a policy evaluation error was ignored: " << r.decision.reason;
+  EXPECT_EQ(invoker.calls(), 0u);
+}
+
+// --- audit --------------------------------------------------------------------------------------
+
+TEST_F(PipelineTest, AuditFailureRefusesCallFailClosed) {
+  SetPolicies("permit (principal, action, resource);");
+  Caller caller = MustAuthenticate(RootClaims());
+
+  // A closed log.
+  audit_->Close();
+  RecordingInvoker invoker;
+  auto r = pipeline_->Call(caller, MakeAction("get_doc"), invoker);
+  EXPECT_EQ(r.decision.kind, Decision::Kind::kDeny);
+  EXPECT_EQ(r.decision.code, ErrorCode::kInternal);
+  EXPECT_FALSE(r.outcome.ok);
+  EXPECT_EQ(r.outcome.error, ErrorCode::kInternal);
+  EXPECT_EQ(invoker.calls(), 0u);
+
+  // A log whose every append fails.
+  FailingAuditLog failing;
+  auto pipeline = MakePipeline(&failing);
+  auto r2 = pipeline->Call(caller, MakeAction("get_doc"), invoker);
+  EXPECT_EQ(r2.decision.kind, Decision::Kind::kDeny);
+  EXPECT_EQ(r2.decision.code, ErrorCode::kInternal);
+  EXPECT_FALSE(r2.outcome.ok);
+  EXPECT_NE(r2.decision.reason.find("audit"), std::string::npos) << r2.decision.reason;
+  EXPECT_EQ(invoker.calls(), 0u);
+  EXPECT_GE(failing.appends.load(), 1);
+  EXPECT_FALSE(pipeline->Record(Json::MakeObject()).ok());
+}
+
+TEST_F(PipelineTest, DecisionRecordIsDurableBeforeForwarding) {
+  SetPolicies("permit (principal, action, resource);");
+  Caller caller = MustAuthenticate(RootClaims());
+  RecordingInvoker invoker;
+  bool decided_seen = false;
+  bool completed_seen_early = false;
+  invoker.on_invoke = [&](const core::Action&, const std::string& decision_id) {
+    decided_seen = FindRecord("call.decided", decision_id).is_object();
+    completed_seen_early = FindRecord("call.completed", decision_id).is_object();
+  };
+  Json args = Json::MakeObject();
+  args.Set("id", 42);
+  auto r = pipeline_->Call(caller, MakeAction("get_doc", ActionClass::kRead, args), invoker);
+  ASSERT_TRUE(r.decision.allowed()) << r.decision.reason;
+  ASSERT_EQ(invoker.calls(), 1u);
+  EXPECT_TRUE(decided_seen) << "the upstream was called before its decision record was on disk";
+  EXPECT_FALSE(completed_seen_early);
+
+  Json decided = FindRecord("call.decided", r.decision.id);
+  Json completed = FindRecord("call.completed", r.decision.id);
+  ASSERT_TRUE(decided.is_object());
+  ASSERT_TRUE(completed.is_object());
+  EXPECT_LT(decided.GetInt("seq", -1), completed.GetInt("seq", -1));
+  EXPECT_EQ(decided.GetString("run"), kRootSid);
+  EXPECT_EQ(decided.GetString("sid"), kRootSid);
+  EXPECT_EQ(decided.GetString("agent"), "bot");
+  EXPECT_EQ(decided.GetString("human"), "alice");
+  EXPECT_EQ(decided.GetString("task"), "SUP-1");
+  EXPECT_EQ(decided.GetString("action"), "up:get_doc");
+  EXPECT_EQ(*decided.Find("args"), args);
+  EXPECT_EQ(decided.GetString("args_hash").size(), 64u);
+  EXPECT_EQ(completed.GetString("status"), "ok");
+  EXPECT_EQ(completed.GetString("result_hash").size(), 64u);
+}
+
+TEST_F(PipelineTest, RefusedCallIsAuditedButNotCompleted) {
+  Caller caller = MustAuthenticate(RootClaims());
+  RecordingInvoker invoker;
+  auto r = pipeline_->Call(caller, MakeAction("get_doc"), invoker);
+  ASSERT_FALSE(r.decision.allowed());
+  EXPECT_TRUE(FindRecord("call.decided", r.decision.id).is_object());
+  EXPECT_FALSE(FindRecord("call.completed", r.decision.id).is_object());
+}
+
+TEST_F(PipelineTest, UpstreamFailureIsRecordedAsFailedCompletion) {
+  SetPolicies("permit (principal, action, resource);");
+  Caller caller = MustAuthenticate(RootClaims());
+  RecordingInvoker invoker;
+  invoker.outcome = core::Outcome{};
+  invoker.outcome.ok = false;
+  invoker.outcome.error = ErrorCode::kUpstreamTimeout;
+  invoker.outcome.message = std::string("upstream up: timed out talking with key ") + kSecret;
+  auto r = pipeline_->Call(caller, MakeAction("get_doc"), invoker);
+  EXPECT_TRUE(r.decision.allowed());
+  EXPECT_FALSE(r.outcome.ok);
+  EXPECT_EQ(r.outcome.error, ErrorCode::kUpstreamTimeout);
+  EXPECT_EQ(r.outcome.message.find(kSecret), std::string::npos) << r.outcome.message;
+  Json completed = FindRecord("call.completed", r.decision.id);
+  ASSERT_TRUE(completed.is_object());
+  EXPECT_EQ(completed.GetString("status"), "failed");
+  EXPECT_EQ(completed.GetString("error"), "upstream_timeout");
+  for (const std::string& line : AuditLines())
+    EXPECT_EQ(line.find(kSecret), std::string::npos) << line;
+}
+
+// --- authentication and revocation ---------------------------------------------------------------
+
+TEST_F(PipelineTest, RevokedSessionIsRefused) {
+  SetPolicies("permit (principal, action, resource);");
+  const std::string token = Mint(RootClaims());
+  ASSERT_TRUE(pipeline_->Authenticate(token).ok());
+  Caller before = MustAuthenticate(RootClaims());
+
+  auto revoked = revocations_->Revoke(*store_, revocation::Kind::kSession, kRootSid, "test",
+                                      clock_.NowUnixSeconds());
+  ASSERT_TRUE(revoked.ok()) << revoked.error().message;
+
+  auto after = pipeline_->Authenticate(token);
+  ASSERT_FALSE(after.ok());
+  EXPECT_EQ(after.error().code, ErrorCode::kTokenRevoked);
+
+  // A caller authenticated before the revocation is stopped before forwarding.
+  RecordingInvoker invoker;
+  auto r = pipeline_->Call(before, MakeAction("get_doc"), invoker);
+  EXPECT_FALSE(r.decision.allowed());
+  EXPECT_EQ(r.decision.code, ErrorCode::kTokenRevoked);
+  EXPECT_EQ(r.outcome.error, ErrorCode::kTokenRevoked);
+  EXPECT_EQ(invoker.calls(), 0u);
+  EXPECT_TRUE(FindRecord("call.cancelled", r.decision.id).is_object());
+}
+
+TEST_F(PipelineTest, RevokedAncestorRefusesChild) {
+  ASSERT_TRUE(store_->CreateSession(StoreSession("ses_child", kRootSid, "helper")).ok());
+  identity::Claims child = RootClaims();
+  child.client_id = "helper";
+  child.sid = "ses_child";
+  child.act = {identity::Actor{"agent:helper", "ses_child"},
+               identity::Actor{"agent:bot", kRootSid}};
+  const std::string child_token = Mint(child);
+  const std::string root_token = Mint(RootClaims());
+  ASSERT_TRUE(pipeline_->Authenticate(child_token).ok());
+
+  ASSERT_TRUE(
+      revocations_
+          ->Revoke(*store_, revocation::Kind::kSession, kRootSid, "tree", clock_.NowUnixSeconds())
+          .ok());
+  auto r = pipeline_->Authenticate(child_token);
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.error().code, ErrorCode::kTokenRevoked);
+  EXPECT_EQ(pipeline_->Authenticate(root_token).error().code, ErrorCode::kTokenRevoked);
+}
+
+TEST_F(PipelineTest, RevokedChildLeavesParentAlone) {
+  ASSERT_TRUE(store_->CreateSession(StoreSession("ses_child", kRootSid, "helper")).ok());
+  identity::Claims child = RootClaims();
+  child.client_id = "helper";
+  child.sid = "ses_child";
+  child.act = {identity::Actor{"agent:helper", "ses_child"},
+               identity::Actor{"agent:bot", kRootSid}};
+  ASSERT_TRUE(revocations_
+                  ->Revoke(*store_, revocation::Kind::kSession, "ses_child", "leaf",
+                           clock_.NowUnixSeconds())
+                  .ok());
+  EXPECT_EQ(pipeline_->Authenticate(Mint(child)).error().code, ErrorCode::kTokenRevoked);
+  EXPECT_TRUE(pipeline_->Authenticate(Mint(RootClaims())).ok());
+}
+
+TEST_F(PipelineTest, RevokedAgentHumanTaskRefuse) {
+  auto claims_for = [&](std::string agent, std::string human, std::string task) {
+    identity::Claims c = RootClaims();
+    c.client_id = agent;
+    c.act = {identity::Actor{"agent:" + agent, c.sid}};
+    c.sub = std::move(human);
+    c.task = std::move(task);
+    return c;
+  };
+  const std::string by_agent = Mint(claims_for("helper", "alice", "T-1"));
+  const std::string by_human = Mint(claims_for("bot", "bob", "T-2"));
+  const std::string by_task = Mint(claims_for("bot", "alice", "T-3"));
+  const std::string untouched = Mint(claims_for("bot", "alice", "T-4"));
+  const int64_t now = clock_.NowUnixSeconds();
+  ASSERT_TRUE(revocations_->Revoke(*store_, revocation::Kind::kAgent, "helper", "r", now).ok());
+  ASSERT_TRUE(revocations_->Revoke(*store_, revocation::Kind::kHuman, "bob", "r", now).ok());
+  ASSERT_TRUE(revocations_->Revoke(*store_, revocation::Kind::kTask, "T-3", "r", now).ok());
+
+  struct Case {
+    const std::string* token;
+    const char* kind;
+  };
+  for (const Case& c :
+       {Case{&by_agent, "agent"}, Case{&by_human, "human"}, Case{&by_task, "task"}}) {
+    auto r = pipeline_->Authenticate(*c.token);
+    ASSERT_FALSE(r.ok()) << c.kind;
+    EXPECT_EQ(r.error().code, ErrorCode::kTokenRevoked) << c.kind;
+    EXPECT_NE(r.error().message.find(c.kind), std::string::npos) << r.error().message;
+  }
+  EXPECT_TRUE(pipeline_->Authenticate(untouched).ok());
+}
+
+TEST_F(PipelineTest, ExpiredTokenRefused) {
+  identity::Claims c = RootClaims();
+  c.exp = c.iat + 60;
+  const std::string token = Mint(c);
+  ASSERT_TRUE(pipeline_->Authenticate(token).ok());
+  clock_.AdvanceSeconds(60 + core::kTokenClockSkewSeconds + 1);
+  auto r = pipeline_->Authenticate(token);
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.error().code, ErrorCode::kTokenExpired);
+}
+
+TEST_F(PipelineTest, MissingOrMalformedTokenIsUnauthenticated) {
+  EXPECT_EQ(pipeline_->Authenticate("").error().code, ErrorCode::kUnauthenticated);
+  EXPECT_EQ(pipeline_->Authenticate("not.a.token").error().code, ErrorCode::kUnauthenticated);
+  std::string token = Mint(RootClaims());
+  token.back() = token.back() == 'A' ? 'B' : 'A';
+  EXPECT_EQ(pipeline_->Authenticate(token).error().code, ErrorCode::kUnauthenticated);
+}
+
+TEST_F(PipelineTest, TokenWithForeignChainIsRefused) {
+  // The chain's current actor is not the token's client_id.
+  identity::Claims c = RootClaims();
+  c.act = {identity::Actor{"agent:helper", kRootSid}};
+  auto r = pipeline_->Authenticate(Mint(c));
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.error().code, ErrorCode::kUnauthenticated);
+
+  // client_id is the innermost actor, not the outermost one.
+  c.act = {identity::Actor{"agent:helper", "ses_child"}, identity::Actor{"agent:bot", kRootSid}};
+  EXPECT_EQ(pipeline_->Authenticate(Mint(c)).error().code, ErrorCode::kUnauthenticated);
+
+  // No chain at all.
+  c.act.clear();
+  EXPECT_EQ(pipeline_->Authenticate(Mint(c)).error().code, ErrorCode::kUnauthenticated);
+
+  // An actor that is not an agent.
+  c.act = {identity::Actor{"bot", kRootSid}};
+  EXPECT_EQ(pipeline_->Authenticate(Mint(c)).error().code, ErrorCode::kUnauthenticated);
+  c.act = {identity::Actor{"agent:bot", kRootSid}, identity::Actor{"human:alice", "ses_x"}};
+  EXPECT_EQ(pipeline_->Authenticate(Mint(c)).error().code, ErrorCode::kUnauthenticated);
+}
+
+TEST_F(PipelineTest, UnknownAgentDenied) {
+  SetPolicies("permit (principal, action, resource);");
+  identity::Claims c = RootClaims();
+  c.client_id = "ghost";
+  c.act = {identity::Actor{"agent:ghost", kRootSid}};
+  auto caller = pipeline_->Authenticate(Mint(c));
+  // Whatever Authenticate says, the call never reaches the upstream.
+  if (caller.ok()) {
+    RecordingInvoker invoker;
+    auto r = pipeline_->Call(*caller, MakeAction("get_doc"), invoker);
+    EXPECT_FALSE(r.decision.allowed());
+    EXPECT_NE(r.decision.reason.find("ghost"), std::string::npos) << r.decision.reason;
+    EXPECT_EQ(invoker.calls(), 0u);
+  }
+
+  // An unknown human is refused at authentication; a Caller built around the check is still
+  // denied by the decision.
+  identity::Claims h = RootClaims();
+  h.sub = "mallory";
+  auto refused = pipeline_->Authenticate(Mint(h));
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(refused.error().code, ErrorCode::kUnauthenticated);
+  Caller hc{std::make_shared<identity::Claims>(h), {}};
+  hc.chain = {h.client_id};
+  RecordingInvoker invoker;
+  auto r = pipeline_->Call(hc, MakeAction("get_doc"), invoker);
+  EXPECT_FALSE(r.decision.allowed());
+  EXPECT_EQ(invoker.calls(), 0u);
+}
+
+// pipeline.h documents Authenticate's errors as "kUnauthenticated (..., unknown agent)".
+TEST_F(PipelineTest, AuthenticateRefusesUnknownAgent) {
+  identity::Claims c = RootClaims();
+  c.client_id = "ghost";
+  c.act = {identity::Actor{"agent:ghost", kRootSid}};
+  auto caller = pipeline_->Authenticate(Mint(c));
+  ASSERT_FALSE(caller.ok()) << "a token of an unregistered agent authenticated";
+  EXPECT_EQ(caller.error().code, ErrorCode::kUnauthenticated);
+}
+
+// --- arguments, results and context --------------------------------------------------------------
+
+TEST_F(PipelineTest, FloatArgumentsAreRefusedWithBadRequest) {
+  SetPolicies("permit (principal, action, resource);");
+  Caller caller = MustAuthenticate(RootClaims());
+  RecordingInvoker invoker;
+  Json args = Json::MakeObject();
+  args.Set("amount", 1.5);
+  auto r = pipeline_->Call(caller, MakeAction("refund", ActionClass::kWrite, args), invoker);
+  EXPECT_EQ(r.decision.kind, Decision::Kind::kDeny);
+  EXPECT_EQ(r.decision.code, ErrorCode::kBadRequest);
+  EXPECT_EQ(r.outcome.error, ErrorCode::kBadRequest);
+  EXPECT_EQ(invoker.calls(), 0u);
+
+  Json nested = Json::MakeObject();
+  Json inner = Json::MakeObject();
+  inner.Set("ratio", 0.25);
+  nested.Set("options", std::move(inner));
+  EXPECT_EQ(pipeline_->Call(caller, MakeAction("refund", ActionClass::kWrite, nested), invoker)
+                .decision.code,
+            ErrorCode::kBadRequest);
+  EXPECT_EQ(invoker.calls(), 0u);
+}
+
+TEST_F(PipelineTest, NonObjectArgumentsAreTreatedAsEmpty) {
+  SetPolicies("permit (principal, action, resource) when { context.args == {} };");
+  Caller caller = MustAuthenticate(RootClaims());
+  RecordingInvoker invoker;
+  EXPECT_TRUE(pipeline_->Call(caller, MakeAction("get_doc", ActionClass::kRead, Json()), invoker)
+                  .decision.allowed());
+  EXPECT_EQ(invoker.calls(), 1u);
+}
+
+TEST_F(PipelineTest, ResultSecretsAreScrubbed) {
+  SetPolicies("permit (principal, action, resource);");
+  Caller caller = MustAuthenticate(RootClaims());
+  RecordingInvoker invoker;
+  Json result = Json::MakeObject();
+  Json content = Json::MakeArray();
+  Json text = Json::MakeObject();
+  text.Set("type", "text");
+  text.Set("text", std::string("the key is ") + kSecret + "!");
+  content.Push(std::move(text));
+  result.Set("content", std::move(content));
+  result.Set(kSecret, "as a key");
+  invoker.outcome.result = result;
+
+  Json args = Json::MakeObject();
+  args.Set("note", std::string("pass ") + kSecret);
+  auto r = pipeline_->Call(caller, MakeAction("get_doc", ActionClass::kRead, args), invoker);
+  ASSERT_TRUE(r.outcome.ok);
+  const std::string dumped = r.outcome.result.Dump();
+  EXPECT_EQ(dumped.find(kSecret), std::string::npos) << dumped;
+  EXPECT_NE(dumped.find("the key is [REDACTED]!"), std::string::npos) << dumped;
+
+  const auto lines = AuditLines();
+  ASSERT_FALSE(lines.empty());
+  for (const std::string& line : lines) EXPECT_EQ(line.find(kSecret), std::string::npos) << line;
+  Json decided = FindRecord("call.decided", r.decision.id);
+  ASSERT_TRUE(decided.is_object());
+  EXPECT_EQ(decided.FindObject("args")->GetString("note"), "pass [REDACTED]");
+}
+
+TEST_F(PipelineTest, DecisionRecordsNameDeterminingPolicies) {
+  SetPolicies(std::string(kHumanAndAgentPermit) + R"(
+    @id("never-matches") forbid (principal, action, resource) when { context.args has nope };
+  )");
+  Caller caller = MustAuthenticate(RootClaims());
+  RecordingInvoker invoker;
+  auto r = pipeline_->Call(caller, MakeAction("get_doc"), invoker);
+  ASSERT_TRUE(r.decision.allowed()) << r.decision.reason;
+  ASSERT_EQ(r.decision.checks.size(), 2u);
+  EXPECT_EQ(r.decision.checks[0].principal, "Human::\"alice\"");
+  EXPECT_EQ(r.decision.checks[0].permits, std::vector<std::string>{"human-read"});
+  EXPECT_EQ(r.decision.checks[1].principal, "Agent::\"bot\"");
+  EXPECT_EQ(r.decision.checks[1].permits, std::vector<std::string>{"agent-read"});
+
+  Json decided = FindRecord("call.decided", r.decision.id);
+  ASSERT_TRUE(decided.is_object());
+  const Json* d = decided.FindObject("decision");
+  ASSERT_NE(d, nullptr);
+  EXPECT_EQ(d->GetString("decision"), "allow");
+  EXPECT_EQ(d->GetString("id"), r.decision.id);
+  EXPECT_EQ(*d->Find("scope_ok"), Json(true));
+  const Json* checks = d->FindArray("checks");
+  ASSERT_NE(checks, nullptr);
+  ASSERT_EQ(checks->as_array().size(), 2u);
+  EXPECT_EQ(checks->as_array()[0].GetString("principal"), "Human::\"alice\"");
+  EXPECT_EQ(checks->as_array()[0].FindArray("permits")->as_array()[0], Json("human-read"));
+  EXPECT_EQ(checks->as_array()[1].FindArray("permits")->as_array()[0], Json("agent-read"));
+
+  // A denial names the forbid.
+  SetPolicies(std::string(kHumanAndAgentPermit) +
+              R"(@id("stop") forbid (principal == Agent::"bot", action, resource);)");
+  auto denied = pipeline_->Call(caller, MakeAction("get_doc"), invoker);
+  ASSERT_FALSE(denied.decision.allowed());
+  Json rec = FindRecord("call.decided", denied.decision.id);
+  ASSERT_TRUE(rec.is_object());
+  const Json* dchecks = rec.FindObject("decision")->FindArray("checks");
+  ASSERT_NE(dchecks, nullptr);
+  ASSERT_EQ(dchecks->as_array().size(), 2u);
+  EXPECT_EQ(dchecks->as_array()[1].GetString("decision"), "deny");
+  EXPECT_EQ(dchecks->as_array()[1].FindArray("forbids")->as_array()[0], Json("stop"));
+}
+
+TEST_F(PipelineTest, ContextCarriesArgsSessionTime) {
+  clock_.SetUnixSeconds(1767272400);  // Thursday 2026-01-01 13:00:00 UTC
+  SetPolicies(R"(
+    @id("ctx") permit (principal, action, resource) when {
+      context.args.x == 7 &&
+      context.session.task == "SUP-1" &&
+      context.session.id == "ses_root" &&
+      context.session.depth == 0 &&
+      context.session.human == Human::"alice" &&
+      context.session.model.tier == "frontier" &&
+      context.time.hour_utc == 13 &&
+      context.time.weekday == 4 &&
+      context.time.unix == 1767272400 &&
+      context.request.protocol == "mcp" &&
+      context.request.method == "tools/call" &&
+      context.request.path == "/mcp/up"
+    };
+  )");
+  identity::Claims c = RootClaims();
+  c.model = identity::ModelInfo{"anthropic", "claude-opus-4-5", "frontier"};
+  Caller caller = MustAuthenticate(c);
+  RecordingInvoker invoker;
+  Json args = Json::MakeObject();
+  args.Set("x", 7);
+  auto r = pipeline_->Call(caller, MakeAction("get_doc", ActionClass::kRead, args), invoker);
+  EXPECT_TRUE(r.decision.allowed())
+      << r.decision.reason << " "
+      << (r.decision.checks.empty() || r.decision.checks[0].errors.empty()
+              ? ""
+              : r.decision.checks[0].errors[0]);
+  Json decided = FindRecord("call.decided", r.decision.id);
+  ASSERT_TRUE(decided.is_object());
+  EXPECT_EQ(decided.FindObject("model")->GetString("name"), "claude-opus-4-5");
+
+  args.Set("x", 8);
+  EXPECT_FALSE(pipeline_->Call(caller, MakeAction("get_doc", ActionClass::kRead, args), invoker)
+                   .decision.allowed());
+  args.Set("x", 7);
+  clock_.AdvanceSeconds(3600);  // 14:00: the time condition no longer holds
+  EXPECT_FALSE(pipeline_->Call(caller, MakeAction("get_doc", ActionClass::kRead, args), invoker)
+                   .decision.allowed());
+  EXPECT_EQ(invoker.calls(), 1u);
+}
+
+TEST_F(PipelineTest, TypedResourceSitsUnderItsUpstream) {
+  SetPolicies(R"(
+    @id("repo") permit (principal, action, resource == Repo::"acme/web");
+    @id("upstream") forbid (principal, action, resource in Upstream::"up") when { context.args has block };
+  )");
+  Caller caller = MustAuthenticate(RootClaims());
+  RecordingInvoker invoker;
+  core::Action a = MakeAction("merge", ActionClass::kWrite);
+  a.resource = core::EntityRef{"Repo", "acme/web"};
+  EXPECT_TRUE(pipeline_->Call(caller, a, invoker).decision.allowed());
+  a.args.Set("block", true);
+  EXPECT_FALSE(pipeline_->Call(caller, a, invoker).decision.allowed())
+      << "the typed resource is not in its upstream";
+  core::Action other = MakeAction("merge", ActionClass::kWrite);
+  other.resource = core::EntityRef{"Repo", "acme/api"};
+  EXPECT_FALSE(pipeline_->Call(caller, other, invoker).decision.allowed());
+  EXPECT_EQ(invoker.calls(), 1u);
+}
+
+TEST_F(PipelineTest, PolicySwapIsSeenByTheNextCall) {
+  Caller caller = MustAuthenticate(RootClaims());
+  RecordingInvoker invoker;
+  EXPECT_FALSE(pipeline_->Call(caller, MakeAction("get_doc"), invoker).decision.allowed());
+  SetPolicies("permit (principal, action, resource);");
+  EXPECT_TRUE(pipeline_->Call(caller, MakeAction("get_doc"), invoker).decision.allowed());
+  EXPECT_EQ(invoker.calls(), 1u);
+}
+
+}  // namespace
+}  // namespace mandate::gateway
