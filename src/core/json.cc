@@ -105,7 +105,12 @@ void AppendNumber(double d, std::string* out) {
     return;
   }
   char buf[64];
-  auto res = std::to_chars(buf, buf + sizeof(buf), d);
+  // Integral magnitudes >= 2^53 are written in exponent form: the shortest fixed form can be an
+  // integer literal beyond uint64 that parsers (simdjson among them) refuse, which would break
+  // the round trip (found by fuzz/json_parse).
+  auto res = std::fabs(d) >= 9007199254740992.0
+                 ? std::to_chars(buf, buf + sizeof(buf), d, std::chars_format::scientific)
+                 : std::to_chars(buf, buf + sizeof(buf), d);
   out->append(buf, res.ptr);
 }
 
