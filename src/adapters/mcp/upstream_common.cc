@@ -403,4 +403,22 @@ std::string LineTail::LastLine() const {
 
 std::vector<std::string> LineTail::Lines() const { return lines_; }
 
+core::Result<std::vector<ToolInfo>> JsonRpcUpstream::ListTools() {
+  uint64_t generation = 0;
+  if (auto cached = cache_.Get(&generation)) return *std::move(cached);
+  SteadyTime deadline = DeadlineAfterMillis(core::kUpstreamTimeoutMillisDefault);
+  auto tools = ListAllTools(name(), [&](const core::Json& params) {
+    return Request("tools/list", params, deadline, core::kUpstreamTimeoutMillisDefault, "tools/list");
+  });
+  if (tools.ok()) cache_.Put(generation, *tools);
+  return tools;
+}
+
+core::Result<core::Json> JsonRpcUpstream::CallTool(const std::string& tool, const core::Json& arguments,
+                                                   int timeout_millis) {
+  MANDATE_ASSIGN_OR_RETURN(core::Json params, CallToolParams(tool, arguments));
+  int timeout = EffectiveTimeoutMillis(timeout_millis);
+  return Request("tools/call", std::move(params), DeadlineAfterMillis(timeout), timeout, "tools/call " + tool);
+}
+
 }  // namespace mandate::adapters::mcp::internal

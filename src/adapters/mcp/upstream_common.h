@@ -95,6 +95,23 @@ class ToolCache {
   std::optional<std::vector<ToolInfo>> tools_;
 };
 
+// What both transports share: tools/list (cached, every page) and tools/call on top of one
+// transport-specific Request(). Thread-safe as McpUpstream requires.
+class JsonRpcUpstream : public McpUpstream {
+ public:
+  core::Result<std::vector<ToolInfo>> ListTools() final;
+  core::Result<core::Json> CallTool(const std::string& tool, const core::Json& arguments,
+                                    int timeout_millis) final;
+
+ protected:
+  // Sends one request and waits for its result. `what` names it in error messages.
+  virtual core::Result<core::Json> Request(std::string_view method, core::Json params,
+                                           SteadyTime deadline, int timeout_millis,
+                                           const std::string& what) = 0;
+
+  ToolCache cache_;
+};
+
 // A counting semaphore for in-flight requests with a bounded wait queue. Thread-safe.
 class InflightLimiter {
  public:

@@ -71,7 +71,7 @@ bool IsVisibleAscii(std::string_view s) {
   return std::all_of(s.begin(), s.end(), [](char c) { return c >= 0x21 && c <= 0x7e; });
 }
 
-class HttpUpstream final : public McpUpstream {
+class HttpUpstream final : public internal::JsonRpcUpstream {
  public:
   explicit HttpUpstream(HttpUpstreamOptions options)
       : options_(std::move(options)), limiter_(options_.max_inflight, core::kUpstreamQueueMax) {}
@@ -92,26 +92,6 @@ class HttpUpstream final : public McpUpstream {
   }
 
   const std::string& name() const override { return options_.name; }
-
-  core::Result<std::vector<ToolInfo>> ListTools() override {
-    uint64_t generation = 0;
-    if (auto cached = cache_.Get(&generation)) return *std::move(cached);
-    SteadyTime deadline = internal::DeadlineAfterMillis(core::kUpstreamTimeoutMillisDefault);
-    auto tools = internal::ListAllTools(name(), [&](const Json& params) {
-      return Request("tools/list", params, deadline, core::kUpstreamTimeoutMillisDefault,
-                     "tools/list");
-    });
-    if (tools.ok()) cache_.Put(generation, *tools);
-    return tools;
-  }
-
-  core::Result<Json> CallTool(const std::string& tool, const Json& arguments,
-                              int timeout_millis) override {
-    MANDATE_ASSIGN_OR_RETURN(Json params, internal::CallToolParams(tool, arguments));
-    int timeout = internal::EffectiveTimeoutMillis(timeout_millis);
-    return Request("tools/call", std::move(params), internal::DeadlineAfterMillis(timeout), timeout,
-                   "tools/call " + tool);
-  }
 
   void Stop() override {
     std::lock_guard stop_lock(stop_mu_);
@@ -171,7 +151,7 @@ class HttpUpstream final : public McpUpstream {
 
   // One request with a slot, an initialized session and one retry after a lost session.
   core::Result<Json> Request(std::string_view method, Json params, SteadyTime deadline,
-                             int timeout_millis, const std::string& what) {
+                             int timeout_millis, const std::string& what) override {
     if (stopped_) return Prefixed(ErrorCode::kUpstreamUnavailable, "stopped");
     MANDATE_RETURN_IF_ERROR(limiter_.Acquire(name(), deadline));
     internal::InflightSlot slot(&limiter_);
@@ -436,7 +416,6 @@ class HttpUpstream final : public McpUpstream {
 
   const HttpUpstreamOptions options_;
   internal::InflightLimiter limiter_;
-  internal::ToolCache cache_;
   std::atomic<int64_t> next_id_{1};
   std::atomic<bool> stopped_{false};
   std::mutex stop_mu_;

@@ -284,7 +284,7 @@ core::Result<std::shared_ptr<Child>> SpawnChild(const StdioUpstreamOptions& o) {
   return child;
 }
 
-class StdioUpstream final : public McpUpstream {
+class StdioUpstream final : public internal::JsonRpcUpstream {
  public:
   explicit StdioUpstream(StdioUpstreamOptions options)
       : options_(std::move(options)), limiter_(options_.max_inflight, core::kUpstreamQueueMax) {}
@@ -317,26 +317,6 @@ class StdioUpstream final : public McpUpstream {
 
   const std::string& name() const override { return options_.name; }
 
-  core::Result<std::vector<ToolInfo>> ListTools() override {
-    uint64_t generation = 0;
-    if (auto cached = cache_.Get(&generation)) return *std::move(cached);
-    SteadyTime deadline = internal::DeadlineAfterMillis(core::kUpstreamTimeoutMillisDefault);
-    auto tools = internal::ListAllTools(name(), [&](const Json& params) {
-      return Request("tools/list", params, deadline, core::kUpstreamTimeoutMillisDefault,
-                     "tools/list");
-    });
-    if (tools.ok()) cache_.Put(generation, *tools);
-    return tools;
-  }
-
-  core::Result<Json> CallTool(const std::string& tool, const Json& arguments,
-                              int timeout_millis) override {
-    MANDATE_ASSIGN_OR_RETURN(Json params, internal::CallToolParams(tool, arguments));
-    int timeout = internal::EffectiveTimeoutMillis(timeout_millis);
-    return Request("tools/call", std::move(params), internal::DeadlineAfterMillis(timeout), timeout,
-                   "tools/call " + tool);
-  }
-
   void Stop() override {
     std::lock_guard stop_lock(stop_mu_);
     {
@@ -362,7 +342,7 @@ class StdioUpstream final : public McpUpstream {
 
   // Sends one request and waits for its result. `what` names it in error messages.
   core::Result<Json> Request(std::string_view method, Json params, SteadyTime deadline,
-                             int timeout_millis, const std::string& what) {
+                             int timeout_millis, const std::string& what) override {
     MANDATE_RETURN_IF_ERROR(limiter_.Acquire(name(), deadline));
     internal::InflightSlot slot(&limiter_);
 
@@ -859,7 +839,6 @@ class StdioUpstream final : public McpUpstream {
 
   const StdioUpstreamOptions options_;
   internal::InflightLimiter limiter_;
-  internal::ToolCache cache_;
   int wake_read_ = -1;
   int wake_write_ = -1;
   std::thread io_thread_;
