@@ -60,9 +60,11 @@ struct TornTail {
 
 // One Append waiting for the writer. Lives on the appending thread's stack; the writer only
 // touches it while that thread waits for `result` (set under mu_).
+// A Submit()ted record is `detached`: heap-allocated, owned and freed by the writer.
 struct HashChainLog::Pending {
   core::Json record;
   std::optional<core::Result<uint64_t>> result;
+  bool detached = false;
 };
 
 struct HashChainLog::Batch {
@@ -246,7 +248,7 @@ uint64_t HashChainLog::SyncCount() const {
   return syncs_;
 }
 
-core::Result<uint64_t> HashChainLog::Append(core::Json record) {
+core::Status HashChainLog::Validate(const core::Json& record) const {
   if (!record.is_object()) {
     return MakeError(ErrorCode::kBadRequest, "an audit record must be a JSON object");
   }
@@ -271,16 +273,34 @@ core::Result<uint64_t> HashChainLog::Append(core::Json record) {
     return MakeError(ErrorCode::kBadRequest,
                      "audit record cannot be stored verifiably: " + reparsed.error().message);
   }
+  return core::OkStatus();
+}
 
-  Pending p{std::move(record), std::nullopt};
-  std::unique_lock<std::mutex> lock(mu_);
+core::Status HashChainLog::Enqueue(Pending* p, std::unique_lock<std::mutex>& lock) {
   not_full_.wait(lock, [&] { return closing_ || failed_ || queue_.size() < core::kAuditQueueMax; });
   if (failed_) return MakeError(ErrorCode::kInternal, "audit log failed earlier: " + failure_);
   if (closing_) return MakeError(ErrorCode::kInternal, "audit log is closed");
-  queue_.push_back(&p);
+  queue_.push_back(p);
   not_empty_.notify_one();
+  return core::OkStatus();
+}
+
+core::Result<uint64_t> HashChainLog::Append(core::Json record) {
+  MANDATE_RETURN_IF_ERROR(Validate(record));
+  Pending p{std::move(record), std::nullopt, false};
+  std::unique_lock<std::mutex> lock(mu_);
+  MANDATE_RETURN_IF_ERROR(Enqueue(&p, lock));
   done_.wait(lock, [&] { return p.result.has_value(); });
   return std::move(*p.result);
+}
+
+core::Status HashChainLog::Submit(core::Json record) {
+  MANDATE_RETURN_IF_ERROR(Validate(record));
+  auto p = std::make_unique<Pending>(Pending{std::move(record), std::nullopt, true});
+  std::unique_lock<std::mutex> lock(mu_);
+  MANDATE_RETURN_IF_ERROR(Enqueue(p.get(), lock));
+  p.release();  // the writer owns it now
+  return core::OkStatus();
 }
 
 void HashChainLog::WriterLoop() {
@@ -294,6 +314,10 @@ void HashChainLog::WriterLoop() {
       queue_.clear();
       if (failed_) {
         for (Pending* p : batch.pending) {
+          if (p->detached) {
+            delete p;
+            continue;
+          }
           p->result = MakeError(ErrorCode::kInternal, "audit log failed earlier: " + failure_);
         }
         done_.notify_all();
@@ -332,6 +356,10 @@ void HashChainLog::WriterLoop() {
     std::lock_guard<std::mutex> lock(mu_);
     for (size_t i = 0; i < batch.pending.size(); ++i) {
       Pending* p = batch.pending[i];
+      if (p->detached) {
+        delete p;
+        continue;
+      }
       if (i < durable) {
         p->result = static_cast<uint64_t>(p->record.GetInt("seq", -1));
       } else {

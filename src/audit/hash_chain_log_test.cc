@@ -157,6 +157,40 @@ TEST(HashChainLog, AppendsDurableCanonicalChainedRecordsThatVerify) {
   EXPECT_EQ(*all, lines);
 }
 
+TEST(HashChainLog, SubmittedRecordsAreWrittenInOrderWithAppends) {
+  TempDir tmp;
+  std::string dir = tmp.Sub("audit");
+  core::FakeClock clock;
+  {
+    auto log = HashChainLog::Open(dir, clock);
+    ASSERT_TRUE(log.ok()) << log.error().message;
+    ASSERT_TRUE((*log)->Submit(Rec("call.completed", 0)).ok());
+    ASSERT_TRUE((*log)->Submit(Rec("call.completed", 1)).ok());
+    // An Append returns after everything queued before it is durable, so it gets seq 2.
+    auto seq = (*log)->Append(Rec("call.decided", 2));
+    ASSERT_TRUE(seq.ok()) << seq.error().message;
+    EXPECT_EQ(*seq, 2u);
+    ASSERT_TRUE((*log)->Submit(Rec("call.completed", 3)).ok());
+    EXPECT_EQ((*log)->Submit(Json(1)).error().code, core::ErrorCode::kBadRequest);
+  }  // Close drains the submitted record
+  std::vector<std::string> lines = SplitLines(ReadFile(dir + "/audit-000001.jsonl"));
+  ASSERT_EQ(lines.size(), 4u);
+  auto report = VerifyLog(dir);
+  ASSERT_TRUE(report.ok());
+  EXPECT_TRUE(report->ok) << report->problem;
+}
+
+TEST(HashChainLog, SubmitAfterCloseFails) {
+  TempDir tmp;
+  core::FakeClock clock;
+  auto log = HashChainLog::Open(tmp.Sub("audit"), clock);
+  ASSERT_TRUE(log.ok());
+  (*log)->Close();
+  auto st = (*log)->Submit(Rec("call.completed", 0));
+  ASSERT_FALSE(st.ok());
+  EXPECT_EQ(st.error().code, core::ErrorCode::kInternal);
+}
+
 TEST(HashChainLog, ConcurrentAppendsFromSixteenThreadsGetConsecutiveSeqsAndVerify) {
   TempDir tmp;
   std::string dir = tmp.Sub("audit");

@@ -366,9 +366,11 @@ Pipeline::CallResult Pipeline::Call(const Caller& caller, core::Action action, U
   }
   completed.Set("result_hash", core::Sha256Hex(out.outcome.result.Canonical()));
   completed.Set("latency_micros", out.outcome.latency_micros);
-  // The side effect already happened; a failure to record its completion is reported in the
-  // server log by the caller's audit health, but cannot undo the call.
-  (void)deps_.audit->Append(std::move(completed));
+  // The side effect already happened and its decision record is durable; the completion
+  // rides the next group commit instead of holding the answer for a second fdatasync (a crash
+  // can lose a completion, never a decision). A failure here cannot undo the call; it fails
+  // the log, which refuses every later call.
+  (void)deps_.audit->Submit(std::move(completed));
   return out;
 }
 

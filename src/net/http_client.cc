@@ -85,6 +85,8 @@ struct HttpClient::Impl {
       std::unique_ptr<beast::tcp_stream> stream;
       bool reused = false;
       auto& pool = idle[key];
+      // The retry always dials: after one stale pooled connection the others idled as long.
+      if (attempt > 0) pool.clear();
       if (!pool.empty()) {
         stream = std::move(pool.back());
         pool.pop_back();

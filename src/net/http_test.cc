@@ -95,6 +95,28 @@ TEST(Http, ConcurrentClientsAllGetTheirOwnAnswer) {
   EXPECT_EQ(ok.load(), 200);
 }
 
+TEST(Http, ClientRecoversWhenEveryPooledConnectionWentStale) {
+  HttpServerOptions opts;
+  opts.idle_timeout_seconds = 1;
+  auto server = HttpServer::Start(opts, [](HttpRequest, std::shared_ptr<ResponseSink> sink) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    sink->Send(HttpResponse::Text(200, "ok"));
+  });
+  ASSERT_TRUE(server.ok());
+  HttpClient client;
+  // Several concurrent requests leave several connections in the pool.
+  std::vector<std::thread> threads;
+  for (int i = 0; i < 4; ++i) {
+    threads.emplace_back([&] { EXPECT_TRUE(client.Do({.url = Url(**server, "/")}).ok()); });
+  }
+  for (auto& t : threads) t.join();
+  // The server closes them all as idle; the next request must still succeed.
+  std::this_thread::sleep_for(std::chrono::milliseconds(1600));
+  auto res = client.Do({.url = Url(**server, "/")});
+  ASSERT_TRUE(res.ok()) << res.error().message;
+  EXPECT_EQ(res->body, "ok");
+}
+
 TEST(Http, ClientReportsRefusedConnectionAndBadUrl) {
   HttpClient client;
   auto res = client.Do({.method = "GET", .url = "http://127.0.0.1:1/", .timeout_millis = 2000});

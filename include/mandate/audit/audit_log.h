@@ -46,6 +46,14 @@ class AuditLog {
   //                     authorization path must then fail closed (DESIGN.md invariant 2).
   virtual core::Result<uint64_t> Append(core::Json record) = 0;
 
+  // Queues one record without waiting for it to be durable: it is written and synced with the
+  // next group commit, in order with every other record. For records whose loss in a crash is
+  // acceptable (e.g. call.completed: the decision record of the call is already durable), so
+  // the caller's answer does not wait for a second fdatasync. Errors: the validation errors
+  // of Append, and kInternal when the log has already failed or is closed. A later write
+  // failure is not reported to this caller; it fails the log, so every later Append fails.
+  virtual core::Status Submit(core::Json record) = 0;
+
   // Completes every append already queued, stops the writer and closes the files. Later
   // Appends fail with kInternal. Idempotent; the destructor calls it.
   virtual void Close() = 0;

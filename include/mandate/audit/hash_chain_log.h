@@ -53,6 +53,7 @@ class HashChainLog final : public AuditLog {
   HashChainLog& operator=(const HashChainLog&) = delete;
 
   core::Result<uint64_t> Append(core::Json record) override;
+  core::Status Submit(core::Json record) override;
   void Close() override;
 
   // How many fdatasync() calls committed batches so far (observability and tests: fewer
@@ -65,6 +66,10 @@ class HashChainLog final : public AuditLog {
 
   HashChainLog(std::string dir, const core::Clock& clock, Options options);
   void WriterLoop();
+  // Checks that a record can be stored verifiably; the validation errors of Append.
+  core::Status Validate(const core::Json& record) const;
+  // Queues `p` (owned by the caller unless p->detached). Errors: log failed or closed.
+  core::Status Enqueue(Pending* p, std::unique_lock<std::mutex>& lock);
   // Writes the batch's lines; sets how many of them are durable. Writer thread only.
   core::Status WriteBatch(const Batch& batch, size_t* durable);
   core::Status FlushAndSync(std::string* buffer);

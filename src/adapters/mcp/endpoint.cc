@@ -296,11 +296,14 @@ void McpEndpoint::Handle(const net::HttpRequest& req, const std::shared_ptr<net:
   // tools/call answers as an SSE stream when the client accepts one (long calls can then
   // carry progress); everything else as plain JSON.
   if (*method == "tools/call" && AcceptsEventStream(req)) {
-    headers.emplace_back("Content-Type", "text/event-stream");
-    headers.emplace_back("Cache-Control", "no-cache");
-    sink->StartStream(200, std::move(headers));
-    sink->Write("event: message\ndata: " + reply.Dump() + "\n\n");
-    sink->End();
+    // The whole stream is known here (one event), so it goes out as one body in one write.
+    net::HttpResponse r;
+    r.status = 200;
+    r.headers = std::move(headers);
+    r.headers.emplace_back("Content-Type", "text/event-stream");
+    r.headers.emplace_back("Cache-Control", "no-cache");
+    r.body = "event: message\ndata: " + reply.Dump() + "\n\n";
+    sink->Send(std::move(r));
     return;
   }
   auto r = net::HttpResponse::Json(200, reply.Dump());

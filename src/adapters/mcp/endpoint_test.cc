@@ -702,7 +702,7 @@ TEST_F(McpEndpointTest, SseResponseWhenAcceptIncludesEventStream) {
   Reply r = Post(Rpc("tools/call", params, Json("call-1")), session, token_, "/mcp/up",
                  {{"Accept", "application/json, text/event-stream"}});
   EXPECT_EQ(r.status, 200);
-  EXPECT_TRUE(r.streamed);
+  EXPECT_FALSE(r.streamed);  // one event, known whole: sent as one body (one write)
   ASSERT_NE(r.Header("Content-Type"), nullptr);
   EXPECT_EQ(*r.Header("Content-Type"), "text/event-stream");
   const std::string prefix = "event: message\ndata: ";
