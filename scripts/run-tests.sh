@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs every test: unit tests (ASan+UBSan build), integration tests and the end-to-end suite
-# (release build). Called by `make test`; fails on the first failing stage.
+# (release build), then a short bounded run of every fuzz target. Called by `make test`;
+# fails on the first failing stage.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -15,4 +16,7 @@ if [ -f tests/e2e/package.json ]; then
   echo "== end-to-end tests (node --test, release build)"
   (cd tests/e2e && MANDATE_BIN="$PWD/../../build/release/mandate" npm test --silent)
 fi
+echo "== fuzz targets, ${MANDATE_FUZZ_SECONDS:-10} s each (clang, libFuzzer + ASan/UBSan)"
+scripts/run-fuzz.sh "${MANDATE_FUZZ_SECONDS:-10}"
+
 echo "== all tests passed"
