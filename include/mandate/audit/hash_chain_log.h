@@ -93,7 +93,6 @@ class HashChainLog final : public AuditLog {
   mutable std::mutex mu_;
   std::condition_variable not_empty_;  // writer waits for work
   std::condition_variable not_full_;   // appenders wait for queue room
-  std::condition_variable done_;       // appenders wait for their result
   std::deque<Pending*> queue_;         // bounded by kAuditQueueMax
   bool closing_ = false;               // guarded by mu_
   bool failed_ = false;                // guarded by mu_; sticky after an I/O failure
