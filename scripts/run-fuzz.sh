@@ -66,6 +66,7 @@ for t in "${targets[@]}"; do
   bin="$root/build/fuzz/fuzz/fuzz_$t"
   dir="$work/$t"
   mkdir -p "$dir/corpus" "$dir/artifacts" "$dir/tmp"
+  rm -rf "${findings:?}/$t"  # findings of an earlier run are stale
   for src in "fuzz/$t/corpus" "fuzz/$t/regressions"; do
     if [ -d "$src" ] && [ -n "$(ls -A "$src")" ]; then cp "$src"/* "$dir/corpus/"; fi
   done

@@ -3,7 +3,9 @@
 // simdjson 3.0.1 (Debian) trips g++ 12's -Wdangling-pointer in its own inline code.
 // The warnings fire where its templates are instantiated, i.e. in this file, so they are off
 // for this translation unit only.
+#if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC diagnostic ignored "-Wdangling-pointer"
+#endif
 #include <simdjson.h>
 
 #include <algorithm>

@@ -322,7 +322,18 @@ Pipeline::CallResult Pipeline::Call(const Caller& caller, core::Action action, U
     m.Set("tier", caller.claims->model->tier);
     decided.Set("model", std::move(m));
   }
-  auto appended = deps_.audit->Append(std::move(decided));
+  auto appended = deps_.audit->Append(decided);
+  if (!appended.ok() && (appended.error().code == ErrorCode::kBadRequest ||
+                         appended.error().code == ErrorCode::kPayloadTooLarge)) {
+    // Every decision leaves a record, even one whose arguments the log cannot store: keep
+    // their hash and say why they are missing, so a refused probe is never invisible.
+    decided.Set("args", [&] {
+      Json t = Json::MakeObject();
+      t.Set("_unrecordable", appended.error().message);
+      return t;
+    }());
+    appended = deps_.audit->Append(std::move(decided));
+  }
 
   if (!out.decision.allowed()) {
     out.outcome.ok = false;

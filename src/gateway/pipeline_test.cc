@@ -559,6 +559,23 @@ TEST_F(PipelineTest, AuditFailureRefusesCallFailClosed) {
   EXPECT_FALSE(pipeline->Record(Json::MakeObject()).ok());
 }
 
+TEST_F(PipelineTest, DecisionWithUnstorableArgumentsIsStillRecorded) {
+  SetPolicies("forbid (principal, action, resource);");
+  Caller caller = MustAuthenticate(RootClaims());
+  // Invalid UTF-8 cannot be stored verifiably; the decision must leave a record anyway.
+  Json args = Json::MakeObject();
+  args.Set("s", std::string("\xff\xfe"));
+  RecordingInvoker invoker;
+  auto r = pipeline_->Call(caller, MakeAction("get_doc", ActionClass::kRead, args), invoker);
+  EXPECT_FALSE(r.decision.allowed());
+  EXPECT_EQ(invoker.calls(), 0u);
+  Json decided = FindRecord("call.decided", r.decision.id);
+  ASSERT_TRUE(decided.is_object()) << "a refused call left no decision record";
+  ASSERT_NE(decided.FindObject("args"), nullptr);
+  EXPECT_NE(decided.FindObject("args")->Find("_unrecordable"), nullptr);
+  EXPECT_EQ(decided.GetString("args_hash").size(), 64u);
+}
+
 TEST_F(PipelineTest, DecisionRecordIsDurableBeforeForwarding) {
   SetPolicies("permit (principal, action, resource);");
   Caller caller = MustAuthenticate(RootClaims());

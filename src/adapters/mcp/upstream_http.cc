@@ -401,14 +401,14 @@ class HttpUpstream final : public internal::JsonRpcUpstream {
 
   void NotifyLoop() {
     for (;;) {
-      std::pair<Session, Json> item;
-      {
-        std::unique_lock lock(notify_mu_);
-        notify_cv_.wait(lock, [&] { return notify_stop_ || !notify_queue_.empty(); });
-        if (notify_stop_) return;
-        item = std::move(notify_queue_.front());
-        notify_queue_.pop_front();
-      }
+      std::unique_lock lock(notify_mu_);
+      notify_cv_.wait(lock, [&] { return notify_stop_ || !notify_queue_.empty(); });
+      if (notify_stop_) return;
+      // Moved out under the lock (constructed, not default-constructed then assigned: clang
+      // does not see the nested Session as default-constructible inside its class).
+      std::pair<Session, Json> item = std::move(notify_queue_.front());
+      notify_queue_.pop_front();
+      lock.unlock();
       (void)PostWithoutAnswer(item.first, item.second,
                               internal::DeadlineAfterMillis(core::kUpstreamNotifyTimeoutMillis));
     }
