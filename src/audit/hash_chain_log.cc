@@ -271,11 +271,11 @@ core::Status HashChainLog::Validate(const core::Json& record) const {
                          std::to_string(core::kAuditRecordBytesMax - core::kAuditFramingBytesMax));
   }
   // Whatever is written must read back to the same bytes, or VerifyLog would call the log
-  // tampered. The same parser the verifier uses decides (UTF-8, depth).
-  auto reparsed = core::Json::Parse(canonical, core::kAuditRecordBytesMax);
-  if (!reparsed.ok()) {
+  // tampered. CheckSerializable checks what the verifier's parser would refuse (UTF-8, depth,
+  // duplicate keys) without re-parsing: the re-parse was ~10% of a governed call's CPU.
+  if (auto st = record.CheckSerializable(); !st.ok()) {
     return MakeError(ErrorCode::kBadRequest,
-                     "audit record cannot be stored verifiably: " + reparsed.error().message);
+                     "audit record cannot be stored verifiably: " + st.error().message);
   }
   return core::OkStatus();
 }

@@ -33,6 +33,28 @@ TEST(Json, HugeNumbersRoundTrip) {
   }
 }
 
+TEST(Json, CheckSerializableAgreesWithARoundTrip) {
+  Json ok = *Json::Parse(R"({"a":[1,{"b":"\u00e9"}],"c":null})");
+  EXPECT_TRUE(ok.CheckSerializable().ok());
+  Json bad_utf8 = Json::MakeObject();
+  bad_utf8.Set("s", std::string("\xff"));
+  EXPECT_FALSE(bad_utf8.CheckSerializable().ok());
+  EXPECT_FALSE(Json::Parse(bad_utf8.Dump()).ok());
+  Json bad_key = Json::MakeObject();
+  bad_key.Set(std::string("\xc3"), 1);
+  EXPECT_FALSE(bad_key.CheckSerializable().ok());
+  Json dup(Json::Object{{"a", 1}, {"a", 2}});
+  EXPECT_FALSE(dup.CheckSerializable().ok());
+  EXPECT_FALSE(Json::Parse(dup.Dump()).ok());
+  Json deep = Json::MakeArray();
+  for (size_t i = 1; i < kJsonDepthMax; ++i) deep = Json(Json::Array{deep});
+  EXPECT_TRUE(deep.CheckSerializable().ok());   // kJsonDepthMax levels
+  EXPECT_TRUE(Json::Parse(deep.Dump()).ok());
+  Json deeper(Json::Array{deep});
+  EXPECT_FALSE(deeper.CheckSerializable().ok());
+  EXPECT_FALSE(Json::Parse(deeper.Dump()).ok());
+}
+
 TEST(Json, EscapesControlCharacters) {
   Json j(std::string("a\"b\\c\n\x01"));
   EXPECT_EQ(j.Dump(), R"("a\"b\\c\n\u0001")");

@@ -85,6 +85,11 @@ class Json {
   // Appends to an array; turns a null into an empty array first.
   Json& Push(Json value);
 
+  // Checks that this value's serialization would parse back (Dump or Canonical, then Parse):
+  // nesting at most kJsonDepthMax, unique object keys, valid UTF-8 in every string and key.
+  // Errors: kBadRequest naming the problem. Much cheaper than a serialize + parse round trip.
+  Status CheckSerializable() const;
+
   std::string Dump() const;
   std::string Canonical() const;
   void DumpTo(std::string* out) const;
@@ -96,6 +101,9 @@ class Json {
  private:
   std::variant<std::monostate, bool, int64_t, double, std::string, Array, Object> v_;
 };
+
+// Whether `text` is valid UTF-8.
+bool IsValidUtf8(std::string_view text);
 
 // Appends `s` as a JSON string literal (with quotes) to `out`.
 void AppendJsonString(std::string_view s, std::string* out);
