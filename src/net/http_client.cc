@@ -17,8 +17,7 @@ using tcp = asio::ip::tcp;
 using core::ErrorCode;
 using core::MakeError;
 
-// Idle keep-alive connections kept per host:port.
-constexpr size_t kIdleConnectionsPerHostMax = 64;
+using core::kIdleConnectionsPerHostMax;  // idle keep-alive connections per host:port
 
 }  // namespace
 

@@ -27,9 +27,9 @@ struct SinkMessage {
   std::string chunk;      // kChunk
 };
 
-// Bounded: a streaming handler that outruns a slow client is cut off rather than buffering
-// without limit.
-constexpr size_t kStreamMessagesQueuedMax = 1024;
+// Bounded (core::kStreamMessagesQueuedMax): a streaming handler that outruns a slow client is
+// cut off rather than buffering without limit.
+using core::kStreamMessagesQueuedMax;
 
 using Channel = asio::experimental::concurrent_channel<void(boost::system::error_code, SinkMessage)>;
 

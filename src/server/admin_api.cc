@@ -278,7 +278,7 @@ net::HttpResponse AdminApi::GetSessions(const std::string& sid) {
     }
     return Ok(j);
   }
-  auto list = ctx_.store->ListSessions(1000, 0);
+  auto list = ctx_.store->ListSessions(core::kStoreListLimitMax, 0);
   if (!list.ok()) return Error(list.error());
   Json arr = Json::MakeArray();
   for (const auto& s : *list) arr.Push(SessionJson(s));
@@ -317,7 +317,9 @@ net::HttpResponse AdminApi::GetAudit(const net::HttpRequest& req) {
   auto q = req.target.find("limit=");
   if (q != std::string::npos) {
     limit = static_cast<size_t>(std::strtoull(req.target.c_str() + q + 6, nullptr, 10));
-    if (limit == 0 || limit > 10000) return Error(ErrorCode::kBadRequest, "limit must be 1..10000");
+    if (limit == 0 || limit > core::kAdminAuditPageMax) {
+      return Error(ErrorCode::kBadRequest, "limit must be 1.." + std::to_string(core::kAdminAuditPageMax));
+    }
   }
   auto lines = audit::TailLog(ctx_.config->audit_dir, limit);
   if (!lines.ok()) return Error(lines.error());

@@ -418,6 +418,14 @@ TEST_F(ServerIntegrationTest, AdminApiRequiresTheAdminToken) {
       << "the unauthenticated POST created a human";
 }
 
+TEST_F(ServerIntegrationTest, AuditPageLimitIsEnforced) {
+  EXPECT_EQ(Admin("GET", "/admin/v1/audit?limit=0").status, 400);
+  EXPECT_EQ(Admin("GET", "/admin/v1/audit?limit=abc").status, 400);
+  EXPECT_EQ(Admin("GET", "/admin/v1/audit?limit=" + std::to_string(core::kAdminAuditPageMax + 1)).status,
+            400);
+  EXPECT_EQ(Admin("GET", "/admin/v1/audit?limit=" + std::to_string(core::kAdminAuditPageMax)).status, 200);
+}
+
 TEST_F(ServerIntegrationTest, HumansAndAgentsAreIdempotentAndConflictsAre409) {
   EXPECT_EQ(
       Admin("POST", "/admin/v1/humans", R"({"name":"alice","groups":["finance","ops"]})").status,

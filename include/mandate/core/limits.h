@@ -128,4 +128,10 @@ static_assert(kUpstreamStopEofGraceMillis < kUpstreamStopTermGraceMillis);
 static_assert(kUpstreamRestartBackoffMillisMin <= kUpstreamRestartBackoffMillisMax);
 static_assert(kUpstreamInflightMax <= kUpstreamQueueMax);
 
+// --- Net and admin API (named here, not in the files that use them) ------------------------
+inline constexpr size_t kStreamMessagesQueuedMax = 1024;   // per streamed HTTP answer
+inline constexpr size_t kIdleConnectionsPerHostMax = 64;  // HTTP client keep-alive pool
+inline constexpr size_t kAdminAuditPageMax = 10000;       // GET /admin/v1/audit?limit=
+static_assert(kAdminAuditPageMax <= kAuditTailLinesMax);
+
 }  // namespace mandate::core
