@@ -26,6 +26,7 @@
 #include <unordered_set>
 
 #include "mandate/core/json.h"
+#include "event_loop_http_server.h"
 #include "mandate/net/http.h"
 
 namespace {
@@ -210,7 +211,7 @@ int ParseIntFlag(const char* name, const char* value, int lo, int hi) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  net::HttpServerOptions options;
+  mandate::bench::EventLoopServerOptions options;
   options.host = "127.0.0.1";  // loopback only
   options.io_threads = 1;
   options.worker_threads = 2;  // handlers never block
@@ -238,7 +239,7 @@ int main(int argc, char** argv) {
   pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
 
   FastMcpServer mcp;
-  auto server = net::HttpServer::Start(
+  auto server = mandate::bench::StartEventLoopServer(
       options, [&mcp](net::HttpRequest req, std::shared_ptr<net::ResponseSink> sink) {
         mcp.Handle(req, *sink);
       });

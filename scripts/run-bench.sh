@@ -21,6 +21,9 @@
 #                         tools/call as SSE) or "json" (Mandate answers plain JSON)
 #   BENCH_SKIP_BUILD=1    use the binaries already in build/release
 #   BENCH_KEEP=1          keep the temp dir (config, data dir, logs, per-test JSON)
+#   BENCH_SCENARIOS="rate-1000 rate-3000 saturation"   the scenarios to run
+#   BENCH_PERF=DIR        profile Mandate during each governed test:
+#                         perf record -e cpu-clock --call-graph dwarf into DIR/<scenario>.perf.data
 # With the defaults the whole script takes about 80 s after the build (6 tests x 11 s);
 # BENCH_RUNS=3 takes about 3.5 minutes.
 set -euo pipefail
@@ -88,9 +91,8 @@ listen: 127.0.0.1:0
 admin_listen: 127.0.0.1:0
 data_dir: ./data
 policies: ./policies
-threads: 2
 upstreams:
-  fast: { kind: mcp, url: "http://127.0.0.1:$UP_PORT/mcp", tools: { echo: { class: read } } }
+  fast: { kind: mcp, url: "http://127.0.0.1:$UP_PORT/mcp", max_inflight: $CONNS, tools: { echo: { class: read } } }
 EOF
 CFG=$WORK/mandate.yaml
 
@@ -131,10 +133,18 @@ run_one() {
   local m0 u0 m1 u1 rc=0
   m0=$(cpu_micros "$MANDATE_PID")
   u0=$(cpu_micros "$UP_PID")
+  local perf_pid=""
+  if [ -n "${BENCH_PERF:-}" ] && [ "$target" = governed ]; then
+    mkdir -p "$BENCH_PERF"
+    perf record -q -e cpu-clock --call-graph dwarf,16384 -F 999 -p "$MANDATE_PID" \
+      -o "$BENCH_PERF/$label.perf.data" -- sleep "$((WARMUP + DURATION))" > /dev/null 2>&1 &
+    perf_pid=$!
+  fi
   "$LOAD" run --url "$url" "${token_args[@]}" --label "$label" --target "$target" --run "$run" \
     --duration "$DURATION" --warmup "$WARMUP" --connections "$CONNS" --timeout-ms 5000 \
     --accept "$ACCEPT" --out "$WORK/results/$label.$target.$run.json" "$@" \
     > /dev/null 2> "$WORK/results/$label.$target.$run.err" || rc=$?
+  [ -n "$perf_pid" ] && wait "$perf_pid"
   m1=$(cpu_micros "$MANDATE_PID")
   u1=$(cpu_micros "$UP_PID")
   if [ "$rc" = 0 ]; then
@@ -157,7 +167,7 @@ echo "== $RUNS run(s); each test: ${WARMUP}s warmup + ${DURATION}s measured, $CO
 for run in $(seq 1 "$RUNS"); do
   # Alternate which side goes first, so a drift of the machine's state does not favour one.
   if [ $((run % 2)) = 1 ]; then ORDER="direct governed"; else ORDER="governed direct"; fi
-  for scenario in rate-1000 rate-3000 saturation; do
+  for scenario in ${BENCH_SCENARIOS:-rate-1000 rate-3000 saturation}; do
     for target in $ORDER; do
       case $scenario in
         rate-1000)  run_one "$scenario" "$target" "$run" --mode open --rate 1000 ;;

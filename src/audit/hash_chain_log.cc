@@ -6,6 +6,8 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <algorithm>
+#include <chrono>
 #include <cstring>
 #include <filesystem>
 #include <optional>
@@ -58,23 +60,20 @@ struct TornTail {
 
 }  // namespace
 
-// One Append waiting for the writer. Lives on the appending thread's stack; the writer only
-// touches it while that thread waits for `result` (set under mu_).
-// A Submit()ted record is `detached`: heap-allocated, owned and freed by the writer.
-// Each waiting Append has its own condition variable, so a batch wakes exactly its own
-// appenders rather than every thread waiting on the log (measured: ~7 context switches per
-// call in the writer path with one shared condition variable).
-struct HashChainLog::Pending {
-  core::Json record;
-  std::optional<core::Result<uint64_t>> result;
-  bool detached = false;
-  std::condition_variable done;
+// An Append waiting for its record to become durable (or for the lead). Lives on the
+// appending thread's stack, registered in waiters_ while it waits. Each waiter has its own
+// condition variable, so a finished batch wakes exactly its own appenders and one next leader
+// rather than every thread waiting on the log.
+struct HashChainLog::Waiter {
+  uint64_t seq = 0;
+  std::condition_variable cv;
 };
 
-struct HashChainLog::Batch {
-  std::vector<Pending*> pending;
-  std::vector<std::string> lines;   // canonical records, without '\n'
-  std::vector<std::string> hashes;  // hex SHA-256 of each line (the next record's prev)
+// A record's own members rendered canonically, each followed by ',', and where each member
+// the log adds goes to keep the keys sorted (byte offsets into `members`).
+struct HashChainLog::Prepared {
+  std::string members;
+  size_t at_hash = 0, at_prev = 0, at_seq = 0, at_ts = 0;
 };
 
 HashChainLog::HashChainLog(std::string dir, const core::Clock& clock, Options options)
@@ -215,7 +214,9 @@ core::Result<std::unique_ptr<HashChainLog>> HashChainLog::Open(const std::string
     return ErrnoError(ErrorCode::kInternal, "cannot stat " + name);
   log->segment_bytes_ = static_cast<uint64_t>(st.st_size);
 
-  log->writer_ = std::thread([raw = log.get()] { raw->WriterLoop(); });
+  log->synced_bytes_ = log->segment_bytes_;
+  log->written_ = log->durable_ = log->next_seq_;  // counts are seqs: the log may not start empty
+  log->flusher_ = std::thread([raw = log.get()] { raw->FlusherLoop(); });
 
   if (torn) {
     core::Json note = core::Json::MakeObject();
@@ -238,9 +239,10 @@ void HashChainLog::Close() {
       std::lock_guard<std::mutex> lock(mu_);
       closing_ = true;
     }
-    not_empty_.notify_all();
+    flusher_cv_.notify_all();
     not_full_.notify_all();
-    if (writer_.joinable()) writer_.join();
+    // The flusher writes and syncs whatever is still queued, then exits.
+    if (flusher_.joinable()) flusher_.join();
     CloseFd(&segment_fd_);
     CloseFd(&dir_fd_);
     CloseFd(&lock_fd_);  // releases the flock
@@ -252,7 +254,7 @@ uint64_t HashChainLog::SyncCount() const {
   return syncs_;
 }
 
-core::Status HashChainLog::Validate(const core::Json& record) const {
+core::Result<HashChainLog::Prepared> HashChainLog::Prepare(const core::Json& record) const {
   if (!record.is_object()) {
     return MakeError(ErrorCode::kBadRequest, "an audit record must be a JSON object");
   }
@@ -262,14 +264,6 @@ core::Status HashChainLog::Validate(const core::Json& record) const {
                                                    reserved + "\": the log assigns it");
     }
   }
-  // Done here, on the caller's thread, so the single writer only orders and hashes.
-  std::string canonical = record.Canonical();
-  if (canonical.size() + core::kAuditFramingBytesMax > core::kAuditRecordBytesMax) {
-    return MakeError(ErrorCode::kPayloadTooLarge,
-                     "audit record of " + std::to_string(canonical.size()) +
-                         " bytes exceeds the limit of " +
-                         std::to_string(core::kAuditRecordBytesMax - core::kAuditFramingBytesMax));
-  }
   // Whatever is written must read back to the same bytes, or VerifyLog would call the log
   // tampered. CheckSerializable checks what the verifier's parser would refuse (UTF-8, depth,
   // duplicate keys) without re-parsing: the re-parse was ~10% of a governed call's CPU.
@@ -277,159 +271,230 @@ core::Status HashChainLog::Validate(const core::Json& record) const {
     return MakeError(ErrorCode::kBadRequest,
                      "audit record cannot be stored verifiably: " + st.error().message);
   }
-  return core::OkStatus();
+  // The record's one serialization, done on the caller's thread: the members in canonical
+  // (byte-sorted) order. Sequence() splices in the members the log adds.
+  const core::Json::Object& obj = record.as_object();
+  std::vector<const core::Json::Member*> sorted;
+  sorted.reserve(obj.size());
+  for (const auto& m : obj) sorted.push_back(&m);
+  std::sort(sorted.begin(), sorted.end(),
+            [](const core::Json::Member* a, const core::Json::Member* b) { return a->first < b->first; });
+  Prepared p;
+  size_t* const slots[] = {&p.at_hash, &p.at_prev, &p.at_seq, &p.at_ts};
+  const std::string_view names[] = {"hash", "prev", "seq", "ts"};  // sorted
+  size_t next_slot = 0;
+  for (const core::Json::Member* m : sorted) {
+    while (next_slot < 4 && names[next_slot] < std::string_view(m->first)) {
+      *slots[next_slot++] = p.members.size();
+    }
+    core::AppendJsonString(m->first, &p.members);
+    p.members.push_back(':');
+    m->second.CanonicalTo(&p.members);
+    p.members.push_back(',');
+  }
+  while (next_slot < 4) *slots[next_slot++] = p.members.size();
+  // members carries one ',' per member where the line has '{' and '}' less one comma.
+  if (p.members.size() + 1 + core::kAuditFramingBytesMax > core::kAuditRecordBytesMax) {
+    return MakeError(ErrorCode::kPayloadTooLarge,
+                     "audit record of " + std::to_string(p.members.size() + 1) +
+                         " bytes exceeds the limit of " +
+                         std::to_string(core::kAuditRecordBytesMax - core::kAuditFramingBytesMax));
+  }
+  return p;
 }
 
-core::Status HashChainLog::Enqueue(Pending* p, std::unique_lock<std::mutex>& lock) {
-  not_full_.wait(lock, [&] { return closing_ || failed_ || queue_.size() < core::kAuditQueueMax; });
-  if (failed_) return MakeError(ErrorCode::kInternal, "audit log failed earlier: " + failure_);
-  if (closing_) return MakeError(ErrorCode::kInternal, "audit log is closed");
-  queue_.push_back(p);
-  not_empty_.notify_one();
-  return core::OkStatus();
+core::Result<uint64_t> HashChainLog::Sequence(const Prepared& p, std::unique_lock<std::mutex>& lock) {
+  for (;;) {
+    if (failed_) return MakeError(ErrorCode::kInternal, "audit log failed earlier: " + failure_);
+    if (closing_) return MakeError(ErrorCode::kInternal, "audit log is closed");
+    if (queued_.size() < core::kAuditQueueMax) break;
+    if (!leading_) {
+      Lead(lock, false);
+    } else {
+      not_full_.wait(lock);
+    }
+  }
+  const uint64_t seq = next_seq_;
+  // The line without "hash" (what "hash" is computed over), then with it. "hash" sorts before
+  // the other members the log adds and is always followed by "prev".
+  std::string line;
+  line.reserve(p.members.size() + core::kAuditFramingBytesMax);
+  line.push_back('{');
+  std::string_view members = p.members;
+  line.append(members.substr(0, p.at_prev));
+  line.append("\"prev\":\"").append(tip_).append("\",");
+  line.append(members.substr(p.at_prev, p.at_seq - p.at_prev));
+  line.append("\"seq\":").append(std::to_string(seq)).push_back(',');
+  line.append(members.substr(p.at_seq, p.at_ts - p.at_seq));
+  line.append("\"ts\":").append(std::to_string(clock_.NowUnixMicros())).push_back(',');
+  line.append(members.substr(p.at_ts));
+  line.back() = '}';
+  std::string hash_member = "\"hash\":\"" + core::Sha256Hex(line) + "\",";
+  line.insert(1 + p.at_hash, hash_member);
+  // Prepare() bounded the record so that the framing always fits.
+  MANDATE_CHECK(line.size() <= core::kAuditRecordBytesMax);
+  tip_ = core::Sha256Hex(line);
+  queued_.push_back(std::move(line));
+  ++next_seq_;
+  return seq;
 }
 
 core::Result<uint64_t> HashChainLog::Append(core::Json record) {
-  MANDATE_RETURN_IF_ERROR(Validate(record));
-  Pending p{std::move(record), std::nullopt, false, {}};
+  MANDATE_ASSIGN_OR_RETURN(Prepared prepared, Prepare(record));
   std::unique_lock<std::mutex> lock(mu_);
-  MANDATE_RETURN_IF_ERROR(Enqueue(&p, lock));
-  p.done.wait(lock, [&] { return p.result.has_value(); });
-  return std::move(*p.result);
+  MANDATE_ASSIGN_OR_RETURN(uint64_t seq, Sequence(prepared, lock));
+  Waiter self;
+  self.seq = seq;
+  bool registered = false;
+  auto unregister = [&] {
+    if (!registered) return;
+    waiters_.erase(std::find(waiters_.begin(), waiters_.end(), &self));
+    registered = false;
+  };
+  for (;;) {
+    if (durable_ > seq) break;
+    if (failed_) {
+      unregister();
+      return MakeError(ErrorCode::kInternal, "audit append failed: " + failure_);
+    }
+    if (!leading_) {
+      unregister();
+      Lead(lock, true);
+      continue;
+    }
+    if (!registered) {
+      waiters_.push_back(&self);
+      registered = true;
+    }
+    self.cv.wait(lock);
+  }
+  unregister();
+  return seq;
 }
 
 core::Status HashChainLog::Submit(core::Json record) {
-  MANDATE_RETURN_IF_ERROR(Validate(record));
-  auto p = std::make_unique<Pending>();
-  p->record = std::move(record);
-  p->detached = true;
+  MANDATE_ASSIGN_OR_RETURN(Prepared prepared, Prepare(record));
   std::unique_lock<std::mutex> lock(mu_);
-  MANDATE_RETURN_IF_ERROR(Enqueue(p.get(), lock));
-  p.release();  // the writer owns it now
+  MANDATE_RETURN_IF_ERROR(Sequence(prepared, lock));
+  // Written now (readable at once) unless a leader is busy; it takes this line next time.
+  if (!leading_) Lead(lock, false);
+  if (!flusher_armed_) {
+    flusher_armed_ = true;
+    flusher_cv_.notify_one();
+  }
   return core::OkStatus();
 }
 
-void HashChainLog::WriterLoop() {
-  while (true) {
-    Batch batch;
-    {
-      std::unique_lock<std::mutex> lock(mu_);
-      not_empty_.wait(lock, [&] { return closing_ || !queue_.empty(); });
-      if (queue_.empty()) return;  // closing and drained
-      batch.pending.assign(queue_.begin(), queue_.end());
-      queue_.clear();
-      if (failed_) {
-        for (Pending* p : batch.pending) {
-          if (p->detached) {
-            delete p;
-            continue;
-          }
-          p->result = MakeError(ErrorCode::kInternal, "audit log failed earlier: " + failure_);
-          p->done.notify_one();
-        }
-        not_full_.notify_all();
+void HashChainLog::Lead(std::unique_lock<std::mutex>& lock, bool sync) {
+  MANDATE_CHECK(!leading_);
+  leading_ = true;
+  std::vector<std::string> lines;
+  lines.swap(queued_);
+  if (!lines.empty()) not_full_.notify_all();
+  const uint64_t written_before = written_;
+  const bool do_sync = sync && (!lines.empty() || written_ > durable_);
+  lock.unlock();
+  size_t synced = 0;  // leading lines of `lines` covered by a sync
+  uint64_t sync_calls = 0;
+  core::Status st = WriteLines(lines, do_sync, &synced, &sync_calls);
+  lock.lock();
+  leading_ = false;
+  syncs_ += sync_calls;
+  if (synced > 0 || (do_sync && st.ok())) durable_ = written_before + synced;
+  if (st.ok()) {
+    written_ = written_before + lines.size();
+  } else if (!failed_) {
+    failed_ = true;
+    failure_ = st.error().message;
+  }
+  // Wake the appenders this batch made durable (or failed), and one more to lead the next.
+  Waiter* next = nullptr;
+  for (Waiter* w : waiters_) {
+    if (w->seq < durable_ || failed_) {
+      w->cv.notify_one();
+    } else if (next == nullptr || w->seq < next->seq) {
+      next = w;
+    }
+  }
+  if (next != nullptr) next->cv.notify_one();
+  if (closing_) flusher_cv_.notify_all();
+}
+
+void HashChainLog::FlusherLoop() {
+  std::unique_lock<std::mutex> lock(mu_);
+  for (;;) {
+    const bool clean = queued_.empty() && written_ == durable_;
+    if (closing_) {
+      if (leading_) {
+        flusher_cv_.wait(lock);
         continue;
       }
+      if (clean || failed_) return;
+      Lead(lock, true);
+      continue;
     }
-    not_full_.notify_all();
-
-    // Sequence, timestamp and chain the batch. Invariant: lines[i] has seq next_seq_ + i.
-    std::string prev = tip_;
-    batch.lines.reserve(batch.pending.size());
-    batch.hashes.reserve(batch.pending.size());
-    for (size_t i = 0; i < batch.pending.size(); ++i) {
-      core::Json& r = batch.pending[i]->record;
-      r.Set("seq", static_cast<int64_t>(next_seq_ + i));
-      r.Set("ts", clock_.NowUnixMicros());
-      r.Set("prev", prev);
-      std::string hash = core::Sha256Hex(r.Canonical());  // over everything but "hash"
-      r.Set("hash", std::move(hash));
-      std::string line = r.Canonical();
-      // Append() bounded the record so that the framing always fits.
-      MANDATE_CHECK(line.size() <= core::kAuditRecordBytesMax);
-      prev = core::Sha256Hex(line);
-      batch.lines.push_back(std::move(line));
-      batch.hashes.push_back(prev);
+    if (clean || failed_) {
+      flusher_armed_ = false;
+      flusher_cv_.wait(lock);
+      continue;
     }
-
-    size_t durable = 0;
-    core::Status st = WriteBatch(batch, &durable);
-    if (durable > 0) {
-      next_seq_ += durable;
-      tip_ = batch.hashes[durable - 1];
-    }
-
-    std::lock_guard<std::mutex> lock(mu_);
-    for (size_t i = 0; i < batch.pending.size(); ++i) {
-      Pending* p = batch.pending[i];
-      if (p->detached) {
-        delete p;
-        continue;
-      }
-      if (i < durable) {
-        p->result = static_cast<uint64_t>(p->record.GetInt("seq", -1));
-      } else {
-        p->result = MakeError(ErrorCode::kInternal, "audit append failed: " + st.error().message);
-      }
-      p->done.notify_one();
-    }
-    if (!st.ok() && !failed_) {
-      failed_ = true;
-      failure_ = st.error().message;
-    }
-    not_full_.notify_all();
+    // Something is written but not synced: make it durable within one interval unless an
+    // Append's group commit does first.
+    const uint64_t target = next_seq_;
+    flusher_cv_.wait_for(lock, std::chrono::milliseconds(core::kAuditFlushIntervalMillis),
+                         [&] { return closing_; });
+    if (!closing_ && !leading_ && !failed_ && durable_ < target) Lead(lock, true);
   }
 }
 
-core::Status HashChainLog::WriteBatch(const Batch& batch, size_t* durable) {
-  *durable = 0;
+core::Status HashChainLog::WriteLines(const std::vector<std::string>& lines, bool sync,
+                                      size_t* synced, uint64_t* sync_calls) {
+  *synced = 0;
   std::string buffer;
   size_t buffered = 0;  // lines in `buffer`
-  uint64_t synced_bytes = segment_bytes_;
+  size_t written = 0;   // lines of `lines` written to a file so far
   auto fail = [&](core::Status st) {
-    // Best effort: drop the bytes of records that were not made durable, so a later reopen
-    // does not resurrect records whose Append reported failure. The log stays failed anyway.
-    if (segment_fd_ >= 0 && ::ftruncate(segment_fd_, static_cast<off_t>(synced_bytes)) == 0) {
-      segment_bytes_ = synced_bytes;
+    // Best effort: drop the bytes that were not made durable, so a later reopen does not
+    // resurrect records whose Append reported failure. The log stays failed anyway.
+    if (segment_fd_ >= 0 && ::ftruncate(segment_fd_, static_cast<off_t>(synced_bytes_)) == 0) {
+      segment_bytes_ = synced_bytes_;
     }
     return st;
   };
-  for (size_t i = 0; i < batch.lines.size(); ++i) {
-    const std::string& line = batch.lines[i];
+  auto flush = [&]() -> core::Status {
+    MANDATE_RETURN_IF_ERROR(WriteAll(segment_fd_, buffer));
+    segment_bytes_ += buffer.size();
+    buffer.clear();
+    written += buffered;
+    buffered = 0;
+    return core::OkStatus();
+  };
+  auto do_sync = [&]() -> core::Status {
+    MANDATE_RETURN_IF_ERROR(SyncFd(segment_fd_, "audit fdatasync"));
+    ++*sync_calls;
+    synced_bytes_ = segment_bytes_;
+    *synced = written;
+    return core::OkStatus();
+  };
+  for (const std::string& line : lines) {
     uint64_t pending_bytes = segment_bytes_ + buffer.size();
     if (pending_bytes > 0 && pending_bytes + line.size() + 1 > options_.segment_bytes_max) {
-      if (!buffer.empty()) {
-        core::Status st = FlushAndSync(&buffer);
-        if (!st.ok()) return fail(std::move(st));
-        *durable += buffered;
-        buffered = 0;
-        synced_bytes = segment_bytes_;
+      // A segment rolls only after everything in it is durable, so only the newest segment
+      // can ever end in a torn line.
+      if (core::Status st = flush(); !st.ok()) return fail(std::move(st));
+      if (segment_bytes_ > synced_bytes_) {
+        if (core::Status st = do_sync(); !st.ok()) return fail(std::move(st));
       }
-      if (segment_bytes_ > 0) {
-        core::Status st = RollSegment();
-        if (!st.ok()) return fail(std::move(st));
-        synced_bytes = 0;
-      }
+      if (core::Status st = RollSegment(); !st.ok()) return fail(std::move(st));
     }
     buffer.append(line);
     buffer.push_back('\n');
     ++buffered;
   }
-  if (!buffer.empty()) {
-    core::Status st = FlushAndSync(&buffer);
-    if (!st.ok()) return fail(std::move(st));
-    *durable += buffered;
+  if (core::Status st = flush(); !st.ok()) return fail(std::move(st));
+  if (sync) {
+    if (core::Status st = do_sync(); !st.ok()) return fail(std::move(st));
   }
-  return core::OkStatus();
-}
-
-core::Status HashChainLog::FlushAndSync(std::string* buffer) {
-  MANDATE_RETURN_IF_ERROR(WriteAll(segment_fd_, *buffer));
-  segment_bytes_ += buffer->size();
-  buffer->clear();
-  MANDATE_RETURN_IF_ERROR(SyncFd(segment_fd_, "audit fdatasync"));
-  std::lock_guard<std::mutex> lock(mu_);
-  ++syncs_;
   return core::OkStatus();
 }
 
@@ -447,6 +512,7 @@ core::Status HashChainLog::RollSegment() {
   segment_fd_ = fd;
   ++segment_number_;
   segment_bytes_ = 0;
+  synced_bytes_ = 0;
   return core::OkStatus();
 }
 

@@ -5,6 +5,8 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
+#include <chrono>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -228,6 +230,56 @@ TEST(HashChainLog, ConcurrentAppendsFromSixteenThreadsGetConsecutiveSeqsAndVerif
   VerifyReport report = MustVerify(dir);
   EXPECT_TRUE(report.ok) << report.problem;
   EXPECT_EQ(report.records, all.size());
+}
+
+TEST(HashChainLog, MixedAppendsAndSubmitsAcrossSegmentsFromManyThreadsVerify) {
+  TempDir tmp;
+  std::string dir = tmp.Sub("audit");
+  constexpr int kThreads = 12;
+  constexpr int kPerThread = 150;
+  HashChainLog::Options small;
+  small.segment_bytes_max = 16 * 1024;  // rolls every ~100 records, inside batches
+  std::atomic<int> failures{0};
+  {
+    auto log = HashChainLog::Open(dir, core::SystemClock::Instance(), small);
+    ASSERT_TRUE(log.ok()) << log.error().message;
+    std::vector<std::thread> threads;
+    for (int t = 0; t < kThreads; ++t) {
+      threads.emplace_back([&, t] {
+        for (int i = 0; i < kPerThread; ++i) {
+          // Like a governed call: a durable decision, then a submitted completion.
+          if (!(*log)->Append(Rec("call.decided", t * 1000 + i)).ok()) ++failures;
+          if (!(*log)->Submit(Rec("call.completed", t * 1000 + i)).ok()) ++failures;
+        }
+      });
+    }
+    for (auto& th : threads) th.join();
+  }
+  EXPECT_EQ(failures.load(), 0);
+  VerifyReport report = MustVerify(dir);
+  EXPECT_TRUE(report.ok) << report.problem;
+  EXPECT_EQ(report.records, static_cast<uint64_t>(2 * kThreads * kPerThread));
+  EXPECT_GT(std::distance(fs::directory_iterator(dir), fs::directory_iterator{}), 3);
+}
+
+TEST(HashChainLog, ASubmittedRecordIsReadableAtOnceAndSyncedWithoutFurtherAppends) {
+  TempDir tmp;
+  std::string dir = tmp.Sub("audit");
+  core::FakeClock clock;
+  auto log = HashChainLog::Open(dir, clock);
+  ASSERT_TRUE(log.ok()) << log.error().message;
+  ASSERT_TRUE((*log)->Submit(Rec("call.completed", 0)).ok());
+  // Written by the submitting thread when no group commit is in progress: a reader sees it.
+  EXPECT_EQ(SplitLines(ReadFile(dir + "/audit-000001.jsonl")).size(), 1u);
+  // The background flusher syncs it within kAuditFlushIntervalMillis (bounded wait here).
+  auto until = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+  while ((*log)->SyncCount() == 0 && std::chrono::steady_clock::now() < until) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  EXPECT_EQ((*log)->SyncCount(), 1u);
+  // And then it goes idle: no sync without new records.
+  std::this_thread::sleep_for(std::chrono::milliseconds(3 * core::kAuditFlushIntervalMillis));
+  EXPECT_EQ((*log)->SyncCount(), 1u);
 }
 
 // --- Tampering --------------------------------------------------------------------------

@@ -1,11 +1,33 @@
-#include <boost/asio.hpp>
-#include <boost/beast.hpp>
-#include <future>
+// HttpClient: blocking HTTP/1.1 exchanges run on the calling thread.
+//
+// Why not an I/O thread: every governed call is made from a worker thread that blocks until
+// the answer anyway. Handing the exchange to an I/O thread and back through a future cost two
+// context switches and ~70 us of CPU per call (docs/performance.md, "Why"); doing the socket
+// I/O here costs one wake-up, when the answer arrives. Sockets are non-blocking and every
+// wait is a poll() bounded by the request's deadline, so a slow or silent upstream cannot
+// hold the thread past timeout_millis.
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include <array>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+#include <cerrno>
+#include <chrono>
+#include <cstring>
 #include <map>
-#include <thread>
+#include <mutex>
 
 #include "mandate/core/limits.h"
 #include "mandate/net/http.h"
+#include "net/socket_io.h"
 
 namespace mandate::net {
 namespace {
@@ -13,11 +35,62 @@ namespace {
 namespace asio = boost::asio;
 namespace beast = boost::beast;
 namespace http = beast::http;
-using tcp = asio::ip::tcp;
 using core::ErrorCode;
 using core::MakeError;
+using internal::DeadlineStream;
+using internal::Fd;
+using internal::WaitReady;
+using Clock = std::chrono::steady_clock;
 
 using core::kIdleConnectionsPerHostMax;  // idle keep-alive connections per host:port
+
+// True when an idle pooled connection is still usable: the server has neither closed it nor
+// sent anything unsolicited.
+bool StillOpen(int fd) {
+  char byte;
+  ssize_t r = ::recv(fd, &byte, 1, MSG_PEEK | MSG_DONTWAIT);
+  return r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
+}
+
+// Resolves and connects within the deadline. Errors: kUpstreamUnavailable, kUpstreamTimeout.
+core::Result<Fd> Connect(const ParsedUrl& url, const std::string& key, Clock::time_point deadline) {
+  addrinfo hints{};
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  hints.ai_flags = AI_NUMERICSERV;
+  addrinfo* res = nullptr;
+  int gai = ::getaddrinfo(url.host.c_str(), url.port.c_str(), &hints, &res);
+  if (gai != 0) return MakeError(ErrorCode::kUpstreamUnavailable, "cannot resolve " + url.host + ": " + ::gai_strerror(gai));
+  std::unique_ptr<addrinfo, void (*)(addrinfo*)> guard(res, ::freeaddrinfo);
+  std::string last = "no address";
+  for (addrinfo* ai = res; ai != nullptr; ai = ai->ai_next) {
+    Fd fd(::socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, ai->ai_protocol));
+    if (fd.get() < 0) {
+      last = std::strerror(errno);
+      continue;
+    }
+    int rc = ::connect(fd.get(), ai->ai_addr, ai->ai_addrlen);
+    if (rc != 0 && errno != EINPROGRESS) {
+      last = std::strerror(errno);
+      continue;
+    }
+    if (rc != 0) {
+      int w = WaitReady(fd.get(), POLLOUT, deadline);
+      if (w == ETIMEDOUT) return MakeError(ErrorCode::kUpstreamTimeout, "connect to " + key + " timed out");
+      int err = w;
+      socklen_t len = sizeof(err);
+      if (err == 0 && ::getsockopt(fd.get(), SOL_SOCKET, SO_ERROR, &err, &len) != 0) err = errno;
+      if (err != 0) {
+        last = std::strerror(err);
+        continue;
+      }
+    }
+    int one = 1;
+    (void)::setsockopt(fd.get(), IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    return fd;
+  }
+  return MakeError(ErrorCode::kUpstreamUnavailable, "cannot connect to " + key + ": " + last);
+}
 
 }  // namespace
 
@@ -55,92 +128,29 @@ core::Result<ParsedUrl> ParseHttpUrl(std::string_view url) {
 }
 
 struct HttpClient::Impl {
-  asio::io_context ioc;
-  asio::executor_work_guard<asio::io_context::executor_type> work{ioc.get_executor()};
-  std::thread thread;
-  // Touched only on the I/O thread: no lock needed.
-  std::map<std::string, std::vector<std::unique_ptr<beast::tcp_stream>>> idle;
+  std::mutex mu;
+  std::map<std::string, std::vector<Fd>, std::less<>> idle;  // guarded by mu
 
-  Impl() : thread([this] { ioc.run(); }) {}
-  ~Impl() {
-    work.reset();
-    asio::post(ioc, [this] { idle.clear(); });
-    ioc.stop();
-    thread.join();
-  }
-
-  asio::awaitable<core::Result<HttpResponse>> DoAsync(HttpClientRequest request, ParsedUrl url) {
-    const std::string key = url.host + ":" + url.port;
-    auto timeout = std::chrono::milliseconds(request.timeout_millis);
-    http::request<http::string_body> req{http::string_to_verb(request.method), url.target, 11};
-    if (req.method() == http::verb::unknown) co_return MakeError(ErrorCode::kBadRequest, "bad HTTP method");
-    req.set(http::field::host, key);
-    for (const auto& [k, v] : request.headers) req.set(k, v);
-    req.body() = request.body;
-    req.keep_alive(true);
-    req.prepare_payload();
-
-    for (int attempt = 0; attempt < 2; ++attempt) {
-      std::unique_ptr<beast::tcp_stream> stream;
-      bool reused = false;
-      auto& pool = idle[key];
-      // The retry always dials: after one stale pooled connection the others idled as long.
-      if (attempt > 0) pool.clear();
-      if (!pool.empty()) {
-        stream = std::move(pool.back());
-        pool.pop_back();
-        reused = true;
-      } else {
-        stream = std::make_unique<beast::tcp_stream>(ioc);
-        tcp::resolver resolver(ioc);
-        auto [rec, results] = co_await resolver.async_resolve(url.host, url.port, asio::as_tuple(asio::use_awaitable));
-        if (rec) co_return MakeError(ErrorCode::kUpstreamUnavailable, "cannot resolve " + url.host + ": " + rec.message());
-        stream->expires_after(timeout);
-        auto [cec, ep] = co_await stream->async_connect(results, asio::as_tuple(asio::use_awaitable));
-        if (cec == beast::error::timeout) co_return MakeError(ErrorCode::kUpstreamTimeout, "connect to " + key + " timed out");
-        if (cec) co_return MakeError(ErrorCode::kUpstreamUnavailable, "cannot connect to " + key + ": " + cec.message());
-        stream->socket().set_option(tcp::no_delay(true));
-      }
-      stream->expires_after(timeout);
-      auto [wec, nw] = co_await http::async_write(*stream, req, asio::as_tuple(asio::use_awaitable));
-      if (wec) {
-        if (reused) continue;  // a stale pooled connection: nothing was delivered, try a fresh one
-        if (wec == beast::error::timeout) co_return MakeError(ErrorCode::kUpstreamTimeout, "request to " + key + " timed out");
-        // The server may have answered early (e.g. 413) and closed: read that answer below.
-      }
-      beast::flat_buffer buffer;
-      http::response_parser<http::string_body> parser;
-      parser.header_limit(static_cast<uint32_t>(core::kHttpHeaderBytesMax));
-      parser.body_limit(request.response_body_max ? request.response_body_max : core::kHttpResponseBodyBytesMax);
-      auto [rec, nr] = co_await http::async_read(*stream, buffer, parser, asio::as_tuple(asio::use_awaitable));
-      if (rec && wec) {
-        co_return MakeError(ErrorCode::kUpstreamUnavailable, "write to " + key + " failed: " + wec.message());
-      }
-      if (rec) {
-        // The server closed an idle keep-alive connection before reading our request: retry
-        // once on a fresh connection. Any other failure is reported, never retried, because
-        // the request may have taken effect.
-        if (reused && nr == 0 && (rec == http::error::end_of_stream || rec == asio::error::connection_reset ||
-                                  rec == asio::error::eof)) {
-          continue;
-        }
-        if (rec == beast::error::timeout) co_return MakeError(ErrorCode::kUpstreamTimeout, "response from " + key + " timed out");
-        if (rec == http::error::body_limit) co_return MakeError(ErrorCode::kUpstreamError, "response from " + key + " exceeds the size limit");
-        co_return MakeError(ErrorCode::kUpstreamError, "bad response from " + key + ": " + rec.message());
-      }
-      auto res = parser.release();
-      HttpResponse out;
-      out.status = static_cast<int>(res.result_int());
-      for (const auto& f : res) out.headers.emplace_back(std::string(f.name_string()), std::string(f.value()));
-      out.body = std::move(res.body());
-      if (res.keep_alive() && !wec) {
-        stream->expires_never();
-        auto& p = idle[key];
-        if (p.size() < kIdleConnectionsPerHostMax) p.push_back(std::move(stream));
-      }
-      co_return out;
+  // A pooled connection to `key` that is still open, or an invalid Fd.
+  Fd TakeIdle(const std::string& key) {
+    std::lock_guard<std::mutex> lock(mu);
+    auto it = idle.find(key);
+    while (it != idle.end() && !it->second.empty()) {
+      Fd fd = std::move(it->second.back());
+      it->second.pop_back();
+      if (StillOpen(fd.get())) return fd;
     }
-    co_return MakeError(ErrorCode::kUpstreamUnavailable, "connection to " + key + " failed twice");
+    return Fd();
+  }
+  void PutIdle(const std::string& key, Fd fd) {
+    std::lock_guard<std::mutex> lock(mu);
+    auto& pool = idle[key];
+    if (pool.size() < kIdleConnectionsPerHostMax) pool.push_back(std::move(fd));
+  }
+  void DropIdle(const std::string& key) {
+    std::vector<Fd> dropped;
+    std::lock_guard<std::mutex> lock(mu);
+    if (auto it = idle.find(key); it != idle.end()) dropped.swap(it->second);
   }
 };
 
@@ -149,16 +159,68 @@ HttpClient::~HttpClient() = default;
 
 core::Result<HttpResponse> HttpClient::Do(const HttpClientRequest& request) {
   MANDATE_ASSIGN_OR_RETURN(ParsedUrl url, ParseHttpUrl(request.url));
-  std::promise<core::Result<HttpResponse>> promise;
-  auto future = promise.get_future();
-  asio::co_spawn(
-      impl_->ioc,
-      [](Impl* impl, HttpClientRequest req, ParsedUrl u,
-         std::promise<core::Result<HttpResponse>> p) -> asio::awaitable<void> {
-        p.set_value(co_await impl->DoAsync(std::move(req), std::move(u)));
-      }(impl_.get(), request, std::move(url), std::move(promise)),
-      [](std::exception_ptr) {});
-  return future.get();
+  const std::string key = url.host + ":" + url.port;
+  const auto deadline = Clock::now() + std::chrono::milliseconds(request.timeout_millis);
+  http::request<http::string_body> req{http::string_to_verb(request.method), url.target, 11};
+  if (req.method() == http::verb::unknown) return MakeError(ErrorCode::kBadRequest, "bad HTTP method");
+  req.set(http::field::host, key);
+  for (const auto& [k, v] : request.headers) req.set(k, v);
+  req.body() = request.body;
+  req.keep_alive(true);
+  req.prepare_payload();
+
+  for (int attempt = 0; attempt < 2; ++attempt) {
+    Fd fd;
+    bool reused = false;
+    // The retry always dials: after one stale pooled connection the others idled as long.
+    if (attempt > 0) impl_->DropIdle(key);
+    if (attempt == 0) fd = impl_->TakeIdle(key);
+    if (fd.get() >= 0) {
+      reused = true;
+    } else {
+      MANDATE_ASSIGN_OR_RETURN(fd, Connect(url, key, deadline));
+    }
+    DeadlineStream stream(fd.get(), deadline);
+    beast::error_code wec;
+    http::write(stream, req, wec);
+    if (wec) {
+      if (reused && wec != beast::error::timeout) continue;  // stale pooled connection: nothing delivered
+      if (wec == beast::error::timeout) return MakeError(ErrorCode::kUpstreamTimeout, "request to " + key + " timed out");
+      // The server may have answered early (e.g. 413) and closed: read that answer below.
+    }
+    beast::flat_buffer buffer;
+    http::response_parser<http::string_body> parser;
+    parser.header_limit(static_cast<uint32_t>(core::kHttpHeaderBytesMax));
+    parser.body_limit(request.response_body_max ? request.response_body_max : core::kHttpResponseBodyBytesMax);
+    beast::error_code rec;
+    size_t nr = http::read(stream, buffer, parser, rec);
+    if (rec && wec) {
+      return MakeError(ErrorCode::kUpstreamUnavailable, "write to " + key + " failed: " + wec.message());
+    }
+    if (rec) {
+      // The server closed an idle keep-alive connection before reading our request: retry
+      // once on a fresh connection. Any other failure is reported, never retried, because
+      // the request may have taken effect.
+      if (reused && nr == 0 &&
+          (rec == http::error::end_of_stream || rec == asio::error::connection_reset || rec == asio::error::eof)) {
+        continue;
+      }
+      if (rec == beast::error::timeout) return MakeError(ErrorCode::kUpstreamTimeout, "response from " + key + " timed out");
+      if (rec == http::error::body_limit) return MakeError(ErrorCode::kUpstreamError, "response from " + key + " exceeds the size limit");
+      return MakeError(ErrorCode::kUpstreamError, "bad response from " + key + ": " + rec.message());
+    }
+    auto res = parser.release();
+    HttpResponse out;
+    out.status = static_cast<int>(res.result_int());
+    out.headers.reserve(8);
+    for (const auto& f : res) out.headers.emplace_back(std::string(f.name_string()), std::string(f.value()));
+    out.body = std::move(res.body());
+    // Reuse only a connection with nothing left over: bytes after the response would be read
+    // as the answer to the next request.
+    if (res.keep_alive() && !wec && buffer.size() == 0) impl_->PutIdle(key, std::move(fd));
+    return out;
+  }
+  return MakeError(ErrorCode::kUpstreamUnavailable, "connection to " + key + " failed twice");
 }
 
 }  // namespace mandate::net

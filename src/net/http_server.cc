@@ -1,13 +1,28 @@
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
 #include <atomic>
-#include <boost/asio.hpp>
-#include <boost/asio/experimental/concurrent_channel.hpp>
-#include <boost/beast.hpp>
+#include <condition_variable>
+#include <cstring>
+#include <mutex>
+#include <unordered_set>
+#include <boost/asio/ip/address.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/write.hpp>
+#include <boost/beast/core/flat_buffer.hpp>
+#include <boost/beast/http.hpp>
+#include <string>
 #include <thread>
 
 #include "mandate/core/json.h"
 #include "mandate/core/limits.h"
 #include "mandate/net/http.h"
-#include "net/worker_pool.h"
+#include "net/socket_io.h"
 
 namespace mandate::net {
 namespace {
@@ -19,64 +34,11 @@ using tcp = asio::ip::tcp;
 using core::ErrorCode;
 using core::MakeError;
 
-// What a handler thread sends to the connection's coroutine.
-struct SinkMessage {
-  enum class Kind : uint8_t { kFull, kStart, kChunk, kEnd };
-  Kind kind = Kind::kFull;
-  HttpResponse response;  // kFull and kStart (status + headers)
-  std::string chunk;      // kChunk
-};
-
-// Bounded (core::kStreamMessagesQueuedMax): a streaming handler that outruns a slow client is
-// cut off rather than buffering without limit.
-using core::kStreamMessagesQueuedMax;
-
-using Channel = asio::experimental::concurrent_channel<void(boost::system::error_code, SinkMessage)>;
-
-class ChannelSink final : public ResponseSink {
- public:
-  explicit ChannelSink(std::shared_ptr<Channel> ch) : ch_(std::move(ch)) {}
-  ~ChannelSink() override {
-    // A handler that forgot to answer must not leave the client hanging.
-    if (!started_.load()) Send(HttpResponse::Json(500, R"({"error":{"code":"internal","message":"no response"}})"));
-    else if (!ended_.load()) End();
-  }
-
-  bool Send(HttpResponse response) override {
-    if (started_.exchange(true)) return false;
-    ended_ = true;
-    return ch_->try_send(boost::system::error_code{},
-                         SinkMessage{SinkMessage::Kind::kFull, std::move(response), {}});
-  }
-  bool StartStream(int status, Headers headers) override {
-    if (started_.exchange(true)) return false;
-    HttpResponse r;
-    r.status = status;
-    r.headers = std::move(headers);
-    return ch_->try_send(boost::system::error_code{},
-                         SinkMessage{SinkMessage::Kind::kStart, std::move(r), {}});
-  }
-  bool Write(std::string chunk) override {
-    if (!started_.load() || ended_.load() || chunk.empty()) return false;
-    return ch_->try_send(boost::system::error_code{},
-                         SinkMessage{SinkMessage::Kind::kChunk, {}, std::move(chunk)});
-  }
-  void End() override {
-    if (!started_.load() || ended_.exchange(true)) return;
-    (void)ch_->try_send(boost::system::error_code{}, SinkMessage{SinkMessage::Kind::kEnd, {}, {}});
-  }
-
- private:
-  std::shared_ptr<Channel> ch_;
-  std::atomic<bool> started_{false};
-  std::atomic<bool> ended_{false};
-};
-
-http::response<http::string_body> ToBeast(const HttpResponse& r, bool keep_alive) {
+http::response<http::string_body> ToBeast(HttpResponse r, bool keep_alive) {
   http::response<http::string_body> res{static_cast<http::status>(r.status), 11};
   for (const auto& [k, v] : r.headers) res.set(k, v);
   if (res.find(http::field::content_type) == res.end()) res.set(http::field::content_type, "application/json");
-  res.body() = r.body;
+  res.body() = std::move(r.body);
   res.keep_alive(keep_alive);
   res.prepare_payload();
   return res;
@@ -91,33 +53,149 @@ std::string ErrorBody(std::string_view code, std::string_view message) {
   return out;
 }
 
-class ServerImpl final : public HttpServer {
- public:
-  ServerImpl(HttpServerOptions options, Handler handler)
-      : options_(std::move(options)),
-        handler_(std::move(handler)),
-        ioc_(options_.io_threads),
-        acceptor_(ioc_),
-        pool_(options_.worker_threads, options_.worker_queue_max) {}
+// Thread per connection: each accepted connection gets its own thread, which reads a request,
+// runs the handler inline and writes the answer itself. A governed call then costs no thread
+// hand-off in the server. Until 4bf475b this was a Beast event loop handing each request to a
+// worker pool and the answer back (two context switches per call; the pipeline blocks, so a
+// handler always needed a thread of its own anyway): docs/performance.md has the comparison.
+// Idle keep-alive connections hold a sleeping thread each, bounded by kConnectionsMax per
+// listener.
 
-  ~ServerImpl() override { Stop(); }
+// The answer of one request, written straight to the socket by whichever thread answers.
+// Shared between the connection thread (which waits for it to be complete) and the sink.
+class DirectResponse {
+ public:
+  DirectResponse(int fd, bool keep_alive, int write_timeout_seconds)
+      : fd_(fd), keep_alive_(keep_alive), write_timeout_(write_timeout_seconds) {}
+
+  bool Send(HttpResponse r) {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (started_) return false;
+    started_ = true;
+    auto res = ToBeast(std::move(r), keep_alive_);
+    beast::error_code ec;
+    internal::DeadlineStream stream(fd_, Deadline());
+    http::write(stream, res, ec);
+    return Finish(!ec);
+  }
+  bool StartStream(int status, const Headers& headers) {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (started_) return false;
+    started_ = true;
+    http::response<http::empty_body> head{static_cast<http::status>(status), 11};
+    for (const auto& [k, v] : headers) head.set(k, v);
+    head.chunked(true);
+    head.keep_alive(keep_alive_);
+    http::response_serializer<http::empty_body> sr{head};
+    beast::error_code ec;
+    internal::DeadlineStream stream(fd_, Deadline());
+    http::write_header(stream, sr, ec);
+    if (ec) return Finish(false);
+    return true;
+  }
+  bool Write(std::string_view chunk) {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (!started_ || done_ || chunk.empty()) return false;
+    beast::error_code ec;
+    internal::DeadlineStream stream(fd_, Deadline());
+    asio::write(stream, http::make_chunk(asio::buffer(chunk.data(), chunk.size())), ec);
+    if (ec) return Finish(false);
+    return true;
+  }
+  void End() {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (!started_ || done_) return;
+    beast::error_code ec;
+    internal::DeadlineStream stream(fd_, Deadline());
+    asio::write(stream, http::make_chunk_last(), ec);
+    Finish(!ec);
+  }
+  // Called when the handler's sink is released: a handler that forgot to answer must not
+  // leave the client hanging.
+  void Abandon() {
+    bool started;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      started = started_;
+    }
+    if (!started) {
+      Send(HttpResponse::Json(500, R"({"error":{"code":"internal","message":"no response"}})"));
+    } else {
+      End();
+    }
+  }
+  // Blocks until the answer is complete; returns whether the connection may carry another.
+  bool Wait() {
+    std::unique_lock<std::mutex> lock(mu_);
+    cv_.wait(lock, [&] { return done_; });
+    return ok_ && keep_alive_;
+  }
+
+ private:
+  // Needs mu_ held.
+  bool Finish(bool ok) {
+    done_ = true;
+    ok_ = ok;
+    cv_.notify_all();
+    return ok;
+  }
+  internal::SteadyClock::time_point Deadline() const {
+    return internal::SteadyClock::now() + std::chrono::seconds(write_timeout_);
+  }
+
+  const int fd_;
+  const bool keep_alive_;
+  const int write_timeout_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool started_ = false;  // guarded by mu_
+  bool done_ = false;     // guarded by mu_
+  bool ok_ = false;       // guarded by mu_
+};
+
+class DirectSink final : public ResponseSink {
+ public:
+  explicit DirectSink(std::shared_ptr<DirectResponse> r) : r_(std::move(r)) {}
+  ~DirectSink() override { r_->Abandon(); }
+  bool Send(HttpResponse response) override { return r_->Send(std::move(response)); }
+  bool StartStream(int status, Headers headers) override { return r_->StartStream(status, headers); }
+  bool Write(std::string chunk) override { return r_->Write(chunk); }
+  void End() override { r_->End(); }
+
+ private:
+  std::shared_ptr<DirectResponse> r_;
+};
+
+class ThreadedServer final : public HttpServer {
+ public:
+  ThreadedServer(HttpServerOptions options, Handler handler)
+      : options_(std::move(options)), handler_(std::move(handler)) {}
+  ~ThreadedServer() override { Stop(); }
 
   core::Status Listen() {
     boost::system::error_code ec;
     auto addr = asio::ip::make_address(options_.host, ec);
     if (ec) return MakeError(ErrorCode::kBadRequest, "invalid listen host \"" + options_.host + "\"");
     tcp::endpoint ep(addr, options_.port);
-    acceptor_.open(ep.protocol(), ec);
-    if (!ec) acceptor_.set_option(asio::socket_base::reuse_address(true), ec);
-    if (!ec) acceptor_.bind(ep, ec);
-    if (!ec) acceptor_.listen(asio::socket_base::max_listen_connections, ec);
-    if (ec) {
+    internal::Fd fd(::socket(ep.protocol().family(), SOCK_STREAM | SOCK_CLOEXEC, 0));
+    int one = 1;
+    auto fail = [&](const char* what) {
       return MakeError(ErrorCode::kInternal, "cannot listen on " + options_.host + ":" +
-                                                 std::to_string(options_.port) + ": " + ec.message());
-    }
-    port_ = acceptor_.local_endpoint().port();
-    asio::co_spawn(ioc_, Accept(), asio::detached);
-    for (int i = 0; i < options_.io_threads; ++i) threads_.emplace_back([this] { ioc_.run(); });
+                                                 std::to_string(options_.port) + ": " + what + ": " +
+                                                 std::strerror(errno));
+    };
+    if (fd.get() < 0) return fail("socket");
+    if (::setsockopt(fd.get(), SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) != 0) return fail("setsockopt");
+    if (::bind(fd.get(), ep.data(), static_cast<socklen_t>(ep.size())) != 0) return fail("bind");
+    if (::listen(fd.get(), SOMAXCONN) != 0) return fail("listen");
+    sockaddr_storage bound{};
+    socklen_t len = sizeof(bound);
+    if (::getsockname(fd.get(), reinterpret_cast<sockaddr*>(&bound), &len) != 0) return fail("getsockname");
+    port_ = ntohs(bound.ss_family == AF_INET6 ? reinterpret_cast<sockaddr_in6*>(&bound)->sin6_port
+                                              : reinterpret_cast<sockaddr_in*>(&bound)->sin_port);
+    if (::pipe2(wake_, O_CLOEXEC | O_NONBLOCK) != 0) return fail("pipe");
+    listen_fd_ = std::move(fd);
+    acceptor_ = std::thread([this] { AcceptLoop(); });
     return core::OkStatus();
   }
 
@@ -125,55 +203,72 @@ class ServerImpl final : public HttpServer {
 
   void Stop() override {
     if (stopped_.exchange(true)) return;
-    asio::post(ioc_, [this] {
-      boost::system::error_code ec;
-      acceptor_.close(ec);
-    });
-    // Let running handlers finish and their answers reach the clients, then stop I/O.
-    pool_.Stop();
-    ioc_.stop();
-    for (auto& t : threads_) {
-      if (t.joinable()) t.join();
+    if (wake_[1] >= 0) (void)!::write(wake_[1], "x", 1);
+    if (acceptor_.joinable()) acceptor_.join();
+    std::unique_lock<std::mutex> lock(mu_);
+    // Idle connections wake from their read and exit; busy ones finish the request in hand
+    // (its answer reaches the client), then exit.
+    for (int fd : open_fds_) ::shutdown(fd, SHUT_RD);
+    all_closed_.wait(lock, [&] { return connections_ == 0; });
+    lock.unlock();
+    listen_fd_.Reset();
+    for (int& p : wake_) {
+      if (p >= 0) ::close(p);
+      p = -1;
     }
   }
 
  private:
-  asio::awaitable<void> Accept() {
+  void AcceptLoop() {
     for (;;) {
-      auto [ec, socket] = co_await acceptor_.async_accept(asio::as_tuple(asio::use_awaitable));
-      if (ec) {
-        if (ec == asio::error::operation_aborted || !acceptor_.is_open()) co_return;
+      pollfd p[2] = {{listen_fd_.get(), POLLIN, 0}, {wake_[0], POLLIN, 0}};
+      int n = ::poll(p, 2, -1);
+      if (n < 0 && errno != EINTR) return;
+      if (stopped_.load() || (p[1].revents & POLLIN)) return;
+      if (!(p[0].revents & POLLIN)) continue;
+      sockaddr_storage peer{};
+      socklen_t len = sizeof(peer);
+      int fd = ::accept4(listen_fd_.get(), reinterpret_cast<sockaddr*>(&peer), &len, SOCK_CLOEXEC | SOCK_NONBLOCK);
+      if (fd < 0) continue;  // EMFILE, ECONNABORTED...: keep serving the others
+      std::lock_guard<std::mutex> lock(mu_);
+      if (connections_ >= std::min(options_.connections_max, core::kConnectionsMax)) {
+        ::close(fd);
         continue;
       }
-      if (connections_.load() >= core::kConnectionsMax) {
-        boost::system::error_code ignored;
-        socket.close(ignored);
-        continue;
-      }
-      asio::co_spawn(acceptor_.get_executor(), Serve(std::move(socket)), asio::detached);
+      ++connections_;
+      open_fds_.insert(fd);
+      std::thread([this, fd, remote = PeerString(peer)]() mutable { Serve(fd, std::move(remote)); }).detach();
     }
   }
 
-  asio::awaitable<void> Serve(tcp::socket socket) {
-    connections_.fetch_add(1);
-    struct Count {
-      std::atomic<size_t>& c;
-      ~Count() { c.fetch_sub(1); }
-    } count{connections_};
-    boost::system::error_code ec;
-    auto remote_ep = socket.remote_endpoint(ec);
-    std::string remote = ec ? "" : remote_ep.address().to_string() + ":" + std::to_string(remote_ep.port());
-    // Small answers (an SSE event, a JSON-RPC result) must not wait for the client's delayed
-    // ACK: measured at ~40 ms per call without this (docs/performance.md).
-    socket.set_option(tcp::no_delay(true), ec);
-    beast::tcp_stream stream(std::move(socket));
+  static std::string PeerString(const sockaddr_storage& peer) {
+    char host[INET6_ADDRSTRLEN] = {0};
+    uint16_t port = 0;
+    if (peer.ss_family == AF_INET) {
+      const auto* in = reinterpret_cast<const sockaddr_in*>(&peer);
+      ::inet_ntop(AF_INET, &in->sin_addr, host, sizeof(host));
+      port = ntohs(in->sin_port);
+    } else if (peer.ss_family == AF_INET6) {
+      const auto* in6 = reinterpret_cast<const sockaddr_in6*>(&peer);
+      ::inet_ntop(AF_INET6, &in6->sin6_addr, host, sizeof(host));
+      port = ntohs(in6->sin6_port);
+    }
+    return std::string(host) + ":" + std::to_string(port);
+  }
+
+  void Serve(int fd, std::string remote) {
+    int one = 1;
+    // Small answers must not wait for the client's delayed ACK (docs/performance.md).
+    (void)::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
     beast::flat_buffer buffer;
-    for (;;) {
+    internal::DeadlineStream stream(fd, internal::SteadyClock::now());
+    while (!stopped_.load()) {
       http::request_parser<http::string_body> parser;
       parser.header_limit(static_cast<uint32_t>(core::kHttpHeaderBytesMax));
       parser.body_limit(core::kHttpRequestBodyBytesMax);
-      stream.expires_after(std::chrono::seconds(options_.idle_timeout_seconds));
-      auto [rec, nread] = co_await http::async_read(stream, buffer, parser, asio::as_tuple(asio::use_awaitable));
+      stream.set_deadline(internal::SteadyClock::now() + std::chrono::seconds(options_.idle_timeout_seconds));
+      beast::error_code rec;
+      http::read(stream, buffer, parser, rec);
       if (rec) {
         int status = 0;
         std::string_view code;
@@ -183,20 +278,19 @@ class ServerImpl final : public HttpServer {
         } else if (rec == http::error::header_limit) {
           status = 431;
           code = "bad_request";
-        } else if (rec.category() == http::make_error_code(http::error::bad_target).category() && rec != http::error::end_of_stream &&
-                   rec != http::error::partial_message) {
+        } else if (rec.category() == http::make_error_code(http::error::bad_target).category() &&
+                   rec != http::error::end_of_stream && rec != http::error::partial_message) {
           status = 400;
           code = "bad_request";
         }
         if (status != 0) {
-          auto res = ToBeast(HttpResponse::Json(status, ErrorBody(code, "malformed or oversize HTTP request: " + rec.message())), false);
-          stream.expires_after(std::chrono::seconds(5));
-          co_await http::async_write(stream, res, asio::as_tuple(asio::use_awaitable));
+          DirectResponse answer(fd, false, 5);
+          answer.Send(HttpResponse::Json(status, ErrorBody(code, "malformed or oversize HTTP request: " + rec.message())));
         }
         break;
       }
       auto req = parser.release();
-      bool keep_alive = req.keep_alive();
+      const bool keep_alive = req.keep_alive();
       HttpRequest hr;
       hr.method = std::string(req.method_string());
       hr.target = std::string(req.target());
@@ -205,70 +299,28 @@ class ServerImpl final : public HttpServer {
       for (const auto& f : req) hr.headers.emplace_back(std::string(f.name_string()), std::string(f.value()));
       hr.body = std::move(req.body());
       hr.remote = remote;
-
-      auto ch = std::make_shared<Channel>(stream.get_executor(), kStreamMessagesQueuedMax);
-      bool submitted;
-      {
-        auto sink = std::make_shared<ChannelSink>(ch);
-        submitted = pool_.Submit([h = &handler_, r = std::move(hr), sink]() mutable { (*h)(std::move(r), std::move(sink)); });
-      }
-      if (!submitted) {
-        auto res = ToBeast(HttpResponse::Json(503, ErrorBody("upstream_unavailable", "server overloaded")), false);
-        co_await http::async_write(stream, res, asio::as_tuple(asio::use_awaitable));
-        break;
-      }
-      // The handler bounds its own time (upstream timeouts), so no idle timer while it runs.
-      stream.expires_never();
-      auto [cec, msg] = co_await ch->async_receive(asio::as_tuple(asio::use_awaitable));
-      if (cec) break;
-      if (msg.kind == SinkMessage::Kind::kFull) {
-        auto res = ToBeast(msg.response, keep_alive);
-        stream.expires_after(std::chrono::seconds(options_.idle_timeout_seconds));
-        auto [wec, nw] = co_await http::async_write(stream, res, asio::as_tuple(asio::use_awaitable));
-        if (wec || !keep_alive) break;
-        continue;
-      }
-      if (msg.kind != SinkMessage::Kind::kStart) break;
-      http::response<http::empty_body> head{static_cast<http::status>(msg.response.status), 11};
-      for (const auto& [k, v] : msg.response.headers) head.set(k, v);
-      head.chunked(true);
-      head.keep_alive(keep_alive);
-      http::response_serializer<http::empty_body> sr{head};
-      auto [hec, nh] = co_await http::async_write_header(stream, sr, asio::as_tuple(asio::use_awaitable));
-      if (hec) break;
-      bool ok = true;
-      for (;;) {
-        auto [rec2, m] = co_await ch->async_receive(asio::as_tuple(asio::use_awaitable));
-        if (rec2) {
-          ok = false;
-          break;
-        }
-        if (m.kind == SinkMessage::Kind::kChunk) {
-          auto [cwec, ncw] = co_await asio::async_write(stream, http::make_chunk(asio::buffer(m.chunk)),
-                                                        asio::as_tuple(asio::use_awaitable));
-          if (cwec) {
-            ok = false;
-            break;
-          }
-        } else {
-          auto [lec, nl] = co_await asio::async_write(stream, http::make_chunk_last(), asio::as_tuple(asio::use_awaitable));
-          ok = !lec;
-          break;
-        }
-      }
-      if (!ok || !keep_alive) break;
+      auto answer = std::make_shared<DirectResponse>(fd, keep_alive, options_.idle_timeout_seconds);
+      handler_(std::move(hr), std::make_shared<DirectSink>(answer));
+      // The handler may answer later from another thread (a stream): the next request on
+      // this connection waits for this answer to be complete.
+      if (!answer->Wait()) break;
     }
-    beast::error_code sec;
-    stream.socket().shutdown(tcp::socket::shutdown_send, sec);
+    ::shutdown(fd, SHUT_WR);
+    std::lock_guard<std::mutex> lock(mu_);
+    open_fds_.erase(fd);
+    ::close(fd);
+    if (--connections_ == 0) all_closed_.notify_all();
   }
 
   HttpServerOptions options_;
   Handler handler_;
-  asio::io_context ioc_;
-  tcp::acceptor acceptor_;
-  WorkerPool pool_;
-  std::vector<std::thread> threads_;
-  std::atomic<size_t> connections_{0};
+  internal::Fd listen_fd_;
+  int wake_[2] = {-1, -1};
+  std::thread acceptor_;
+  std::mutex mu_;
+  std::condition_variable all_closed_;
+  size_t connections_ = 0;             // guarded by mu_
+  std::unordered_set<int> open_fds_;  // guarded by mu_
   std::atomic<bool> stopped_{false};
   uint16_t port_ = 0;
 };
@@ -299,7 +351,7 @@ HttpResponse HttpResponse::Text(int status, std::string body) {
 }
 
 core::Result<std::unique_ptr<HttpServer>> HttpServer::Start(HttpServerOptions options, Handler handler) {
-  auto server = std::make_unique<ServerImpl>(std::move(options), std::move(handler));
+  auto server = std::make_unique<ThreadedServer>(std::move(options), std::move(handler));
   MANDATE_RETURN_IF_ERROR(server->Listen());
   return std::unique_ptr<HttpServer>(std::move(server));
 }

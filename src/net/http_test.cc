@@ -1,6 +1,7 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <chrono>
 #include <thread>
 
 #include "mandate/core/limits.h"
@@ -11,7 +12,6 @@ namespace {
 
 std::unique_ptr<HttpServer> StartEcho() {
   HttpServerOptions opts;
-  opts.worker_threads = 4;
   auto server = HttpServer::Start(opts, [](HttpRequest req, std::shared_ptr<ResponseSink> sink) {
     if (req.path == "/stream") {
       sink->StartStream(200, {{"Content-Type", "text/event-stream"}});
@@ -21,6 +21,14 @@ std::unique_ptr<HttpServer> StartEcho() {
       return;
     }
     if (req.path == "/silent") return;  // forgets to answer
+    if (req.path == "/later") {
+      // Answers from another thread after the handler returned.
+      std::thread([sink] {
+        std::this_thread::sleep_for(std::chrono::milliseconds(20));
+        sink->Send(HttpResponse::Text(200, "later"));
+      }).detach();
+      return;
+    }
     const std::string* h = req.Header("x-echo");
     sink->Send(HttpResponse::Text(200, req.method + " " + req.target + " " + (h ? *h : "") + " " + req.body));
   });
@@ -56,6 +64,37 @@ TEST(Http, StreamsChunkedResponses) {
   ASSERT_TRUE(res.ok());
   EXPECT_EQ(res->body, "data: one\n\ndata: two\n\n");
   EXPECT_EQ(*FindHeader(res->headers, "content-type"), "text/event-stream");
+}
+
+TEST(Http, AnAnswerFromAnotherThreadAfterTheHandlerReturnedIsDelivered) {
+  auto server = StartEcho();
+  HttpClient client;
+  for (int i = 0; i < 3; ++i) {  // the keep-alive connection carries on after it
+    auto res = client.Do({.method = "GET", .url = Url(*server, "/later")});
+    ASSERT_TRUE(res.ok()) << res.error().message;
+    EXPECT_EQ(res->body, "later");
+  }
+  server->Stop();
+}
+
+TEST(Http, ConnectionsBeyondTheLimitAreClosedAndStopEndsIdleOnes) {
+  HttpServerOptions opts;
+  opts.connections_max = 2;
+  auto server = HttpServer::Start(opts, [](HttpRequest, std::shared_ptr<ResponseSink> sink) {
+    sink->Send(HttpResponse::Text(200, "ok"));
+  });
+  ASSERT_TRUE(server.ok());
+  // Two clients each keep one idle keep-alive connection open.
+  HttpClient a, b, c;
+  ASSERT_TRUE(a.Do({.url = Url(**server, "/")}).ok());
+  ASSERT_TRUE(b.Do({.url = Url(**server, "/")}).ok());
+  auto third = c.Do({.url = Url(**server, "/"), .timeout_millis = 2000});
+  ASSERT_FALSE(third.ok());
+  EXPECT_NE(third.error().code, core::ErrorCode::kUpstreamTimeout) << third.error().message;
+  // Stop does not wait for the idle connections' 120 s timeout.
+  auto start = std::chrono::steady_clock::now();
+  (*server)->Stop();
+  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(5));
 }
 
 TEST(Http, HandlerThatForgetsToAnswerYields500) {

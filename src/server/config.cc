@@ -27,7 +27,7 @@ using core::Result;
 using core::Status;
 
 // yaml-cpp gives plain (unquoted) scalars the non-specific tag "?". Integers and booleans must
-// be plain: `threads: "2"` is a string, and accepting it would hide a typing mistake.
+// be plain: `max_connections: "2"` is a string, and accepting it would hide a typing mistake.
 constexpr std::string_view kPlainScalarTag = "?";
 
 std::string Quoted(std::string_view s) {
@@ -1061,7 +1061,7 @@ Result<Config> ConfigParser::Parse(const YAML::Node& root) {
   MANDATE_RETURN_IF_ERROR(
       CheckKeys(top, "the top level",
                 {"listen", "admin_listen", "data_dir", "store", "policies", "tokens", "audit",
-                 "threads", "upstreams", "credentials", "budgets", "approvals"}));
+                 "max_connections", "upstreams", "credentials", "budgets", "approvals"}));
 
   if (const Entry* x = Find(top, "listen")) {
     MANDATE_ASSIGN_OR_RETURN(c.listen, Listen(*x, "listen"));
@@ -1112,9 +1112,9 @@ Result<Config> ConfigParser::Parse(const YAML::Node& root) {
       MANDATE_ASSIGN_OR_RETURN(c.audit_dir, Path(*dir, "audit.dir"));
     }
   }
-  if (const Entry* x = Find(top, "threads")) {
-    MANDATE_ASSIGN_OR_RETURN(int64_t n, Integer(*x, "threads", 1, core::kWorkerThreadsMax));
-    c.threads = static_cast<uint32_t>(n);
+  if (const Entry* x = Find(top, "max_connections")) {
+    MANDATE_ASSIGN_OR_RETURN(int64_t n, Integer(*x, "max_connections", 1, core::kConnectionsMax));
+    c.max_connections = static_cast<uint32_t>(n);
   }
 
   // Credentials first: upstreams refer to them, wherever they appear in the file.

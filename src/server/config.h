@@ -126,7 +126,8 @@ struct Config {
   std::string policies_dir;  // absolute; default <config_dir>/policies
   TokensConfig tokens;
   std::string audit_dir;  // absolute; default <data_dir>/audit
-  uint32_t threads = 2;
+  // Connections the agent listener serves at once (each has its own thread); more are refused.
+  uint32_t max_connections = core::kAgentConnectionsDefault;
   std::map<std::string, UpstreamConfig> upstreams;      // by name
   std::map<std::string, CredentialConfig> credentials;  // by name
   // Always empty in this version: ParseConfig validates their shape, then refuses any entry,

@@ -79,7 +79,7 @@ TEST(Config, EmptyFileGivesDefaults) {
     EXPECT_EQ(c.tokens.ttl_seconds, 15 * 60);
     EXPECT_EQ(c.tokens.max_ttl_seconds, 24 * 60 * 60);
     EXPECT_EQ(c.tokens.alg, TokenAlg::kEdDSA);
-    EXPECT_EQ(c.threads, 2u);
+    EXPECT_EQ(c.max_connections, core::kAgentConnectionsDefault);
     EXPECT_TRUE(c.upstreams.empty());
     EXPECT_TRUE(c.credentials.empty());
     EXPECT_TRUE(c.budgets.empty());
@@ -114,7 +114,7 @@ tokens:
   alg: ES256
 audit:
   dir: audit-log
-threads: 8
+max_connections: 8
 upstreams:
   files:
     kind: mcp
@@ -158,7 +158,7 @@ TEST(Config, FullExampleParses) {
   EXPECT_EQ(c.tokens.ttl_seconds, 600);
   EXPECT_EQ(c.tokens.max_ttl_seconds, 12 * 3600);
   EXPECT_EQ(c.tokens.alg, TokenAlg::kES256);
-  EXPECT_EQ(c.threads, 8u);
+  EXPECT_EQ(c.max_connections, 8u);
   ASSERT_EQ(c.upstreams.size(), 3u);
 
   const UpstreamConfig& files = c.upstreams.at("files");
@@ -215,7 +215,7 @@ TEST(Config, UnknownTopLevelKeyNamesKeyAndLine) {
   EXPECT_TRUE(StartsWith(message,
                          "mandate.yaml:3:1: unknown key \"listn\" in the top level (expected one "
                          "of: listen, admin_listen, data_dir, store, policies, tokens, audit, "
-                         "threads, upstreams, credentials, budgets, approvals)"))
+                         "max_connections, upstreams, credentials, budgets, approvals)"))
       << message;
 }
 
@@ -248,7 +248,7 @@ TEST(Config, UnknownNestedKeyNamesKeyAndLine) {
 }
 
 TEST(Config, DuplicateKeyIsRejected) {
-  std::string message = ErrorOf("listen: 127.0.0.1:1\nthreads: 2\nlisten: 0.0.0.0:1\n");
+  std::string message = ErrorOf("listen: 127.0.0.1:1\nmax_connections: 2\nlisten: 0.0.0.0:1\n");
   EXPECT_TRUE(StartsWith(message, "mandate.yaml:3:1: duplicate key \"listen\"")) << message;
   message = ErrorOf("upstreams:\n  a: { command: [x], command: [y] }\n");
   EXPECT_TRUE(StartsWith(message, "mandate.yaml:2:22: duplicate key \"command\" in upstreams.a"))
@@ -256,14 +256,14 @@ TEST(Config, DuplicateKeyIsRejected) {
 }
 
 TEST(Config, WrongTypeNamesKeyLineAndExpectedType) {
-  std::string message = ErrorOf("listen: 127.0.0.1:8080\nthreads: [2]\n");
-  EXPECT_EQ(message, "mandate.yaml:2:10: threads: expected an integer from 1 to 64, got a list");
+  std::string message = ErrorOf("listen: 127.0.0.1:8080\nmax_connections: [2]\n");
+  EXPECT_EQ(message, "mandate.yaml:2:18: max_connections: expected an integer from 1 to 4096, got a list");
 
-  message = ErrorOf("threads: \"2\"\n");  // a quoted number is a string
-  EXPECT_EQ(message, "mandate.yaml:1:10: threads: expected an integer from 1 to 64, got \"2\"");
+  message = ErrorOf("max_connections: \"2\"\n");  // a quoted number is a string
+  EXPECT_EQ(message, "mandate.yaml:1:18: max_connections: expected an integer from 1 to 4096, got \"2\"");
 
-  message = ErrorOf("threads: 65\n");
-  EXPECT_EQ(message, "mandate.yaml:1:10: threads: expected an integer from 1 to 64, got \"65\"");
+  message = ErrorOf("max_connections: 4097\n");
+  EXPECT_EQ(message, "mandate.yaml:1:18: max_connections: expected an integer from 1 to 4096, got \"4097\"");
 
   message = ErrorOf("tokens: strict\n");
   EXPECT_EQ(message, "mandate.yaml:1:9: tokens: expected a mapping, got \"strict\"");
@@ -309,7 +309,7 @@ TEST(Config, MissingFileNamesPath) {
 
 TEST(Config, ErrorsOnDiskNameTheFileAsGiven) {
   TempDir dir;
-  std::string path = dir.Write("m.yaml", "threads: 1\nthreads: 2\n");
+  std::string path = dir.Write("m.yaml", "max_connections: 1\nmax_connections: 2\n");
   auto config = LoadConfig(path);
   ASSERT_FALSE(config.ok());
   EXPECT_TRUE(StartsWith(config.error().message, path + ":2:1: duplicate key"))
@@ -622,10 +622,10 @@ TEST(Config, TokenSettingsAreValidated) {
 }
 
 TEST(Config, InvalidYamlReportsLineAndColumn) {
-  std::string message = ErrorOf("listen: [1,\nthreads: 2\n");
+  std::string message = ErrorOf("listen: [1,\nmax_connections: 2\n");
   EXPECT_TRUE(StartsWith(message, "mandate.yaml:")) << message;
   EXPECT_TRUE(Contains(message, "invalid YAML")) << message;
-  message = ErrorOf("threads: 2\n---\nthreads: 3\n");
+  message = ErrorOf("max_connections: 2\n---\nmax_connections: 3\n");
   EXPECT_TRUE(Contains(message, "one YAML document")) << message;
   message = ErrorOf("[1, 2]: x\n");
   EXPECT_TRUE(Contains(message, "keys must be strings")) << message;
@@ -647,7 +647,7 @@ TEST(Config, LimitsAreEnforced) {
   ASSERT_FALSE(c.ok());
   EXPECT_EQ(c.error().code, ErrorCode::kPayloadTooLarge);
 
-  ErrorOf(std::string("threads: 2\0", 11) + "\n");
+  ErrorOf(std::string("max_connections: 2\0", 19) + "\n");
 }
 
 TEST(Config, DesignExampleIsRefusedForItsUnsupportedParts) {

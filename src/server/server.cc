@@ -146,14 +146,14 @@ class ServerImpl final : public Server {
     net::HttpServerOptions admin_opts;
     admin_opts.host = config_.admin_listen.host;
     admin_opts.port = config_.admin_listen.port;
-    admin_opts.worker_threads = 4;
+    admin_opts.connections_max = core::kAdminConnectionsMax;
     MANDATE_ASSIGN_OR_RETURN(admin_server_, net::HttpServer::Start(admin_opts, [this](net::HttpRequest req, std::shared_ptr<net::ResponseSink> sink) {
                                sink->Send(admin_api_->Handle(req));
                              }));
     net::HttpServerOptions agent_opts;
     agent_opts.host = config_.listen.host;
     agent_opts.port = config_.listen.port;
-    agent_opts.io_threads = static_cast<int>(config_.threads);
+    agent_opts.connections_max = config_.max_connections;
     MANDATE_ASSIGN_OR_RETURN(agent_server_, net::HttpServer::Start(agent_opts, [this](net::HttpRequest req, std::shared_ptr<net::ResponseSink> sink) {
                                HandleAgent(req, sink);
                              }));

@@ -74,7 +74,6 @@ class FakeMcpServer {
 
   bool Start() {
     net::HttpServerOptions opts;
-    opts.worker_threads = 4;
     auto server = net::HttpServer::Start(
         opts, [this](net::HttpRequest req, std::shared_ptr<net::ResponseSink> sink) {
           Handle(std::move(req), sink);

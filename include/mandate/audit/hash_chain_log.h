@@ -2,9 +2,16 @@
 // segment files <dir>/audit-NNNNNN.jsonl, each carrying the SHA-256 of the previous line
 // ("prev") and of itself without "hash" ("hash"). Format: docs/formats/audit.md.
 //
-// Durability: one writer thread takes every queued append, writes the batch with one
-// write() per segment touched and makes it durable with one fdatasync() (group commit)
-// before any of those Appends return.
+// Durability (group commit, leader/follower): a record is sequenced and chained when it is
+// appended, under the log's mutex. The first Append that finds no write in progress becomes
+// the leader: it takes every record sequenced so far, writes them with one write() per
+// segment touched and makes them durable with one fdatasync(), then wakes the Appends of that
+// batch and hands the lead to the next waiting Append. Appends arriving during a sync wait and
+// go out together in the next batch. So a lone Append costs no thread hand-off at all, and
+// under load one fdatasync covers many records. Submit()ted records are written at once when
+// no leader is active (visible to readers, not yet synced) and become durable with the next
+// group commit; a background flusher syncs them within kAuditFlushIntervalMillis when no
+// Append comes.
 //
 // Crash recovery: Open finds the last record and its hash. A torn last line (bytes after the
 // final newline, left by a crash mid-write) is truncated away and an "audit.truncated"
@@ -15,11 +22,12 @@
 #include <condition_variable>
 #include <cstddef>
 #include <cstdint>
-#include <deque>
+#include <string_view>
 #include <memory>
 #include <mutex>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "mandate/audit/audit_log.h"
 #include "mandate/core/clock.h"
@@ -61,44 +69,59 @@ class HashChainLog final : public AuditLog {
   uint64_t SyncCount() const;
 
  private:
-  struct Pending;
-  struct Batch;
+  struct Waiter;
+  struct Prepared;
 
   HashChainLog(std::string dir, const core::Clock& clock, Options options);
-  void WriterLoop();
-  // Checks that a record can be stored verifiably; the validation errors of Append.
-  core::Status Validate(const core::Json& record) const;
-  // Queues `p` (owned by the caller unless p->detached). Errors: log failed or closed.
-  core::Status Enqueue(Pending* p, std::unique_lock<std::mutex>& lock);
-  // Writes the batch's lines; sets how many of them are durable. Writer thread only.
-  core::Status WriteBatch(const Batch& batch, size_t* durable);
-  core::Status FlushAndSync(std::string* buffer);
+  // Validates `record` and renders its members canonically (the one serialization of a
+  // record); the validation errors of Append.
+  core::Result<Prepared> Prepare(const core::Json& record) const;
+  // Assigns the next seq, timestamps and chains the prepared record and queues its line.
+  // Returns its seq. Errors: log failed or closed. Needs mu_ held.
+  core::Result<uint64_t> Sequence(const Prepared& prepared, std::unique_lock<std::mutex>& lock);
+  // Called with mu_ held and no leader active: writes every queued line (and fdatasyncs when
+  // `sync`, or when anything written earlier is still unsynced and `sync`), releasing mu_
+  // during the I/O. Wakes the Appends made durable and the next leader.
+  void Lead(std::unique_lock<std::mutex>& lock, bool sync);
+  // Writes `lines` (each without '\n'), rolling segments; syncs before each roll and at the
+  // end when `sync`. Sets how many leading lines a sync covered and counts the syncs. Leader
+  // only. On failure truncates the segment to its last synced size.
+  core::Status WriteLines(const std::vector<std::string>& lines, bool sync, size_t* synced,
+                          uint64_t* sync_calls);
   core::Status RollSegment();
+  void FlusherLoop();
 
   const std::string dir_;
   const core::Clock& clock_;
   const Options options_;
 
-  // Files. Owned by Open until the writer starts, then by the writer thread alone.
+  // Files. Touched only by the thread that holds the lead (leading_ == true), or by Open and
+  // Close when no one can.
   int dir_fd_ = -1;
   int lock_fd_ = -1;
   int segment_fd_ = -1;
   uint64_t segment_number_ = 0;
   uint64_t segment_bytes_ = 0;
-  // Invariant: next_seq_ is the seq of the next record and tip_ the hex SHA-256 of the last
-  // durable line (64 zeros before the first record). Writer thread only.
-  uint64_t next_seq_ = 0;
-  std::string tip_;
+  uint64_t synced_bytes_ = 0;  // of the current segment
 
   mutable std::mutex mu_;
-  std::condition_variable not_empty_;  // writer waits for work
-  std::condition_variable not_full_;   // appenders wait for queue room
-  std::deque<Pending*> queue_;         // bounded by kAuditQueueMax
-  bool closing_ = false;               // guarded by mu_
-  bool failed_ = false;                // guarded by mu_; sticky after an I/O failure
-  std::string failure_;                // guarded by mu_
-  uint64_t syncs_ = 0;                 // guarded by mu_
-  std::thread writer_;
+  // Invariant: next_seq_ is the seq of the next record and tip_ the hex SHA-256 of the last
+  // sequenced line (64 zeros before the first record). Guarded by mu_.
+  uint64_t next_seq_ = 0;
+  std::string tip_;
+  std::vector<std::string> queued_;       // sequenced, not yet written; guarded by mu_
+  uint64_t written_ = 0;                  // records [0, written_) are written; guarded by mu_
+  uint64_t durable_ = 0;                  // records [0, durable_) are synced; guarded by mu_
+  bool leading_ = false;                  // a thread is writing; guarded by mu_
+  std::vector<Waiter*> waiters_;          // Appends waiting for durability; guarded by mu_
+  std::condition_variable not_full_;      // appenders wait for queue room
+  std::condition_variable flusher_cv_;
+  bool flusher_armed_ = false;            // guarded by mu_; the flusher is not idle-waiting
+  bool closing_ = false;                  // guarded by mu_
+  bool failed_ = false;                   // guarded by mu_; sticky after an I/O failure
+  std::string failure_;                   // guarded by mu_
+  uint64_t syncs_ = 0;                    // guarded by mu_
+  std::thread flusher_;
   std::once_flag close_once_;
 };
 

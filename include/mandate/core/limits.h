@@ -12,6 +12,10 @@ inline constexpr size_t kHttpHeaderBytesMax = 16 * 1024;
 inline constexpr size_t kHttpRequestBodyBytesMax = 4 * 1024 * 1024;
 inline constexpr size_t kHttpResponseBodyBytesMax = 16 * 1024 * 1024;  // from upstreams
 inline constexpr size_t kConnectionsMax = 4096;                           // per listener
+// max_connections of the agent listener when not configured; the admin listener's is fixed.
+inline constexpr uint32_t kAgentConnectionsDefault = 1024;
+inline constexpr size_t kAdminConnectionsMax = 64;
+static_assert(kAgentConnectionsDefault <= kConnectionsMax && kAdminConnectionsMax <= kConnectionsMax);
 inline constexpr int kHttpIdleTimeoutSeconds = 120;
 
 // --- JSON ---------------------------------------------------------------------------------
@@ -72,6 +76,9 @@ static_assert(kActorChainEntriesMax + 2 <= kJsonDepthMax, "act chain must fit th
 // --- Audit log files and the store (src/audit, src/store) ---------------------------------
 // A segment file rolls to the next one before a record would take it past this size.
 inline constexpr size_t kAuditSegmentBytesMax = 64 * 1024 * 1024;
+// A submitted (non-waiting) audit record is synced at the latest this long after it is written,
+// when no durable append comes first.
+inline constexpr int kAuditFlushIntervalMillis = 20;
 // Bytes the log adds to a caller's record ("seq", "ts", "prev", "hash" members and commas).
 // A record is refused unless its canonical form plus this overhead fits kAuditRecordBytesMax.
 inline constexpr size_t kAuditFramingBytesMax = 256;
@@ -100,7 +107,6 @@ inline constexpr size_t kBudgetsMax = 1024;
 inline constexpr size_t kApprovalGroupsMax = 256;
 inline constexpr uint32_t kApprovalMinApproversMax = 16;
 inline constexpr int64_t kApprovalWaitMillisMax = 24 * 60 * 60 * 1000;
-inline constexpr uint32_t kWorkerThreadsMax = 64;
 static_assert(kConfigNameBytesMax <= kNameBytesMax);
 static_assert(kUpstreamInflightDefault >= 1 && kUpstreamInflightDefault <= kUpstreamInflightMax);
 static_assert(kUpstreamTimeoutMillisDefault <= kUpstreamTimeoutMillisMax);

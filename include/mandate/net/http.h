@@ -1,11 +1,13 @@
-// HTTP/1.1 server and client (Boost.Beast/Asio). net knows nothing of policy or MCP: it moves
-// bytes with limits (kHttpHeaderBytesMax, kHttpRequestBodyBytesMax, kConnectionsMax) and
-// timeouts, and hands complete requests to a Handler on a bounded worker pool.
+// HTTP/1.1 server and client (Boost.Beast parsers over POSIX sockets). net knows nothing of
+// policy or MCP: it moves bytes with limits (kHttpHeaderBytesMax, kHttpRequestBodyBytesMax,
+// kConnectionsMax) and timeouts, and hands complete requests to a Handler.
 //
-// Threading: the server runs its own I/O threads; handlers run on its worker threads and may
-// block (the gateway pipeline is synchronous by design: it is easier to audit). A handler
-// answers through the ResponseSink, from any thread, exactly once (Send) or as a stream
-// (StartStream, Write..., End).
+// Threading: the server runs one thread per connection (at most kConnectionsMax per listener)
+// and calls the handler on it; handlers may block (the gateway pipeline is synchronous by
+// design: it is easier to audit). A handler answers through the ResponseSink, from any thread,
+// exactly once (Send) or as a stream (StartStream, Write..., End); the connection reads its
+// next request only once the answer is complete. The client runs each exchange on the calling
+// thread.
 #pragma once
 
 #include <cstdint>
@@ -17,6 +19,7 @@
 #include <utility>
 #include <vector>
 
+#include "mandate/core/limits.h"
 #include "mandate/core/result.h"
 
 namespace mandate::net {
@@ -64,10 +67,11 @@ using Handler = std::function<void(HttpRequest request, std::shared_ptr<Response
 struct HttpServerOptions {
   std::string host = "127.0.0.1";
   uint16_t port = 0;             // 0: pick a free port (tests)
-  int io_threads = 1;
-  int worker_threads = 64;       // handlers may block on upstream calls
-  size_t worker_queue_max = 4096;  // requests waiting for a worker; beyond it: 503
+  // A connection waiting this long for a request is closed; also bounds writing an answer.
   int idle_timeout_seconds = 120;
+  // Connections served at once; a connection beyond it is closed at accept. At most
+  // kConnectionsMax.
+  size_t connections_max = core::kConnectionsMax;
 };
 
 class HttpServer {
@@ -78,7 +82,8 @@ class HttpServer {
                                                          Handler handler);
   virtual ~HttpServer() = default;
   virtual uint16_t port() const = 0;
-  // Stops accepting, closes connections, joins threads. Idempotent.
+  // Stops accepting, lets requests being handled finish (their answers reach the clients),
+  // closes every connection and waits for their threads. Idempotent.
   virtual void Stop() = 0;
 };
 

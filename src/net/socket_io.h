@@ -1,0 +1,149 @@
+// Blocking socket I/O with deadlines, shared by the HTTP client and server: an owned fd, and a
+// non-blocking socket wrapped as a Beast SyncReadStream / SyncWriteStream whose every wait is
+// a poll() bounded by one deadline.
+#pragma once
+
+#include <poll.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <array>
+#include <boost/asio/buffer.hpp>
+#include <boost/asio/error.hpp>
+#include <boost/beast/core/error.hpp>
+#include <cerrno>
+#include <chrono>
+#include <cstdint>
+#include <utility>
+
+namespace mandate::net::internal {
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+using SteadyClock = std::chrono::steady_clock;
+
+// An owned file descriptor.
+class Fd {
+ public:
+  Fd() = default;
+  explicit Fd(int fd) : fd_(fd) {}
+  Fd(Fd&& o) noexcept : fd_(std::exchange(o.fd_, -1)) {}
+  Fd& operator=(Fd&& o) noexcept {
+    if (this != &o) {
+      Reset();
+      fd_ = std::exchange(o.fd_, -1);
+    }
+    return *this;
+  }
+  ~Fd() { Reset(); }
+  int get() const { return fd_; }
+  void Reset() {
+    if (fd_ >= 0) ::close(fd_);
+    fd_ = -1;
+  }
+
+ private:
+  int fd_ = -1;
+};
+
+// Waits until `fd` is ready for `events` or the deadline passes. Returns 0 when ready,
+// ETIMEDOUT, or an errno.
+inline int WaitReady(int fd, short events, SteadyClock::time_point deadline) {
+  for (;;) {
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - SteadyClock::now()).count();
+    if (left <= 0) return ETIMEDOUT;
+    pollfd p{fd, events, 0};
+    int n = ::poll(&p, 1, static_cast<int>(std::min<int64_t>(left, 60'000)));
+    if (n > 0) return 0;  // readable/writable, or an error/hang-up the next syscall reports
+    if (n < 0 && errno != EINTR) return errno;
+  }
+}
+
+// A non-blocking socket as a Beast SyncReadStream / SyncWriteStream whose every wait is bounded
+// by one deadline (beast::error::timeout when it passes).
+class DeadlineStream {
+ public:
+  DeadlineStream(int fd, SteadyClock::time_point deadline) : fd_(fd), deadline_(deadline) {}
+  void set_deadline(SteadyClock::time_point deadline) { deadline_ = deadline; }
+
+  template <class MutableBufferSequence>
+  size_t read_some(const MutableBufferSequence& buffers, beast::error_code& ec) {
+    std::array<iovec, 8> iov{};
+    size_t n = 0;
+    for (auto it = asio::buffer_sequence_begin(buffers); it != asio::buffer_sequence_end(buffers) && n < iov.size(); ++it) {
+      asio::mutable_buffer b = *it;
+      if (b.size() == 0) continue;
+      iov[n++] = iovec{b.data(), b.size()};
+    }
+    ec = {};
+    if (n == 0) return 0;
+    for (;;) {
+      ssize_t r = ::readv(fd_, iov.data(), static_cast<int>(n));
+      if (r > 0) return static_cast<size_t>(r);
+      if (r == 0) {
+        ec = asio::error::eof;
+        return 0;
+      }
+      if (errno == EINTR) continue;
+      if (errno != EAGAIN && errno != EWOULDBLOCK) {
+        ec = beast::error_code(errno, boost::system::system_category());
+        return 0;
+      }
+      if (int w = WaitReady(fd_, POLLIN, deadline_); w != 0) {
+        ec = w == ETIMEDOUT ? beast::error_code(beast::error::timeout) : beast::error_code(w, boost::system::system_category());
+        return 0;
+      }
+    }
+  }
+  template <class MutableBufferSequence>
+  size_t read_some(const MutableBufferSequence& buffers) {
+    beast::error_code ec;
+    size_t n = read_some(buffers, ec);
+    if (ec) throw boost::system::system_error(ec);
+    return n;
+  }
+
+  template <class ConstBufferSequence>
+  size_t write_some(const ConstBufferSequence& buffers, beast::error_code& ec) {
+    std::array<iovec, 16> iov{};
+    size_t n = 0;
+    for (auto it = asio::buffer_sequence_begin(buffers); it != asio::buffer_sequence_end(buffers) && n < iov.size(); ++it) {
+      asio::const_buffer b = *it;
+      if (b.size() == 0) continue;
+      iov[n++] = iovec{const_cast<void*>(b.data()), b.size()};
+    }
+    ec = {};
+    if (n == 0) return 0;
+    msghdr msg{};
+    msg.msg_iov = iov.data();
+    msg.msg_iovlen = n;
+    for (;;) {
+      ssize_t r = ::sendmsg(fd_, &msg, MSG_NOSIGNAL);
+      if (r >= 0) return static_cast<size_t>(r);
+      if (errno == EINTR) continue;
+      if (errno != EAGAIN && errno != EWOULDBLOCK) {
+        ec = beast::error_code(errno, boost::system::system_category());
+        return 0;
+      }
+      if (int w = WaitReady(fd_, POLLOUT, deadline_); w != 0) {
+        ec = w == ETIMEDOUT ? beast::error_code(beast::error::timeout) : beast::error_code(w, boost::system::system_category());
+        return 0;
+      }
+    }
+  }
+  template <class ConstBufferSequence>
+  size_t write_some(const ConstBufferSequence& buffers) {
+    beast::error_code ec;
+    size_t n = write_some(buffers, ec);
+    if (ec) throw boost::system::system_error(ec);
+    return n;
+  }
+
+ private:
+  int fd_;
+  SteadyClock::time_point deadline_;
+};
+
+}  // namespace mandate::net::internal
