@@ -376,8 +376,9 @@ core::Status HashChainLog::Submit(core::Json record) {
   MANDATE_ASSIGN_OR_RETURN(Prepared prepared, Prepare(record));
   std::unique_lock<std::mutex> lock(mu_);
   MANDATE_RETURN_IF_ERROR(Sequence(prepared, lock));
-  // Written now (readable at once) unless a leader is busy; it takes this line next time.
-  if (!leading_) Lead(lock, false);
+  // Written by the next group commit (under load, within the next fdatasync), or by the
+  // flusher within kAuditFlushIntervalMillis: a write per submitted record was a syscall per
+  // call on the hot path.
   if (!flusher_armed_) {
     flusher_armed_ = true;
     flusher_cv_.notify_one();

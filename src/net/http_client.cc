@@ -188,6 +188,7 @@ core::Result<HttpResponse> HttpClient::Do(const HttpClientRequest& request) {
       if (wec == beast::error::timeout) return MakeError(ErrorCode::kUpstreamTimeout, "request to " + key + " timed out");
       // The server may have answered early (e.g. 413) and closed: read that answer below.
     }
+    if (!wec) stream.WaitBeforeNextRead();
     beast::flat_buffer buffer;
     http::response_parser<http::string_body> parser;
     parser.header_limit(static_cast<uint32_t>(core::kHttpHeaderBytesMax));

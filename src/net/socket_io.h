@@ -67,6 +67,9 @@ class DeadlineStream {
  public:
   DeadlineStream(int fd, SteadyClock::time_point deadline) : fd_(fd), deadline_(deadline) {}
   void set_deadline(SteadyClock::time_point deadline) { deadline_ = deadline; }
+  // The next read waits for data before trying to read: for a reply that cannot have arrived
+  // yet (just after sending a request), which saves a read that would fail with EAGAIN.
+  void WaitBeforeNextRead() { wait_first_ = true; }
 
   template <class MutableBufferSequence>
   size_t read_some(const MutableBufferSequence& buffers, beast::error_code& ec) {
@@ -79,6 +82,12 @@ class DeadlineStream {
     }
     ec = {};
     if (n == 0) return 0;
+    if (std::exchange(wait_first_, false)) {
+      if (int w = WaitReady(fd_, POLLIN, deadline_); w != 0) {
+        ec = w == ETIMEDOUT ? beast::error_code(beast::error::timeout) : beast::error_code(w, boost::system::system_category());
+        return 0;
+      }
+    }
     for (;;) {
       ssize_t r = ::readv(fd_, iov.data(), static_cast<int>(n));
       if (r > 0) return static_cast<size_t>(r);
@@ -144,6 +153,7 @@ class DeadlineStream {
  private:
   int fd_;
   SteadyClock::time_point deadline_;
+  bool wait_first_ = false;
 };
 
 }  // namespace mandate::net::internal

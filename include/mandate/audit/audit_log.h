@@ -47,7 +47,8 @@ class AuditLog {
   virtual core::Result<uint64_t> Append(core::Json record) = 0;
 
   // Queues one record without waiting for it to be durable: it is written and synced with the
-  // next group commit, in order with every other record. For records whose loss in a crash is
+  // next group commit, in order with every other record, at the latest
+  // kAuditFlushIntervalMillis later. For records whose loss in a crash is
   // acceptable (e.g. call.completed: the decision record of the call is already durable), so
   // the caller's answer does not wait for a second fdatasync. Errors: the validation errors
   // of Append, and kInternal when the log has already failed or is closed. A later write

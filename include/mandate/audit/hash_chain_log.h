@@ -8,10 +8,9 @@
 // segment touched and makes them durable with one fdatasync(), then wakes the Appends of that
 // batch and hands the lead to the next waiting Append. Appends arriving during a sync wait and
 // go out together in the next batch. So a lone Append costs no thread hand-off at all, and
-// under load one fdatasync covers many records. Submit()ted records are written at once when
-// no leader is active (visible to readers, not yet synced) and become durable with the next
-// group commit; a background flusher syncs them within kAuditFlushIntervalMillis when no
-// Append comes.
+// under load one fdatasync covers many records. Submit()ted records are queued: the next
+// group commit writes and syncs them with its batch, or a background flusher does within
+// kAuditFlushIntervalMillis when no Append comes.
 //
 // Crash recovery: Open finds the last record and its hash. A torn last line (bytes after the
 // final newline, left by a crash mid-write) is truncated away and an "audit.truncated"
