@@ -406,6 +406,57 @@ int Run(int argc, char** argv) {
     print(j, "audit log verified: " + std::to_string(report->records) + " records, chain intact");
   });
 
+  // policy
+  auto* pol = app.add_subcommand("policy", "policies: explain a decision");
+  pol->require_subcommand(1);
+  auto* explain = pol->add_subcommand("explain", "decide a hypothetical call and say which policies determined it");
+  std::string e_agent, e_human, e_action, e_args;
+  std::vector<std::string> e_scope;
+  explain->add_option("--agent", e_agent)->required();
+  explain->add_option("--for", e_human, "the human the agent acts for")->required();
+  explain->add_option("--action", e_action, "upstream:tool")->required();
+  explain->add_option("--args", e_args, "the call's arguments, a JSON object");
+  explain->add_option("--scope", e_scope, "the session's scope; repeatable; default *");
+  explain->callback([&] {
+    Json body = Json::MakeObject();
+    body.Set("agent", e_agent);
+    body.Set("for", e_human);
+    body.Set("action", e_action);
+    if (!e_args.empty()) {
+      auto args = Json::Parse(e_args);
+      if (!args.ok() || !args->is_object()) {
+        std::cerr << "mandate: --args must be a JSON object" << (args.ok() ? "" : ": " + args.error().message) << "\n";
+        rc = kExitUsage;
+        return;
+      }
+      body.Set("args", std::move(args).value());
+    }
+    Json sc = Json::MakeArray();
+    for (const auto& s : e_scope) sc.Push(s);
+    body.Set("scope", std::move(sc));
+    auto r = admin_or_fail("POST", "/admin/v1/policies/explain", &body);
+    if (!r) return;
+    std::string text = r->GetString("action") + " (class " + r->GetString("class") + ") on " +
+                       r->GetString("resource") + ": " + r->GetString("decision");
+    if (const Json* code = r->Find("code"); code != nullptr && code->is_string()) text += " (" + code->as_string() + ")";
+    text += "\n  why: " + r->GetString("reason");
+    const Json* scope_ok = r->Find("scope_ok");
+    text += std::string("\n  scope: ") + (scope_ok && scope_ok->is_bool() && scope_ok->as_bool() ? "inside the session's scope" : "OUTSIDE the session's scope");
+    if (const Json* checks = r->FindArray("checks")) {
+      for (const Json& c : checks->as_array()) {
+        text += "\n  " + c.GetString("principal") + ": " + c.GetString("decision");
+        const std::string permits = Join(c.FindArray("permits"));
+        const std::string forbids = Join(c.FindArray("forbids"));
+        const std::string errors = Join(c.FindArray("errors"));
+        if (!forbids.empty()) text += "; forbidden by " + forbids;
+        if (!permits.empty()) text += "; permitted by " + permits;
+        if (forbids.empty() && permits.empty()) text += "; no permit applies (default deny)";
+        if (!errors.empty()) text += "; errors (policy skipped, the call is denied): " + errors;
+      }
+    }
+    print(*r, text);
+  });
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -133,6 +133,8 @@ net::HttpResponse AdminApi::Handle(const net::HttpRequest& req) {
     return GetSessions(p.substr(std::string_view("/admin/v1/sessions/").size()));
   } else if (p == "/admin/v1/revocations" && req.method == "POST") {
     return PostRevocation(body);
+  } else if (p == "/admin/v1/policies/explain" && req.method == "POST") {
+    return PostExplain(body);
   } else if (p == "/admin/v1/audit" && req.method == "GET") {
     return GetAudit(req);
   } else {
@@ -309,6 +311,52 @@ net::HttpResponse AdminApi::PostRevocation(const Json& body) {
   out.Set("subject", subject);
   out.Set("sessions", StringArray(*affected));
   out.Set("audited", appended.ok());
+  return Ok(out);
+}
+
+// Decides a hypothetical call exactly as the pipeline would for a session of `agent` acting
+// for `for` with `scope` (default "*"), without a token, a session, an audit record or an
+// upstream call: the decision record with every principal's determining policies.
+net::HttpResponse AdminApi::PostExplain(const Json& body) {
+  const std::string agent = body.GetString("agent");
+  const std::string human = body.GetString("for");
+  const std::string action_id = body.GetString("action");
+  if (agent.empty() || human.empty() || action_id.empty()) {
+    return Error(ErrorCode::kBadRequest, "\"agent\", \"for\" and \"action\" are required");
+  }
+  if (!ctx_.directory->AgentGroups(agent)) return Error(ErrorCode::kNotFound, "no agent named \"" + agent + "\"");
+  if (!ctx_.directory->HumanGroups(human)) return Error(ErrorCode::kNotFound, "no human named \"" + human + "\"");
+  const auto colon = action_id.find(':');
+  if (colon == std::string::npos || colon == 0 || colon + 1 == action_id.size()) {
+    return Error(ErrorCode::kBadRequest, "\"action\" must be <upstream>:<tool>");
+  }
+  Json args = Json::MakeObject();
+  if (const Json* a = body.Find("args"); a != nullptr && !a->is_null()) {
+    if (!a->is_object()) return Error(ErrorCode::kBadRequest, "\"args\" must be a JSON object");
+    args = *a;
+  }
+  auto scope = StringList(body, "scope");
+  if (!scope.ok()) return Error(scope.error());
+  if (scope->empty()) scope->push_back("*");
+  if (scope->size() > core::kScopeEntriesMax) return Error(ErrorCode::kBadRequest, "too many scope entries");
+  if (!ctx_.action_for) return Error(ErrorCode::kNotFound, "no adapter can describe action \"" + action_id + "\"");
+  auto action = ctx_.action_for(std::string_view(action_id).substr(0, colon),
+                                std::string_view(action_id).substr(colon + 1), std::move(args));
+  if (!action.ok()) return Error(action.error());
+
+  auto claims = std::make_shared<identity::Claims>();
+  claims->sub = human;
+  claims->client_id = agent;
+  claims->sid = "explain";
+  claims->scope = std::move(scope).value();
+  gateway::Caller caller;
+  caller.claims = std::move(claims);
+  caller.chain = {agent};
+  core::Decision d = ctx_.pipeline->Decide(caller, *action);
+  Json out = d.ToJson();
+  out.Set("class", std::string(core::ActionClassName(action->cls)));
+  out.Set("agent", agent);
+  out.Set("for", human);
   return Ok(out);
 }
 

@@ -3,7 +3,9 @@
 // Thread safety: Handle may be called concurrently; dependencies are not owned.
 #pragma once
 
+#include <functional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "mandate/core/clock.h"
@@ -26,6 +28,10 @@ struct AdminContext {
   gateway::Directory* directory = nullptr;
   const gateway::Pipeline* pipeline = nullptr;
   std::vector<std::string> upstream_names;
+  // The Action a call of tool `tool` on upstream `upstream` with `args` would be decided as
+  // (the adapter's translation). Errors: kNotFound, kBadRequest. Unset: explain answers 404.
+  std::function<core::Result<core::Action>(std::string_view upstream, std::string_view tool, core::Json args)>
+      action_for;
 };
 
 class AdminApi {
@@ -40,6 +46,7 @@ class AdminApi {
   net::HttpResponse GetSessions(const std::string& sid);
   net::HttpResponse PostRevocation(const core::Json& body);
   net::HttpResponse GetAudit(const net::HttpRequest& request);
+  net::HttpResponse PostExplain(const core::Json& body);
 
   AdminContext ctx_;
 };

@@ -141,6 +141,9 @@ class ServerImpl final : public Server {
     admin.directory = &directory_;
     admin.pipeline = pipeline_.get();
     admin.upstream_names = upstream_names_;
+    admin.action_for = [this](std::string_view upstream, std::string_view tool, core::Json args) {
+      return mcp_->ActionFor(upstream, tool, std::move(args));
+    };
     admin_api_ = std::make_unique<AdminApi>(admin);
 
     net::HttpServerOptions admin_opts;

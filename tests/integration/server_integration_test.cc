@@ -417,6 +417,51 @@ TEST_F(ServerIntegrationTest, AdminApiRequiresTheAdminToken) {
       << "the unauthenticated POST created a human";
 }
 
+TEST_F(ServerIntegrationTest, PolicyExplainNamesTheDeterminingPoliciesOfEveryPrincipal) {
+  ASSERT_EQ(Admin("POST", "/admin/v1/humans", R"({"name":"alice"})").status, 200);
+  ASSERT_EQ(Admin("POST", "/admin/v1/agents", R"({"name":"bot","owner":"alice"})").status, 200);
+  const size_t upstream_calls = fake_.ToolCalls();
+
+  Answer allow = Admin("POST", "/admin/v1/policies/explain",
+                       R"({"agent":"bot","for":"alice","action":"up:echo","args":{"text":"hi"}})");
+  ASSERT_EQ(allow.status, 200) << allow.body;
+  EXPECT_EQ(allow.json.GetString("decision"), "allow");
+  EXPECT_EQ(allow.json.GetString("action"), "up:echo");
+  EXPECT_EQ(allow.json.GetString("class"), "read");  // from the upstream's annotations
+  const Json* checks = allow.json.FindArray("checks");
+  ASSERT_NE(checks, nullptr);
+  ASSERT_EQ(checks->as_array().size(), 2u);
+  EXPECT_EQ(checks->as_array()[0].GetString("principal"), "Human::\"alice\"");
+  EXPECT_EQ(checks->as_array()[1].GetString("principal"), "Agent::\"bot\"");
+  for (const Json& c : checks->as_array()) {
+    EXPECT_EQ(c.FindArray("permits")->Dump(), R"(["everything"])");
+  }
+
+  Answer deny = Admin("POST", "/admin/v1/policies/explain", R"({"agent":"bot","for":"alice","action":"up:wipe"})");
+  ASSERT_EQ(deny.status, 200) << deny.body;
+  EXPECT_EQ(deny.json.GetString("decision"), "deny");
+  EXPECT_EQ(deny.json.GetString("code"), "policy_denied");
+  EXPECT_EQ(deny.json.FindArray("checks")->as_array()[0].FindArray("forbids")->Dump(), R"(["no-wipe"])");
+
+  Answer out_of_scope = Admin("POST", "/admin/v1/policies/explain",
+                              R"({"agent":"bot","for":"alice","action":"up:echo","scope":["up:other"]})");
+  ASSERT_EQ(out_of_scope.status, 200);
+  EXPECT_EQ(out_of_scope.json.GetString("code"), "out_of_scope");
+
+  // Explaining never calls the upstream, never writes the audit log.
+  EXPECT_EQ(fake_.ToolCalls(), upstream_calls);
+  Answer audit = Admin("GET", "/admin/v1/audit?limit=1000");
+  EXPECT_EQ(audit.body.find("up:wipe"), std::string::npos);
+
+  // Bad input: a clear error with a stable code.
+  EXPECT_EQ(Admin("POST", "/admin/v1/policies/explain", R"({"agent":"bot","for":"alice"})").status, 400);
+  EXPECT_EQ(Admin("POST", "/admin/v1/policies/explain", R"({"agent":"nobody","for":"alice","action":"up:echo"})").status, 404);
+  EXPECT_EQ(Admin("POST", "/admin/v1/policies/explain", R"({"agent":"bot","for":"nobody","action":"up:echo"})").status, 404);
+  EXPECT_EQ(Admin("POST", "/admin/v1/policies/explain", R"({"agent":"bot","for":"alice","action":"nope:echo"})").status, 404);
+  EXPECT_EQ(Admin("POST", "/admin/v1/policies/explain", R"({"agent":"bot","for":"alice","action":"echo"})").status, 400);
+  EXPECT_EQ(Admin("POST", "/admin/v1/policies/explain", R"({"agent":"bot","for":"alice","action":"up:echo","args":[1]})").status, 400);
+}
+
 TEST_F(ServerIntegrationTest, AuditPageLimitIsEnforced) {
   EXPECT_EQ(Admin("GET", "/admin/v1/audit?limit=0").status, 400);
   EXPECT_EQ(Admin("GET", "/admin/v1/audit?limit=abc").status, 400);

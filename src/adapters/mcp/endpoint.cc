@@ -384,6 +384,37 @@ McpEndpoint::RpcAnswer McpEndpoint::ListTools(const gateway::Caller& caller, con
   return Result(std::move(r));
 }
 
+core::Result<core::Action> McpEndpoint::BuildAction(const UpstreamBinding& up, const std::string& tool,
+                                                   Json args) {
+  core::Action action;
+  action.protocol = "mcp";
+  action.upstream = up.name;
+  action.name = tool;
+  action.cls = ClassOf(up, tool);
+  action.args = std::move(args);
+  action.method = "tools/call";
+  action.path = std::string(kMcpPrefix) + up.name;
+  action.resource = core::EntityRef{"Upstream", up.name};
+  if (up.resource) {
+    MANDATE_ASSIGN_OR_RETURN(action.resource, up.resource->Render(action.args));
+  }
+  return action;
+}
+
+core::Result<core::Action> McpEndpoint::ActionFor(std::string_view upstream, std::string_view tool,
+                                                  Json args) {
+  auto it = upstreams_.find(upstream);
+  if (it == upstreams_.end()) {
+    return core::MakeError(ErrorCode::kNotFound, "no MCP upstream named \"" + std::string(upstream) + "\"");
+  }
+  if (tool.empty() || tool.size() > core::kNameBytesMax) {
+    return core::MakeError(ErrorCode::kBadRequest, "a tool name must be 1 to " +
+                                                       std::to_string(core::kNameBytesMax) + " bytes");
+  }
+  if (!args.is_object()) return core::MakeError(ErrorCode::kBadRequest, "arguments must be a JSON object");
+  return BuildAction(it->second, std::string(tool), std::move(args));
+}
+
 McpEndpoint::RpcAnswer McpEndpoint::CallTool(const gateway::Caller& caller, const UpstreamBinding& up,
                                              const Json& params, const std::string& path) {
   const std::string* name = params.FindString("name");
@@ -394,22 +425,11 @@ McpEndpoint::RpcAnswer McpEndpoint::CallTool(const gateway::Caller& caller, cons
   if (args != nullptr && !args->is_object() && !args->is_null()) {
     return {Json(), true, kInvalidParams, "tools/call arguments must be an object"};
   }
-  core::Action action;
-  action.protocol = "mcp";
-  action.upstream = up.name;
-  action.name = *name;
-  action.cls = ClassOf(up, *name);
-  action.args = args && args->is_object() ? *args : Json::MakeObject();
-  action.method = "tools/call";
-  action.path = path;
-  action.resource = core::EntityRef{"Upstream", up.name};
-  if (up.resource) {
-    auto res = up.resource->Render(action.args);
-    if (!res.ok()) return Result(RefusalResult(ErrorCode::kBadRequest, res.error().message, ""));
-    action.resource = std::move(res).value();
-  }
+  auto action = BuildAction(up, *name, args && args->is_object() ? *args : Json::MakeObject());
+  if (!action.ok()) return Result(RefusalResult(ErrorCode::kBadRequest, action.error().message, ""));
+  action->path = path;
   Invoker invoker(up);
-  gateway::Pipeline::CallResult result = pipeline_->Call(caller, std::move(action), invoker);
+  gateway::Pipeline::CallResult result = pipeline_->Call(caller, std::move(action).value(), invoker);
   if (!result.decision.allowed()) {
     return Result(RefusalResult(result.decision.code, result.decision.reason, result.decision.id));
   }

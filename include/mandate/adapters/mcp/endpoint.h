@@ -63,6 +63,13 @@ class McpEndpoint {
   // Handles a request whose path starts with /mcp/.
   void Handle(const net::HttpRequest& request, const std::shared_ptr<net::ResponseSink>& sink);
 
+  // The Action a tools/call of `tool` on `upstream` with `args` would be decided as (class
+  // from the config, else the tool's annotations, else destructive; resource from the
+  // upstream's template). For `policy explain`. Errors: kNotFound (no such upstream),
+  // kBadRequest (empty or oversize tool name, args not an object, resource template not
+  // satisfiable from args). May ask the upstream for its tool list (annotations).
+  core::Result<core::Action> ActionFor(std::string_view upstream, std::string_view tool, core::Json args);
+
  private:
   struct Session {
     std::string mandate_sid;  // the caller's session; another token cannot use this session
@@ -78,6 +85,7 @@ class McpEndpoint {
   RpcAnswer CallTool(const gateway::Caller& caller, const UpstreamBinding& up, const core::Json& params,
                      const std::string& path);
   core::ActionClass ClassOf(const UpstreamBinding& up, const std::string& tool);
+  core::Result<core::Action> BuildAction(const UpstreamBinding& up, const std::string& tool, core::Json args);
 
   const gateway::Pipeline* pipeline_;
   std::map<std::string, UpstreamBinding, std::less<>> upstreams_;
