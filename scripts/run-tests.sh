@@ -12,6 +12,9 @@ ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
 echo "== integration tests (release)"
 ctest --test-dir build/release -L integration --output-on-failure
 
+echo "== policy golden cases (tests/policy/*.ptest, release build)"
+build/release/mandate policy test tests/policy/*.ptest
+
 if [ -f tests/e2e/package.json ]; then
   echo "== end-to-end tests (node --test, release build)"
   (cd tests/e2e && MANDATE_BIN="$PWD/../../build/release/mandate" npm test --silent)

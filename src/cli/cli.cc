@@ -13,6 +13,7 @@
 #include "mandate/core/json.h"
 #include "mandate/net/http.h"
 #include "server/config.h"
+#include "server/ptest.h"
 #include "server/server.h"
 
 namespace mandate::cli {
@@ -407,7 +408,7 @@ int Run(int argc, char** argv) {
   });
 
   // policy
-  auto* pol = app.add_subcommand("policy", "policies: explain a decision");
+  auto* pol = app.add_subcommand("policy", "policies: test cases, explain a decision");
   pol->require_subcommand(1);
   auto* explain = pol->add_subcommand("explain", "decide a hypothetical call and say which policies determined it");
   std::string e_agent, e_human, e_action, e_args;
@@ -455,6 +456,37 @@ int Run(int argc, char** argv) {
       }
     }
     print(*r, text);
+  });
+
+  auto* ptest = pol->add_subcommand("test", "run the golden cases of .ptest files (offline; no server needed)");
+  std::vector<std::string> t_files;
+  ptest->add_option("FILE", t_files, ".ptest files")->required();
+  ptest->callback([&] {
+    Json reports = Json::MakeArray();
+    std::string text;
+    size_t passed = 0, failed = 0;
+    for (const std::string& f : t_files) {
+      auto report = server::RunPolicyTestFile(f);
+      if (!report.ok()) {
+        rc = Fail(report.error().message);
+        return;
+      }
+      passed += report->passed();
+      failed += report->failed();
+      for (const auto& c : report->cases) {
+        text += std::string(c.passed ? "PASS " : "FAIL ") + f + ": " + c.name;
+        if (!c.passed) text += "\n       " + c.failure;
+        text += "\n";
+      }
+      reports.Push(report->ToJson());
+    }
+    text += std::to_string(passed) + " passed, " + std::to_string(failed) + " failed";
+    Json j = Json::MakeObject();
+    j.Set("passed", static_cast<int64_t>(passed));
+    j.Set("failed", static_cast<int64_t>(failed));
+    j.Set("files", std::move(reports));
+    print(j, text);
+    if (failed > 0) rc = kExitFailed;
   });
 
   try {

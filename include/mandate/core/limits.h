@@ -42,6 +42,7 @@ inline constexpr size_t kPolicyFilesMax = 1024;
 inline constexpr size_t kPoliciesMax = 100000;
 inline constexpr size_t kPolicyAstDepthMax = 64;
 inline constexpr size_t kPolicyEvalStepsMax = 100000;  // per policy per request
+inline constexpr size_t kPolicyTestCasesMax = 10000;  // cases in one .ptest file
 inline constexpr size_t kEntityAncestorsMax = 1024;
 static_assert(kPolicyAstDepthMax <= kJsonDepthMax * 2);
 
