@@ -367,6 +367,10 @@ int Run(int argc, char** argv) {
           line += " sid=" + rec.GetString("sid") + " agent=" + rec.GetString("agent") + " human=" + rec.GetString("human");
         } else if (!rec.GetString("subject").empty()) {
           line += " " + rec.GetString("kind") + " " + rec.GetString("subject");
+        } else if (rec.GetString("type") == "policy.loaded") {
+          line += " sha256=" + rec.GetString("sha256").substr(0, 12) + " policies=" + std::to_string(rec.GetInt("policies", 0));
+        } else if (rec.GetString("type") == "policy.rejected") {
+          line += " " + rec.GetString("error");
         }
         text += line + "\n";
       }

@@ -6,6 +6,7 @@
 #include <system_error>
 #include <utility>
 
+#include "mandate/core/crypto.h"
 #include "mandate/core/limits.h"
 #include "policy/ast.h"
 #include "policy/parser.h"
@@ -92,6 +93,8 @@ Result<PolicySet> PolicySet::LoadDir(const std::string& dir) {
 
   PolicySet set;
   std::string text;
+  // What was loaded, for the audit log's policy.loaded: name, length and bytes of each file.
+  std::string digest_input;
   for (const std::string& name : names) {
     std::string path = (fs::path(dir) / name).string();
     std::ifstream in(path, std::ios::binary);
@@ -104,7 +107,11 @@ Result<PolicySet> PolicySet::LoadDir(const std::string& dir) {
     text.resize(static_cast<size_t>(in.gcount()));
     MANDATE_ASSIGN_OR_RETURN(PolicySet file_set, ParseNamed(text, path, name));
     MANDATE_RETURN_IF_ERROR(set.Merge(std::move(file_set)));
+    digest_input.append(name).push_back('\0');
+    digest_input.append(std::to_string(text.size())).push_back('\0');
+    digest_input.append(text);
   }
+  set.source_sha256_ = core::Sha256Hex(digest_input);
   return set;
 }
 

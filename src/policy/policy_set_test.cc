@@ -50,6 +50,24 @@ TEST_F(PolicyDir, LoadsEveryCedarFileInNameOrder) {
   EXPECT_EQ(set->policies()[2].location.ToString(), dir() + "/b.cedar:2:1");
 }
 
+TEST_F(PolicyDir, SourceDigestIsStableAndFollowsEveryByteAndName) {
+  Write("a.cedar", "permit(principal, action, resource);");
+  auto one = PolicySet::LoadDir(dir());
+  auto two = PolicySet::LoadDir(dir());
+  ASSERT_TRUE(one.ok() && two.ok());
+  EXPECT_EQ(one->source_sha256().size(), 64u);
+  EXPECT_EQ(one->source_sha256(), two->source_sha256());
+  Write("a.cedar", "permit(principal, action, resource); ");  // one byte more
+  auto edited = PolicySet::LoadDir(dir());
+  ASSERT_TRUE(edited.ok());
+  EXPECT_NE(edited->source_sha256(), one->source_sha256());
+  fs::rename(dir_ / "a.cedar", dir_ / "b.cedar");  // same bytes, another name
+  auto renamed = PolicySet::LoadDir(dir());
+  ASSERT_TRUE(renamed.ok());
+  EXPECT_NE(renamed->source_sha256(), edited->source_sha256());
+  EXPECT_TRUE(PolicySet::Parse("permit(principal, action, resource);", "x.cedar")->source_sha256().empty());
+}
+
 TEST_F(PolicyDir, ParseErrorsNameTheFilePath) {
   Write("a.cedar", "permit(principal, action, resource);");
   Write("bad.cedar", "permit(principal, action, resource)\n  when { true ;");

@@ -86,7 +86,7 @@ net::HttpResponse AdminApi::Handle(const net::HttpRequest& req) {
     return r;
   }
   Json body = Json::MakeObject();
-  if (req.method == "POST") {
+  if (req.method == "POST" && !req.body.empty()) {  // an empty body reads as {}
     auto parsed = Json::Parse(req.body, core::kHttpRequestBodyBytesMax);
     if (!parsed.ok()) return Error(ErrorCode::kBadRequest, parsed.error().message);
     if (!parsed->is_object()) return Error(ErrorCode::kBadRequest, "the request body must be a JSON object");
@@ -135,6 +135,12 @@ net::HttpResponse AdminApi::Handle(const net::HttpRequest& req) {
     return PostRevocation(body);
   } else if (p == "/admin/v1/policies/explain" && req.method == "POST") {
     return PostExplain(body);
+  } else if (p == "/admin/v1/policies/reload" && req.method == "POST") {
+    if (!ctx_.reload_policies) return Error(ErrorCode::kNotFound, "policy reload is not available");
+    Json out = ctx_.reload_policies();
+    // A rejected set is the operator's error to fix: 400 with the reason, the old set active.
+    if (out.GetString("status") == "rejected") return Error(ErrorCode::kBadRequest, out.GetString("error"));
+    return Ok(out);
   } else if (p == "/admin/v1/audit" && req.method == "GET") {
     return GetAudit(req);
   } else {

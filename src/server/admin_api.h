@@ -32,6 +32,8 @@ struct AdminContext {
   // (the adapter's translation). Errors: kNotFound, kBadRequest. Unset: explain answers 404.
   std::function<core::Result<core::Action>(std::string_view upstream, std::string_view tool, core::Json args)>
       action_for;
+  // Reloads the policies directory now; answers PolicyReloader::Outcome::ToJson().
+  std::function<core::Json()> reload_policies;
 };
 
 class AdminApi {

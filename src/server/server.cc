@@ -26,6 +26,7 @@
 #include "mandate/revocation/revocation_set.h"
 #include "mandate/store/sqlite_store.h"
 #include "server/admin_api.h"
+#include "server/policy_reloader.h"
 
 namespace mandate::server {
 namespace {
@@ -129,6 +130,20 @@ class ServerImpl final : public Server {
     deps.scrubber = &credentials_->scrubber();
     pipeline_ = std::make_unique<gateway::Pipeline>(deps);
 
+    // The set every decision from now on is made with, in the log before the first decision.
+    {
+      auto active = policies_.Get();
+      core::Json rec = core::Json::MakeObject();
+      rec.Set("type", "policy.loaded");
+      rec.Set("dir", config_.policies_dir);
+      rec.Set("sha256", active->source_sha256());
+      rec.Set("policies", static_cast<int64_t>(active->size()));
+      rec.Set("previous_sha256", core::Json());
+      MANDATE_RETURN_IF_ERROR(pipeline_->Record(std::move(rec)));
+    }
+    reloader_ = std::make_unique<PolicyReloader>(config_.policies_dir, &policies_, pipeline_.get(), log_);
+    MANDATE_RETURN_IF_ERROR(reloader_->Start());
+
     MANDATE_RETURN_IF_ERROR(StartUpstreams());
 
     AdminContext admin;
@@ -141,6 +156,7 @@ class ServerImpl final : public Server {
     admin.directory = &directory_;
     admin.pipeline = pipeline_.get();
     admin.upstream_names = upstream_names_;
+    admin.reload_policies = [this] { return reloader_->Reload().ToJson(); };
     admin.action_for = [this](std::string_view upstream, std::string_view tool, core::Json args) {
       return mcp_->ActionFor(upstream, tool, std::move(args));
     };
@@ -179,6 +195,7 @@ class ServerImpl final : public Server {
     stopped_ = true;
     if (agent_server_) agent_server_->Stop();
     if (admin_server_) admin_server_->Stop();
+    if (reloader_) reloader_->Stop();
     for (auto& u : upstreams_) u->Stop();
     if (audit_) audit_->Close();
   }
@@ -275,6 +292,7 @@ class ServerImpl final : public Server {
   std::unique_ptr<revocation::RevocationSet> revocations_;
   std::unique_ptr<audit::AuditLog> audit_;
   std::unique_ptr<gateway::Pipeline> pipeline_;
+  std::unique_ptr<PolicyReloader> reloader_;
   net::HttpClient http_client_;
   std::vector<std::unique_ptr<adapters::mcp::McpUpstream>> upstreams_;
   std::vector<std::string> upstream_names_;

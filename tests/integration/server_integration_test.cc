@@ -462,6 +462,55 @@ TEST_F(ServerIntegrationTest, PolicyExplainNamesTheDeterminingPoliciesOfEveryPri
   EXPECT_EQ(Admin("POST", "/admin/v1/policies/explain", R"({"agent":"bot","for":"alice","action":"up:echo","args":[1]})").status, 400);
 }
 
+TEST_F(ServerIntegrationTest, PoliciesReloadWholeOrNotAtAllAndEveryReloadIsAudited) {
+  ASSERT_EQ(Admin("POST", "/admin/v1/humans", R"({"name":"alice"})").status, 200);
+  ASSERT_EQ(Admin("POST", "/admin/v1/agents", R"({"name":"bot","owner":"alice"})").status, 200);
+  auto decision = [&] {
+    return Admin("POST", "/admin/v1/policies/explain", R"({"agent":"bot","for":"alice","action":"up:echo"})")
+        .json.GetString("decision");
+  };
+  auto audit_types = [&] {
+    std::vector<std::string> types;
+    Answer a = Admin("GET", "/admin/v1/audit?limit=1000");
+    if (const Json* recs = a.json.FindArray("records")) {
+      for (const Json& r : recs->as_array()) types.push_back(r.GetString("type"));
+    }
+    return types;
+  };
+  ASSERT_EQ(decision(), "allow");
+  // The set the server started with is in the log before any decision.
+  auto types = audit_types();
+  ASSERT_FALSE(types.empty());
+  EXPECT_EQ(types.front(), "policy.loaded");
+
+  // A good change is picked up by the watcher, without any call.
+  std::ofstream(dir_.Sub("policies/extra.cedar")) << R"(@id("no-echo") forbid (principal, action == Action::"up:echo", resource);)";
+  for (int i = 0; i < 100 && decision() != "deny"; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  EXPECT_EQ(decision(), "deny");
+  types = audit_types();
+  EXPECT_EQ(std::count(types.begin(), types.end(), "policy.loaded"), 2);
+
+  // A bad change is rejected whole: the set in force stays (echo still forbidden), and the
+  // rejection is audited; the reload endpoint says why.
+  std::ofstream(dir_.Sub("policies/broken.cedar")) << "permit (principal, action, resource";
+  Answer rejected = Admin("POST", "/admin/v1/policies/reload");
+  EXPECT_EQ(rejected.status, 400);
+  EXPECT_NE(rejected.body.find("broken.cedar"), std::string::npos) << rejected.body;
+  EXPECT_EQ(decision(), "deny");
+  types = audit_types();
+  EXPECT_GE(std::count(types.begin(), types.end(), "policy.rejected"), 1);
+
+  // Fixing it loads the fixed set; reloading an unchanged directory changes nothing.
+  fs::remove(dir_.Sub("policies/broken.cedar"));
+  fs::remove(dir_.Sub("policies/extra.cedar"));
+  Answer loaded = Admin("POST", "/admin/v1/policies/reload");
+  ASSERT_EQ(loaded.status, 200) << loaded.body;
+  EXPECT_EQ(decision(), "allow");
+  Answer again = Admin("POST", "/admin/v1/policies/reload");
+  EXPECT_EQ(again.json.GetString("status"), "unchanged");
+  EXPECT_EQ(again.json.GetString("sha256"), loaded.json.GetString("sha256"));
+}
+
 TEST_F(ServerIntegrationTest, AuditPageLimitIsEnforced) {
   EXPECT_EQ(Admin("GET", "/admin/v1/audit?limit=0").status, 400);
   EXPECT_EQ(Admin("GET", "/admin/v1/audit?limit=abc").status, 400);

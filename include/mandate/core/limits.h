@@ -43,6 +43,8 @@ inline constexpr size_t kPoliciesMax = 100000;
 inline constexpr size_t kPolicyAstDepthMax = 64;
 inline constexpr size_t kPolicyEvalStepsMax = 100000;  // per policy per request
 inline constexpr size_t kPolicyTestCasesMax = 10000;  // cases in one .ptest file
+// The policies dir is reloaded once no change was seen for this long (editors write in steps).
+inline constexpr int kPolicyReloadSettleMillis = 200;
 inline constexpr size_t kEntityAncestorsMax = 1024;
 static_assert(kPolicyAstDepthMax <= kJsonDepthMax * 2);
 

@@ -101,6 +101,10 @@ class PolicySet {
   // this set is unchanged.
   core::Status Merge(PolicySet other);
 
+  // For a set from LoadDir: hex SHA-256 over each file's name, length and bytes, in load order
+  // (the same files give the same digest); empty otherwise.
+  const std::string& source_sha256() const { return source_sha256_; }
+
   size_t size() const { return policies_.size(); }
   bool empty() const { return policies_.empty(); }
   const std::vector<Policy>& policies() const { return policies_; }
@@ -113,6 +117,7 @@ class PolicySet {
                                             std::string_view id_file);
 
   std::vector<Policy> policies_;
+  std::string source_sha256_;
   std::map<std::string, size_t, std::less<>> index_;  // id -> position in policies_
 };
 
