@@ -12,6 +12,8 @@
 #include "mandate/audit/audit_log.h"
 #include "mandate/core/json.h"
 #include "mandate/net/http.h"
+#include "mandate/policy/lint.h"
+#include "mandate/policy/policy_set.h"
 #include "server/config.h"
 #include "server/ptest.h"
 #include "server/server.h"
@@ -460,6 +462,64 @@ int Run(int argc, char** argv) {
       }
     }
     print(*r, text);
+  });
+
+  auto* check = pol->add_subcommand("check", "parse the policies and warn about likely mistakes (lint)");
+  std::string c_dir;
+  bool c_strict = false;
+  check->add_option("DIR", c_dir, "policies directory (default: the config's)");
+  check->add_flag("--strict", c_strict, "exit 1 when there are warnings");
+  check->callback([&] {
+    auto cfg = LoadConfigOrDefault(config_path);
+    if (!cfg.ok()) {
+      rc = Fail("config: " + cfg.error().message);
+      return;
+    }
+    const std::string dir = c_dir.empty() ? cfg->policies_dir : c_dir;
+    auto set = policy::PolicySet::LoadDir(dir);
+    if (!set.ok()) {
+      rc = Fail(set.error().message);
+      return;
+    }
+    policy::LintContext lc;
+    for (const auto& [name, up] : cfg->upstreams) {
+      lc.upstreams.insert(name);
+      for (const auto& [tool, tc] : up.tools) lc.tool_classes.emplace(name + ":" + tool, tc.action_class);
+    }
+    // Registered humans and agents, when a server is reachable; otherwise those names are
+    // not checked (said below), rather than every name being reported.
+    std::string note;
+    auto humans = Admin(config_path, "GET", "/admin/v1/humans", nullptr);
+    auto agents = humans.ok() ? Admin(config_path, "GET", "/admin/v1/agents", nullptr) : humans;
+    if (humans.ok() && agents.ok()) {
+      lc.humans.emplace();
+      lc.agents.emplace();
+      if (const Json* hs = humans->FindArray("humans")) for (const Json& h : hs->as_array()) lc.humans->insert(h.GetString("name"));
+      if (const Json* as = agents->FindArray("agents")) for (const Json& a : as->as_array()) lc.agents->insert(a.GetString("name"));
+    } else {
+      note = "note: human and agent names not checked (admin API not reachable: " + humans.error().message + ")\n";
+    }
+    auto warnings = policy::Lint(*set, lc);
+    Json j = Json::MakeObject();
+    j.Set("dir", dir);
+    j.Set("policies", static_cast<int64_t>(set->size()));
+    j.Set("sha256", set->source_sha256());
+    j.Set("names_checked", lc.humans.has_value());
+    Json ws = Json::MakeArray();
+    std::string text;
+    for (const auto& w : warnings) {
+      Json wj = Json::MakeObject();
+      wj.Set("rule", w.rule);
+      wj.Set("policy", w.policy_id);
+      wj.Set("location", w.location.ToString());
+      wj.Set("message", w.message);
+      ws.Push(std::move(wj));
+      text += w.ToString() + "\n";
+    }
+    j.Set("warnings", std::move(ws));
+    text += note + std::to_string(set->size()) + " policies in " + dir + " parse; " + std::to_string(warnings.size()) + " warning(s)";
+    print(j, text);
+    if (c_strict && !warnings.empty()) rc = kExitFailed;
   });
 
   auto* ptest = pol->add_subcommand("test", "run the golden cases of .ptest files (offline; no server needed)");
