@@ -413,6 +413,33 @@ int Run(int argc, char** argv) {
     print(j, "audit log verified: " + std::to_string(report->records) + " records, chain intact");
   });
 
+  // keys
+  auto* keys = app.add_subcommand("keys", "token-signing keys");
+  keys->require_subcommand(1);
+  auto* keys_list = keys->add_subcommand("list", "the keys that verify tokens now, the signer first");
+  keys_list->callback([&] {
+    auto r = admin_or_fail("GET", "/admin/v1/keys", nullptr);
+    if (!r) return;
+    std::string text;
+    for (const Json& k : r->FindArray("keys")->as_array()) {
+      const Json* at = k.Find("retires_at");
+      text += k.GetString("kid") + " " + k.GetString("alg") +
+              (k.Find("active") && k.Find("active")->as_bool() ? " active (signs new tokens)"
+                                                               : " verify-only, retires at " + (at && at->is_int() ? std::to_string(at->as_int()) : std::string("never"))) +
+              "\n";
+    }
+    if (!text.empty()) text.pop_back();
+    print(*r, text);
+  });
+  auto* keys_rotate = keys->add_subcommand("rotate", "sign with a new key; the old one verifies until its tokens expire");
+  keys_rotate->callback([&] {
+    Json body = Json::MakeObject();
+    auto r = admin_or_fail("POST", "/admin/v1/keys/rotate", &body);
+    if (!r) return;
+    print(*r, "new signing key " + r->GetString("kid") + " (" + r->GetString("alg") + "); " + r->GetString("previous_kid") +
+                  " verifies until " + std::to_string(r->GetInt("previous_retires_at", 0)));
+  });
+
   // policy
   auto* pol = app.add_subcommand("policy", "policies: test cases, explain a decision");
   pol->require_subcommand(1);

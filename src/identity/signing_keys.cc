@@ -29,6 +29,7 @@ namespace {
 
 constexpr char kActiveFileName[] = "active";
 constexpr char kKeySuffix[] = ".pem";
+constexpr char kRetireSuffix[] = ".retire";
 constexpr size_t kActiveFileBytesMax = 256;
 
 std::string SysError(int err) { return std::system_category().message(err); }
@@ -216,13 +217,50 @@ std::shared_ptr<const JwsKey> FindIn(const std::vector<std::shared_ptr<const Jws
   return nullptr;
 }
 
+// Reads <dir>/<kid>.retire: nullopt when absent. Errors: unreadable or not a number.
+Result<std::optional<int64_t>> ReadRetire(const std::string& dir, const std::string& kid) {
+  const std::string path = dir + "/" + kid + kRetireSuffix;
+  struct stat st {};
+  if (::lstat(path.c_str(), &st) != 0) {
+    if (errno == ENOENT) return std::optional<int64_t>();
+    return IoError("cannot stat", path, errno);
+  }
+  MANDATE_ASSIGN_OR_RETURN(std::string text, ReadSmallFile(path, kActiveFileBytesMax, /*owner_only=*/false));
+  while (!text.empty() && (text.back() == '\n' || text.back() == '\r')) text.pop_back();
+  char* end = nullptr;
+  errno = 0;
+  long long v = std::strtoll(text.c_str(), &end, 10);
+  if (text.empty() || end != text.c_str() + text.size() || errno != 0 || v < 0) {
+    return MakeError(ErrorCode::kInternal, path + " does not hold Unix seconds");
+  }
+  return std::optional<int64_t>(static_cast<int64_t>(v));
+}
+
+// Deletes a retired key's files; best effort (a leftover file is retired again at the next
+// load, never used).
+void RemoveKeyFiles(const std::string& dir, const std::string& kid) {
+  ::unlink((dir + "/" + kid + kKeySuffix).c_str());
+  ::unlink((dir + "/" + kid + kRetireSuffix).c_str());
+}
+
 }  // namespace
 
-SigningKeys::SigningKeys(std::string dir, std::shared_ptr<const JwsKey> active,
-                         std::vector<std::shared_ptr<const JwsKey>> keys)
-    : dir_(std::move(dir)), active_(std::move(active)), keys_(std::move(keys)) {}
+SigningKeys::SigningKeys(std::string dir, const core::Clock& clock, std::shared_ptr<const JwsKey> active,
+                         std::vector<std::shared_ptr<const JwsKey>> keys, std::map<std::string, int64_t> retire_at)
+    : dir_(std::move(dir)),
+      clock_(clock),
+      active_(std::move(active)),
+      keys_(std::move(keys)),
+      retire_at_(std::move(retire_at)) {}
 
-Result<std::unique_ptr<SigningKeys>> SigningKeys::LoadOrCreate(const std::string& dir_in, Alg alg) {
+bool SigningKeys::LiveLocked(const JwsKey& k, int64_t now) const {
+  if (active_ && k.kid() == active_->kid()) return true;
+  auto it = retire_at_.find(k.kid());
+  return it == retire_at_.end() || now <= it->second;
+}
+
+Result<std::unique_ptr<SigningKeys>> SigningKeys::LoadOrCreate(const std::string& dir_in, Alg alg,
+                                                              const core::Clock& clock) {
   if (dir_in.empty()) return MakeError(ErrorCode::kInternal, "key directory is empty");
   std::string dir = dir_in;
   while (dir.size() > 1 && dir.back() == '/') dir.pop_back();
@@ -281,12 +319,93 @@ Result<std::unique_ptr<SigningKeys>> SigningKeys::LoadOrCreate(const std::string
                          std::string(AlgName(active->alg())) + " but " + std::string(AlgName(alg)) +
                          " is configured; switching algorithms needs a key rotation");
   }
+  // Retirement times of the verify-only keys; keys already retired are deleted.
+  std::map<std::string, int64_t> retire_at;
+  const int64_t now = clock.NowUnixSeconds();
+  std::vector<std::shared_ptr<const JwsKey>> live;
+  for (auto& k : keys) {
+    if (k == active) {
+      live.push_back(std::move(k));
+      continue;
+    }
+    MANDATE_ASSIGN_OR_RETURN(std::optional<int64_t> at, ReadRetire(dir, k->kid()));
+    if (at && now > *at) {
+      RemoveKeyFiles(dir, k->kid());
+      continue;
+    }
+    if (at) retire_at.emplace(k->kid(), *at);
+    live.push_back(std::move(k));
+  }
+  keys = std::move(live);
   // Active key first, the verify-only keys after it in kid order.
   std::stable_sort(keys.begin(), keys.end(), [&](const auto& a, const auto& b) {
     if ((a == active) != (b == active)) return a == active;
     return a->kid() < b->kid();
   });
-  return std::unique_ptr<SigningKeys>(new SigningKeys(dir, std::move(active), std::move(keys)));
+  return std::unique_ptr<SigningKeys>(
+      new SigningKeys(dir, clock, std::move(active), std::move(keys), std::move(retire_at)));
+}
+
+Result<SigningKeys::Rotation> SigningKeys::Rotate(Alg alg, int64_t verify_for_seconds) {
+  if (verify_for_seconds < 0) return MakeError(ErrorCode::kBadRequest, "verify_for_seconds must not be negative");
+  std::lock_guard<std::mutex> rotating(rotate_mu_);
+  const int64_t now = clock_.NowUnixSeconds();
+  std::shared_ptr<const JwsKey> previous = Active();
+  {
+    std::shared_lock lock(mu_);
+    size_t live = 0;
+    for (const auto& k : keys_) live += LiveLocked(*k, now) ? 1 : 0;
+    if (live + 1 > core::kSigningKeysMax) {
+      return MakeError(ErrorCode::kPayloadTooLarge,
+                       "rotating would keep more than " + std::to_string(core::kSigningKeysMax) +
+                           " signing keys alive; wait until older ones retire");
+    }
+  }
+  MANDATE_ASSIGN_OR_RETURN(std::shared_ptr<const JwsKey> key, JwsKey::Generate(alg));
+  MANDATE_ASSIGN_OR_RETURN(std::string pem_raw, key->PrivatePem());
+  SecretString pem(std::move(pem_raw));
+  const int64_t retires_at = now + verify_for_seconds;
+  // Durable in this order: the new key, the old key's retirement, then `active`. A crash in
+  // between leaves the old key active (and a harmless extra key, or an early retire file that
+  // the old key, still active, ignores).
+  MANDATE_RETURN_IF_ERROR(WriteFileAtomically(dir_, key->kid() + kKeySuffix, pem.get()));
+  MANDATE_RETURN_IF_ERROR(WriteFileAtomically(dir_, previous->kid() + kRetireSuffix, std::to_string(retires_at) + "\n"));
+  MANDATE_RETURN_IF_ERROR(WriteActive(dir_, key->kid()));
+
+  std::vector<std::string> retired;
+  {
+    std::unique_lock lock(mu_);
+    retire_at_[previous->kid()] = retires_at;
+    active_ = key;
+    std::vector<std::shared_ptr<const JwsKey>> keys{key};
+    for (auto& k : keys_) {
+      if (LiveLocked(*k, now)) {
+        keys.push_back(std::move(k));
+      } else {
+        retired.push_back(k->kid());
+        retire_at_.erase(k->kid());
+      }
+    }
+    keys_ = std::move(keys);
+  }
+  for (const std::string& kid : retired) RemoveKeyFiles(dir_, kid);
+  return Rotation{key->kid(), previous->kid(), retires_at};
+}
+
+std::vector<SigningKeys::KeyInfo> SigningKeys::List() const {
+  const int64_t now = clock_.NowUnixSeconds();
+  std::shared_lock lock(mu_);
+  std::vector<KeyInfo> out;
+  for (const auto& k : keys_) {
+    if (!LiveLocked(*k, now)) continue;
+    KeyInfo info;
+    info.kid = k->kid();
+    info.alg = k->alg();
+    info.active = k == active_;
+    if (auto it = retire_at_.find(k->kid()); it != retire_at_.end() && !info.active) info.retires_at = it->second;
+    out.push_back(std::move(info));
+  }
+  return out;
 }
 
 std::shared_ptr<const JwsKey> SigningKeys::Active() const {
@@ -295,22 +414,28 @@ std::shared_ptr<const JwsKey> SigningKeys::Active() const {
 }
 
 std::shared_ptr<const JwsKey> SigningKeys::Find(std::string_view kid) const {
+  const int64_t now = clock_.NowUnixSeconds();
   std::shared_lock lock(mu_);
-  return FindIn(keys_, kid);
+  auto k = FindIn(keys_, kid);
+  return k && LiveLocked(*k, now) ? k : nullptr;
 }
 
 Json SigningKeys::Jwks() const {
+  const int64_t now = clock_.NowUnixSeconds();
   std::shared_lock lock(mu_);
   Json arr = Json::MakeArray();
-  for (const auto& k : keys_) arr.Push(k->PublicJwk());
+  for (const auto& k : keys_) {
+    if (LiveLocked(*k, now)) arr.Push(k->PublicJwk());
+  }
   Json out = Json::MakeObject();
   out.Set("keys", std::move(arr));
   return out;
 }
 
 size_t SigningKeys::size() const {
+  const int64_t now = clock_.NowUnixSeconds();
   std::shared_lock lock(mu_);
-  return keys_.size();
+  return static_cast<size_t>(std::count_if(keys_.begin(), keys_.end(), [&](const auto& k) { return LiveLocked(*k, now); }));
 }
 
 }  // namespace mandate::identity

@@ -10,6 +10,8 @@
 #include <sstream>
 
 #include "identity/identity_test_util.h"
+#include "mandate/core/clock.h"
+#include "mandate/core/limits.h"
 
 namespace mandate::identity {
 namespace {
@@ -238,6 +240,86 @@ TEST(SigningKeys, RefusesADirectoryThatIsAFile) {
   std::ofstream(tmp.Sub("file")) << "x";
   EXPECT_FALSE(SigningKeys::LoadOrCreate(tmp.Sub("file")).ok());
   EXPECT_FALSE(SigningKeys::LoadOrCreate("").ok());
+}
+
+}  // namespace
+}  // namespace mandate::identity
+
+namespace mandate::identity {
+namespace {
+
+TEST(SigningKeys, RotationSignsWithTheNewKeyAndRetiresTheOldOneAfterItsTokensExpire) {
+  ScratchDir tmp;
+  const std::string dir = tmp.Sub("keys");
+  core::FakeClock clock;
+  clock.SetUnixSeconds(1'800'000'000);
+  auto keys = SigningKeys::LoadOrCreate(dir, Alg::kEdDSA, clock);
+  ASSERT_TRUE(keys.ok()) << keys.error().message;
+  const std::string old_kid = (*keys)->Active()->kid();
+
+  auto r = (*keys)->Rotate(Alg::kES256, 900 + 30);  // e.g. max_ttl 15 min + 30 s skew
+  ASSERT_TRUE(r.ok()) << r.error().message;
+  EXPECT_EQ(r->previous_kid, old_kid);
+  EXPECT_EQ(r->previous_retires_at, 1'800'000'930);
+  EXPECT_EQ((*keys)->Active()->kid(), r->kid);
+  EXPECT_EQ((*keys)->Active()->alg(), Alg::kES256);  // the new key has the algorithm asked for
+  // Both verify, and the JWKS shows exactly them, the new signer first.
+  EXPECT_NE((*keys)->Find(old_kid), nullptr);
+  Json jwks = (*keys)->Jwks();
+  ASSERT_EQ(jwks.FindArray("keys")->as_array().size(), 2u);
+  EXPECT_EQ(jwks.FindArray("keys")->as_array()[0].GetString("kid"), r->kid);
+  EXPECT_EQ(ReadFile(dir + "/active"), r->kid + "\n");
+  EXPECT_EQ(ReadFile(dir + "/" + old_kid + ".retire"), "1800000930\n");
+  auto list = (*keys)->List();
+  ASSERT_EQ(list.size(), 2u);
+  EXPECT_TRUE(list[0].active);
+  EXPECT_FALSE(list[0].retires_at.has_value());
+  EXPECT_EQ(list[1].retires_at.value_or(0), 1'800'000'930);
+
+  // A restart in between keeps the same state.
+  {
+    auto reloaded = SigningKeys::LoadOrCreate(dir, Alg::kES256, clock);
+    ASSERT_TRUE(reloaded.ok()) << reloaded.error().message;
+    EXPECT_EQ((*reloaded)->Active()->kid(), r->kid);
+    EXPECT_NE((*reloaded)->Find(old_kid), nullptr);
+  }
+
+  // Up to its retirement second the old key verifies; after it, it is gone from Find and JWKS.
+  clock.SetUnixSeconds(1'800'000'930);
+  EXPECT_NE((*keys)->Find(old_kid), nullptr);
+  clock.SetUnixSeconds(1'800'000'931);
+  EXPECT_EQ((*keys)->Find(old_kid), nullptr);
+  EXPECT_EQ((*keys)->Jwks().FindArray("keys")->as_array().size(), 1u);
+  EXPECT_EQ((*keys)->size(), 1u);
+  // The next load deletes its files; the private key does not outlive its use.
+  auto after = SigningKeys::LoadOrCreate(dir, Alg::kES256, clock);
+  ASSERT_TRUE(after.ok()) << after.error().message;
+  EXPECT_EQ((*after)->size(), 1u);
+  EXPECT_FALSE(std::filesystem::exists(dir + "/" + old_kid + ".pem"));
+  EXPECT_FALSE(std::filesystem::exists(dir + "/" + old_kid + ".retire"));
+}
+
+TEST(SigningKeys, RotationRefusesBadInputAndTooManyLiveKeys) {
+  ScratchDir tmp;
+  core::FakeClock clock;
+  auto keys = SigningKeys::LoadOrCreate(tmp.Sub("keys"), Alg::kEdDSA, clock);
+  ASSERT_TRUE(keys.ok());
+  EXPECT_EQ((*keys)->Rotate(Alg::kEdDSA, -1).error().code, ErrorCode::kBadRequest);
+  size_t rotations = 0;
+  core::Result<SigningKeys::Rotation> r = (*keys)->Rotate(Alg::kEdDSA, 3600);
+  while (r.ok() && rotations < core::kSigningKeysMax + 2) {
+    ++rotations;
+    r = (*keys)->Rotate(Alg::kEdDSA, 3600);
+  }
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.error().code, ErrorCode::kPayloadTooLarge);
+  EXPECT_EQ((*keys)->size(), core::kSigningKeysMax);
+  // Once the old ones retire, rotation works again and prunes them.
+  clock.AdvanceSeconds(3601);
+  auto again = (*keys)->Rotate(Alg::kEdDSA, 3600);
+  ASSERT_TRUE(again.ok()) << again.error().message;
+  EXPECT_EQ((*keys)->size(), 2u);
+  EXPECT_EQ(PemFiles(tmp.Sub("keys")).size(), 2u);
 }
 
 }  // namespace

@@ -135,6 +135,10 @@ net::HttpResponse AdminApi::Handle(const net::HttpRequest& req) {
     return PostRevocation(body);
   } else if (p == "/admin/v1/policies/explain" && req.method == "POST") {
     return PostExplain(body);
+  } else if (p == "/admin/v1/keys" && req.method == "GET") {
+    return GetKeys();
+  } else if (p == "/admin/v1/keys/rotate" && req.method == "POST") {
+    return PostKeysRotate();
   } else if (p == "/admin/v1/policies/reload" && req.method == "POST") {
     if (!ctx_.reload_policies) return Error(ErrorCode::kNotFound, "policy reload is not available");
     Json out = ctx_.reload_policies();
@@ -316,6 +320,47 @@ net::HttpResponse AdminApi::PostRevocation(const Json& body) {
   out.Set("kind", std::string(revocation::KindName(*kind)));
   out.Set("subject", subject);
   out.Set("sessions", StringArray(*affected));
+  out.Set("audited", appended.ok());
+  return Ok(out);
+}
+
+net::HttpResponse AdminApi::GetKeys() {
+  if (ctx_.keys == nullptr) return Error(ErrorCode::kNotFound, "no signing keys");
+  Json arr = Json::MakeArray();
+  for (const auto& k : ctx_.keys->List()) {
+    Json j = Json::MakeObject();
+    j.Set("kid", k.kid);
+    j.Set("alg", std::string(identity::AlgName(k.alg)));
+    j.Set("active", k.active);
+    j.Set("retires_at", k.retires_at ? Json(*k.retires_at) : Json());
+    arr.Push(std::move(j));
+  }
+  Json out = Json::MakeObject();
+  out.Set("keys", std::move(arr));
+  return Ok(out);
+}
+
+// A new signing key of the configured algorithm signs from now on; the previous one verifies
+// until every token it can have signed has expired (max_ttl + clock skew), then retires.
+net::HttpResponse AdminApi::PostKeysRotate() {
+  if (ctx_.keys == nullptr) return Error(ErrorCode::kNotFound, "no signing keys");
+  const identity::Alg alg = ctx_.config->tokens.alg == TokenAlg::kES256 ? identity::Alg::kES256 : identity::Alg::kEdDSA;
+  auto r = ctx_.keys->Rotate(alg, ctx_.config->tokens.max_ttl_seconds + core::kTokenClockSkewSeconds);
+  if (!r.ok()) return Error(r.error());
+  if (ctx_.on_keys_rotated) ctx_.on_keys_rotated();
+  Json rec = Json::MakeObject();
+  rec.Set("type", "key.rotated");
+  rec.Set("kid", r->kid);
+  rec.Set("alg", std::string(identity::AlgName(alg)));
+  rec.Set("previous_kid", r->previous_kid);
+  rec.Set("previous_retires_at", r->previous_retires_at);
+  // The rotation is already in force; a failed audit append is reported to the operator.
+  auto appended = ctx_.pipeline->Record(std::move(rec));
+  Json out = Json::MakeObject();
+  out.Set("kid", r->kid);
+  out.Set("alg", std::string(identity::AlgName(alg)));
+  out.Set("previous_kid", r->previous_kid);
+  out.Set("previous_retires_at", r->previous_retires_at);
   out.Set("audited", appended.ok());
   return Ok(out);
 }

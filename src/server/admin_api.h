@@ -10,6 +10,7 @@
 
 #include "mandate/core/clock.h"
 #include "mandate/gateway/pipeline.h"
+#include "mandate/identity/signing_keys.h"
 #include "mandate/identity/token_issuer.h"
 #include "mandate/net/http.h"
 #include "mandate/revocation/revocation_set.h"
@@ -34,6 +35,9 @@ struct AdminContext {
       action_for;
   // Reloads the policies directory now; answers PolicyReloader::Outcome::ToJson().
   std::function<core::Json()> reload_policies;
+  // The token-signing keys, and what to do after a rotation (drop the verifier's cache).
+  identity::SigningKeys* keys = nullptr;
+  std::function<void()> on_keys_rotated;
 };
 
 class AdminApi {
@@ -49,6 +53,8 @@ class AdminApi {
   net::HttpResponse PostRevocation(const core::Json& body);
   net::HttpResponse GetAudit(const net::HttpRequest& request);
   net::HttpResponse PostExplain(const core::Json& body);
+  net::HttpResponse GetKeys();
+  net::HttpResponse PostKeysRotate();
 
   AdminContext ctx_;
 };

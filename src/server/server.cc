@@ -157,6 +157,9 @@ class ServerImpl final : public Server {
     admin.pipeline = pipeline_.get();
     admin.upstream_names = upstream_names_;
     admin.reload_policies = [this] { return reloader_->Reload().ToJson(); };
+    admin.keys = keys_.get();
+    // Cached verifications must not outlive a key that was retired early.
+    admin.on_keys_rotated = [this] { verifier_->ClearCache(); };
     admin.action_for = [this](std::string_view upstream, std::string_view tool, core::Json args) {
       return mcp_->ActionFor(upstream, tool, std::move(args));
     };

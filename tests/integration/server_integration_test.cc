@@ -4,6 +4,8 @@
 // Covers the admin API (DESIGN.md section 8), the agent listener, revocation end to end,
 // credential injection and scrubbing (invariant 3), and a clean stop.
 #include <gtest/gtest.h>
+
+#include <ctime>
 #include <stdlib.h>
 #include <sys/stat.h>
 
@@ -509,6 +511,58 @@ TEST_F(ServerIntegrationTest, PoliciesReloadWholeOrNotAtAllAndEveryReloadIsAudit
   Answer again = Admin("POST", "/admin/v1/policies/reload");
   EXPECT_EQ(again.json.GetString("status"), "unchanged");
   EXPECT_EQ(again.json.GetString("sha256"), loaded.json.GetString("sha256"));
+}
+
+TEST_F(ServerIntegrationTest, KeyRotationSignsWithANewKeyWhileOldTokensKeepWorking) {
+  auto kid_of = [](const std::string& token) {
+    auto header = core::Base64UrlDecode(token.substr(0, token.find('.')));
+    if (!header) return std::string();
+    auto j = Json::Parse(*header);
+    return j.ok() ? j->GetString("kid") : std::string();
+  };
+  auto [old_token, sid] = StartSession();
+  const std::string old_kid = kid_of(old_token);
+  ASSERT_FALSE(old_kid.empty());
+
+  Answer rotated = Admin("POST", "/admin/v1/keys/rotate");
+  ASSERT_EQ(rotated.status, 200) << rotated.body;
+  const std::string new_kid = rotated.json.GetString("kid");
+  EXPECT_NE(new_kid, old_kid);
+  EXPECT_EQ(rotated.json.GetString("previous_kid"), old_kid);
+  const int64_t now = static_cast<int64_t>(std::time(nullptr));
+  // The old key verifies until its longest-lived token has expired (max_ttl 24 h + 30 s skew).
+  EXPECT_NEAR(static_cast<double>(rotated.json.GetInt("previous_retires_at", 0)),
+              static_cast<double>(now + core::kTokenTtlSecondsMax + core::kTokenClockSkewSeconds), 5.0);
+
+  // The JWKS serves exactly the keys that verify, the signer first.
+  Answer jwks = Do(server_->agent_port(), "GET", "/.well-known/jwks.json", "", {});
+  ASSERT_EQ(jwks.status, 200);
+  const auto& jkeys = jwks.json.FindArray("keys")->as_array();
+  ASSERT_EQ(jkeys.size(), 2u);
+  EXPECT_EQ(jkeys[0].GetString("kid"), new_kid);
+  EXPECT_EQ(jkeys[1].GetString("kid"), old_kid);
+  Answer listed = Admin("GET", "/admin/v1/keys");
+  ASSERT_EQ(listed.status, 200);
+  EXPECT_EQ(listed.json.FindArray("keys")->as_array().size(), 2u);
+
+  // A token signed before the rotation still works; new sessions get the new key.
+  EXPECT_FALSE(McpInitialize(old_token).empty());
+  Answer fresh = Admin("POST", "/admin/v1/sessions", R"({"agent":"bot","human":"alice","task":"T-2"})");
+  ASSERT_EQ(fresh.status, 201) << fresh.body;
+  const std::string new_token = fresh.json.GetString("token");
+  EXPECT_EQ(kid_of(new_token), new_kid);
+  EXPECT_FALSE(McpInitialize(new_token).empty());
+
+  Answer audit = Admin("GET", "/admin/v1/audit?limit=1000");
+  EXPECT_NE(audit.body.find("\"key.rotated\""), std::string::npos);
+  EXPECT_EQ(audit.body.find("PRIVATE"), std::string::npos);
+
+  // Across a restart the new key still signs and the old one still verifies.
+  server_->Stop();
+  server_.reset();
+  StartServer();
+  EXPECT_FALSE(McpInitialize(old_token).empty());
+  EXPECT_FALSE(McpInitialize(new_token).empty());
 }
 
 TEST_F(ServerIntegrationTest, AuditPageLimitIsEnforced) {
