@@ -6,6 +6,7 @@
 #include <CLI/CLI.hpp>
 #include <cstdio>
 #include <cstdlib>
+#include <ctime>
 #include <fstream>
 #include <iostream>
 
@@ -102,6 +103,16 @@ core::Result<Json> Admin(const std::string& config_path, const std::string& meth
   }
   if (!parsed.ok()) return core::MakeError(core::ErrorCode::kInternal, "admin API answered invalid JSON");
   return parsed;
+}
+
+// Unix seconds as "2026-11-22T17:05:00Z".
+std::string UtcTime(int64_t unix_seconds) {
+  std::time_t t = static_cast<std::time_t>(unix_seconds);
+  std::tm tm{};
+  if (gmtime_r(&t, &tm) == nullptr) return std::to_string(unix_seconds);
+  char buf[32];
+  std::strftime(buf, sizeof(buf), "%Y-%m-%dT%H:%M:%SZ", &tm);
+  return buf;
 }
 
 std::string Join(const Json* arr) {
@@ -425,7 +436,7 @@ int Run(int argc, char** argv) {
       const Json* at = k.Find("retires_at");
       text += k.GetString("kid") + " " + k.GetString("alg") +
               (k.Find("active") && k.Find("active")->as_bool() ? " active (signs new tokens)"
-                                                               : " verify-only, retires at " + (at && at->is_int() ? std::to_string(at->as_int()) : std::string("never"))) +
+                                                               : " verify-only, retires at " + (at && at->is_int() ? UtcTime(at->as_int()) : std::string("never"))) +
               "\n";
     }
     if (!text.empty()) text.pop_back();
@@ -437,7 +448,7 @@ int Run(int argc, char** argv) {
     auto r = admin_or_fail("POST", "/admin/v1/keys/rotate", &body);
     if (!r) return;
     print(*r, "new signing key " + r->GetString("kid") + " (" + r->GetString("alg") + "); " + r->GetString("previous_kid") +
-                  " verifies until " + std::to_string(r->GetInt("previous_retires_at", 0)));
+                  " verifies until " + UtcTime(r->GetInt("previous_retires_at", 0)));
   });
 
   // policy
