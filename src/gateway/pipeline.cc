@@ -1,5 +1,6 @@
 #include "mandate/gateway/pipeline.h"
 
+#include <algorithm>
 #include <ctime>
 #include <mutex>
 
@@ -106,6 +107,12 @@ bool ScopeAllows(const std::vector<std::string>& scope, std::string_view action_
     }
   }
   return false;
+}
+
+bool ScopeCovers(const std::vector<std::string>& held, const std::vector<std::string>& requested) {
+  // ScopeAllows treats a requested "up:*" or "*" as an action id: only "*", or the same
+  // wildcard, covers it.
+  return std::all_of(requested.begin(), requested.end(), [&](const std::string& r) { return ScopeAllows(held, r); });
 }
 
 Pipeline::Pipeline(PipelineDeps deps) : deps_(deps) {}
@@ -215,6 +222,12 @@ Decision Pipeline::Decide(const Caller& caller, const core::Action& action) cons
   context.emplace("time", TimeValue(deps_.clock->NowUnixSeconds()));
   Value context_value = Value::Record(std::move(context));
 
+  return Evaluate(std::move(d), principals, action_uid, resource_uid, context_value, entities);
+}
+
+Decision Pipeline::Evaluate(Decision d, const std::vector<policy::EntityUid>& principals,
+                            const policy::EntityUid& action_uid, const policy::EntityUid& resource_uid,
+                            const policy::Value& context_value, const policy::Entities& entities) const {
   std::shared_ptr<const policy::PolicySet> set = deps_.policies->Get();
   bool all_allow = true;
   bool any_approval = false;
@@ -280,6 +293,48 @@ Decision Pipeline::Decide(const Caller& caller, const core::Action& action) cons
   d.kind = Decision::Kind::kAllow;
   d.reason = "permitted for the human and every agent of the chain";
   return d;
+}
+
+Decision Pipeline::DecideDelegation(const Caller& caller, const std::string& child_agent) const {
+  Decision d;
+  d.id = core::NewId("dec");
+  d.action = std::string(kDelegateAction);
+  d.resource = EntityUid{"Agent", child_agent}.ToString();
+  d.scope_ok = true;  // delegation is not a tool call: the token's scope does not name it
+  const identity::Claims& c = *caller.claims;
+  policy::Entities entities;
+  auto human_groups = deps_.directory->HumanGroups(c.sub);
+  if (!human_groups) return Deny(std::move(d), ErrorCode::kPolicyDenied, "unknown human \"" + c.sub + "\"");
+  const EntityUid human{"Human", c.sub};
+  (void)entities.Add(human, Value::Record({}), GroupUids(*human_groups));
+  std::vector<EntityUid> principals{human};
+  for (const std::string& agent : caller.chain) {
+    auto groups = deps_.directory->AgentGroups(agent);
+    if (!groups) return Deny(std::move(d), ErrorCode::kPolicyDenied, "unknown agent \"" + agent + "\"");
+    EntityUid uid{"Agent", agent};
+    if (entities.Contains(uid)) continue;
+    (void)entities.Add(uid, Value::Record({}), GroupUids(*groups));
+    principals.push_back(std::move(uid));
+  }
+  // The child, with its groups, so that policies can delegate to a group of agents.
+  const EntityUid child{"Agent", child_agent};
+  auto child_groups = deps_.directory->AgentGroups(child_agent);
+  if (!child_groups) return Deny(std::move(d), ErrorCode::kPolicyDenied, "unknown agent \"" + child_agent + "\"");
+  if (!entities.Contains(child)) (void)entities.Add(child, Value::Record({}), GroupUids(*child_groups));
+  const EntityUid action_uid{"Action", d.action};
+  (void)entities.Add(action_uid, Value::Record({}), {EntityUid{"Action", "mandate"}});
+
+  policy::Value::RecordFields session;
+  session.emplace("id", Value::String(c.sid));
+  session.emplace("task", Value::String(c.task));
+  session.emplace("depth", Value::Long(static_cast<int64_t>(caller.chain.size()) - 1));
+  session.emplace("model", ModelValue(c));
+  session.emplace("human", Value::Entity(human));
+  policy::Value::RecordFields context;
+  context.emplace("args", Value::Record({}));
+  context.emplace("session", Value::Record(std::move(session)));
+  context.emplace("time", TimeValue(deps_.clock->NowUnixSeconds()));
+  return Evaluate(std::move(d), principals, action_uid, child, Value::Record(std::move(context)), entities);
 }
 
 Json Pipeline::CallRecord(std::string_view type, const Caller& caller, const core::Action& action) const {

@@ -359,6 +359,46 @@ TEST_F(PipelineTest, SubAgentNeverExceedsItsParent) {
   EXPECT_EQ(invoker.calls(), 0u);
 }
 
+TEST_F(PipelineTest, DelegationNeedsThePermissionOfTheHumanAndEveryAgentOfTheChain) {
+  Caller caller = MustAuthenticate(RootClaims());
+  // No policy: default deny.
+  auto none = pipeline_->DecideDelegation(caller, "helper");
+  EXPECT_FALSE(none.allowed());
+  EXPECT_EQ(none.action, "mandate:delegate");
+  EXPECT_EQ(none.resource, "Agent::\"helper\"");
+  // The agent alone may delegate: not enough, the human must permit it too.
+  SetPolicies(R"(@id("bot-delegates") permit (principal == Agent::"bot", action == Action::"mandate:delegate", resource == Agent::"helper");)");
+  EXPECT_FALSE(pipeline_->DecideDelegation(caller, "helper").allowed());
+  SetPolicies(R"(
+    @id("humans-delegate") permit (principal is Human, action in Action::"mandate", resource);
+    @id("bot-delegates") permit (principal == Agent::"bot", action == Action::"mandate:delegate", resource == Agent::"helper");
+    @id("not-to-bots") forbid (principal, action, resource in Group::"support-agents");
+  )");
+  auto ok = pipeline_->DecideDelegation(caller, "helper");
+  EXPECT_TRUE(ok.allowed()) << ok.reason;
+  ASSERT_EQ(ok.checks.size(), 2u);
+  EXPECT_EQ(ok.checks[1].permits, (std::vector<std::string>{"bot-delegates"}));
+  // The child's groups are its parents as a resource: delegating to a support agent is forbidden.
+  auto to_bot = pipeline_->DecideDelegation(caller, "bot");
+  EXPECT_FALSE(to_bot.allowed());
+  EXPECT_EQ(to_bot.checks[0].forbids, (std::vector<std::string>{"not-to-bots"}));
+  // An unknown child is a denial, never an error.
+  EXPECT_FALSE(pipeline_->DecideDelegation(caller, "ghost").allowed());
+}
+
+TEST_F(PipelineTest, ADelegatedScopeNeverExceedsItsParents) {
+  EXPECT_TRUE(ScopeCovers({"*"}, {"*"}));
+  EXPECT_TRUE(ScopeCovers({"*"}, {"up:*", "other:get"}));
+  EXPECT_TRUE(ScopeCovers({"up:*"}, {"up:*"}));
+  EXPECT_TRUE(ScopeCovers({"up:*"}, {"up:get", "up:put"}));
+  EXPECT_TRUE(ScopeCovers({"up:get", "up:put"}, {"up:get"}));
+  EXPECT_TRUE(ScopeCovers({"up:get"}, {}));
+  EXPECT_FALSE(ScopeCovers({"up:*"}, {"*"}));
+  EXPECT_FALSE(ScopeCovers({"up:get"}, {"up:*"}));
+  EXPECT_FALSE(ScopeCovers({"up:get"}, {"up:get", "up:put"}));
+  EXPECT_FALSE(ScopeCovers({"up:*"}, {"other:get"}));
+}
+
 TEST_F(PipelineTest, ForbidWins) {
   SetPolicies(R"(
     @id("all") permit (principal, action, resource);

@@ -1,5 +1,7 @@
 #include "server/admin_api.h"
 
+#include "server/sessions.h"
+
 #include "mandate/audit/audit_log.h"
 #include "mandate/core/crypto.h"
 #include "mandate/core/limits.h"
@@ -216,64 +218,25 @@ net::HttpResponse AdminApi::PostSession(const Json& body) {
   if (ttl > ctx_.config->tokens.max_ttl_seconds) {
     return Error(ErrorCode::kBadRequest, "ttl exceeds tokens.max_ttl (" + std::to_string(ctx_.config->tokens.max_ttl_seconds) + " s)");
   }
-  identity::Claims c;
+  SessionGrant grant;
+  grant.agent = agent;
+  grant.human = human;
+  grant.task = task;
+  grant.scope = std::move(scope).value();
+  grant.ttl_seconds = ttl;
   const Json* model = body.Find("model");
   if (model != nullptr && !model->is_null()) {
     if (!model->is_object() || model->GetString("provider").empty() || model->GetString("name").empty()) {
       return Error(ErrorCode::kBadRequest, "\"model\" must be {provider, name, tier}");
     }
-    c.model = identity::ModelInfo{model->GetString("provider"), model->GetString("name"), model->GetString("tier")};
+    grant.model = identity::ModelInfo{model->GetString("provider"), model->GetString("name"), model->GetString("tier")};
   }
-  const int64_t now = ctx_.clock->NowUnixSeconds();
-  c.iss = ctx_.config->tokens.issuer;
-  c.aud = {ctx_.config->tokens.audience};
-  c.sub = human;
-  c.client_id = agent;
-  c.sid = core::NewId("ses");
-  c.jti = core::NewId("tok");
-  c.act = {identity::Actor{"agent:" + agent, c.sid}};
-  c.task = task;
-  c.scope = *scope;
-  c.iat = now;
-  c.nbf = now;
-  c.exp = now + ttl;
-  if (auto st = c.Validate(); !st.ok()) return Error(st.error());
-
-  store::Session s;
-  s.sid = c.sid;
-  s.root_sid = c.sid;
-  s.agent = agent;
-  s.human = human;
-  s.task = task;
-  s.scope = c.scope;
-  s.model = model && model->is_object() ? *model : Json();
-  s.depth = 0;
-  s.created_at = now;
-  s.expires_at = c.exp;
-  if (auto st = ctx_.store->CreateSession(s); !st.ok()) return Error(st.error());
-  auto token = ctx_.issuer->Mint(c);
-  if (!token.ok()) return Error(token.error());
-
-  Json rec = Json::MakeObject();
-  rec.Set("type", "session.started");
-  rec.Set("run", c.sid);
-  rec.Set("sid", c.sid);
-  rec.Set("agent", agent);
-  rec.Set("human", human);
-  rec.Set("task", task);
-  rec.Set("scope", StringArray(c.scope));
-  rec.Set("model", s.model);
-  rec.Set("jti", c.jti);
-  rec.Set("expires_at", c.exp);
-  if (auto appended = ctx_.pipeline->Record(std::move(rec)); !appended.ok()) {
-    // Fail closed: a session that the audit log does not know must not exist. Revoke it.
-    (void)ctx_.revocations->Revoke(*ctx_.store, revocation::Kind::kSession, c.sid, "audit log unavailable", now);
-    return Error(ErrorCode::kInternal, "the audit log cannot be written: " + appended.error().message);
-  }
+  auto minted = MintSession(grant, SessionDeps{ctx_.config, ctx_.clock, ctx_.store, ctx_.issuer, ctx_.pipeline, ctx_.revocations});
+  if (!minted.ok()) return Error(minted.error());
   Json out = Json::MakeObject();
-  out.Set("token", *token);
-  out.Set("sid", c.sid);
-  out.Set("expires_at", c.exp);
+  out.Set("token", minted->token);
+  out.Set("sid", minted->sid);
+  out.Set("expires_at", minted->expires_at);
   return Ok(out, 201);
 }
 

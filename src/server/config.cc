@@ -582,7 +582,7 @@ Result<ListenAddress> ConfigParser::Listen(const Entry& e, std::string_view path
 Status ConfigParser::ParseTokens(const Entry& e, Config* config) {
   MANDATE_ASSIGN_OR_RETURN(auto entries, Entries(e, "tokens", 16));
   MANDATE_RETURN_IF_ERROR(
-      CheckKeys(entries, "tokens", {"issuer", "audience", "ttl", "max_ttl", "alg"}));
+      CheckKeys(entries, "tokens", {"issuer", "audience", "ttl", "max_ttl", "alg", "max_delegation_depth"}));
   TokensConfig& t = config->tokens;
   if (const Entry* x = Find(entries, "issuer")) {
     MANDATE_ASSIGN_OR_RETURN(t.issuer, String(*x, "tokens.issuer"));
@@ -635,6 +635,11 @@ Status ConfigParser::ParseTokens(const Entry& e, Config* config) {
     } else {
       return AtValue(*x, "tokens.alg: expected EdDSA or ES256, got " + Quoted(alg));
     }
+  }
+  if (const Entry* x = Find(entries, "max_delegation_depth")) {
+    MANDATE_ASSIGN_OR_RETURN(int64_t n, Integer(*x, "tokens.max_delegation_depth", 1,
+                                                static_cast<int64_t>(core::kDelegationDepthMax)));
+    t.max_delegation_depth = static_cast<uint32_t>(n);
   }
   return core::OkStatus();
 }

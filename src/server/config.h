@@ -58,6 +58,8 @@ struct TokensConfig {
   int64_t ttl_seconds = core::kTokenTtlSecondsDefault;
   int64_t max_ttl_seconds = core::kTokenTtlSecondsMax;
   TokenAlg alg = TokenAlg::kEdDSA;
+  // Delegation hops below a root session (token exchange); 1..kDelegationDepthMax.
+  uint32_t max_delegation_depth = core::kDelegationDepthDefault;
 };
 
 struct ToolConfig {

@@ -27,6 +27,7 @@
 #include "mandate/store/sqlite_store.h"
 #include "server/admin_api.h"
 #include "server/policy_reloader.h"
+#include "server/token_exchange.h"
 
 namespace mandate::server {
 namespace {
@@ -156,6 +157,8 @@ class ServerImpl final : public Server {
     admin.directory = &directory_;
     admin.pipeline = pipeline_.get();
     admin.upstream_names = upstream_names_;
+    token_exchange_ = std::make_unique<TokenExchange>(
+        SessionDeps{&config_, &clock_, store_.get(), issuer_.get(), pipeline_.get(), revocations_.get()}, upstream_names_);
     admin.reload_policies = [this] { return reloader_->Reload().ToJson(); };
     admin.keys = keys_.get();
     // Cached verifications must not outlive a key that was retired early.
@@ -259,6 +262,16 @@ class ServerImpl final : public Server {
       sink->Send(net::HttpResponse::Json(200, R"({"status":"ok"})"));
       return;
     }
+    if (req.path == "/oauth/token") {
+      if (req.method != "POST") {
+        auto r = net::HttpResponse::Json(405, R"({"error":"invalid_request","error_description":"use POST"})");
+        r.headers.emplace_back("Allow", "POST");
+        sink->Send(std::move(r));
+        return;
+      }
+      sink->Send(token_exchange_->Handle(req));
+      return;
+    }
     if (req.method == "GET" && req.path == "/.well-known/jwks.json") {
       auto r = net::HttpResponse::Json(200, keys_->Jwks().Dump());
       r.headers.emplace_back("Cache-Control", "max-age=300");
@@ -296,6 +309,7 @@ class ServerImpl final : public Server {
   std::unique_ptr<audit::AuditLog> audit_;
   std::unique_ptr<gateway::Pipeline> pipeline_;
   std::unique_ptr<PolicyReloader> reloader_;
+  std::unique_ptr<TokenExchange> token_exchange_;
   net::HttpClient http_client_;
   std::vector<std::unique_ptr<adapters::mcp::McpUpstream>> upstreams_;
   std::vector<std::string> upstream_names_;

@@ -5,6 +5,8 @@
 // credential injection and scrubbing (invariant 3), and a clean stop.
 #include <gtest/gtest.h>
 
+#include <cctype>
+#include <cstdio>
 #include <ctime>
 #include <stdlib.h>
 #include <sys/stat.h>
@@ -563,6 +565,122 @@ TEST_F(ServerIntegrationTest, KeyRotationSignsWithANewKeyWhileOldTokensKeepWorki
   StartServer();
   EXPECT_FALSE(McpInitialize(old_token).empty());
   EXPECT_FALSE(McpInitialize(new_token).empty());
+}
+
+// POST /oauth/token (RFC 8693) with a form body; returns the answer.
+static std::string Form(const std::vector<std::pair<std::string, std::string>>& kv) {
+  std::string out;
+  for (const auto& [k, v] : kv) {
+    if (!out.empty()) out += "&";
+    out += k + "=";
+    for (char c : v) {
+      if (std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_' || c == '.' || c == '~') out.push_back(c);
+      else if (c == ' ') out.push_back('+');
+      else {
+        char buf[4];
+        std::snprintf(buf, sizeof(buf), "%%%02X", static_cast<unsigned char>(c));
+        out += buf;
+      }
+    }
+  }
+  return out;
+}
+
+TEST_F(ServerIntegrationTest, TokenExchangeDelegatesAnAttenuatedChildWhoseRevocationCascades) {
+  auto [parent, parent_sid] = StartSession();  // bot for alice, scope up:*
+  for (const char* a : {"helper", "a2", "a3", "a4", "a5"}) {
+    ASSERT_EQ(Admin("POST", "/admin/v1/agents", std::string(R"({"owner":"alice","name":")") + a + "\"}").status, 200);
+  }
+  auto exchange = [&](const std::string& subject, const std::string& audience, const std::string& scope) {
+    std::vector<std::pair<std::string, std::string>> kv = {
+        {"grant_type", "urn:ietf:params:oauth:grant-type:token-exchange"},
+        {"subject_token", subject},
+        {"subject_token_type", "urn:ietf:params:oauth:token-type:access_token"},
+        {"audience", audience}};
+    if (!scope.empty()) kv.emplace_back("scope", scope);
+    return Do(server_->agent_port(), "POST", "/oauth/token", Form(kv),
+              {{"Content-Type", "application/x-www-form-urlencoded"}});
+  };
+
+  Answer child = exchange(parent, "helper", "up:echo");
+  ASSERT_EQ(child.status, 200) << child.body;
+  EXPECT_EQ(child.json.GetString("token_type"), "Bearer");
+  EXPECT_EQ(child.json.GetString("issued_token_type"), "urn:ietf:params:oauth:token-type:access_token");
+  EXPECT_EQ(child.json.GetString("scope"), "up:echo");
+  const std::string child_token = child.json.GetString("access_token");
+  const std::string child_sid = child.json.GetString("sid");
+  // The nested act chain: the child outermost, then its parent (RFC 8693 section 4.1).
+  auto payload = core::Base64UrlDecode(child_token.substr(child_token.find('.') + 1,
+                                                          child_token.rfind('.') - child_token.find('.') - 1));
+  ASSERT_TRUE(payload.has_value());
+  auto claims = Json::Parse(*payload);
+  ASSERT_TRUE(claims.ok());
+  EXPECT_EQ(claims->GetString("client_id"), "helper");
+  EXPECT_EQ(claims->GetString("sub"), "alice");
+  const Json* act = claims->FindObject("act");
+  ASSERT_NE(act, nullptr) << *payload;
+  EXPECT_EQ(act->GetString("sub"), "agent:helper");
+  EXPECT_EQ(act->GetString("sid"), child_sid);
+  ASSERT_NE(act->FindObject("act"), nullptr) << *payload;
+  EXPECT_EQ(act->FindObject("act")->GetString("sub"), "agent:bot");
+  EXPECT_EQ(act->FindObject("act")->GetString("sid"), parent_sid);
+
+  // The child may call what it was given and nothing more.
+  const std::string mcp = McpInitialize(child_token);
+  Answer echo = Agent("POST", "/mcp/up", CallParams("echo"), child_token, mcp);
+  EXPECT_EQ(FirstText(echo).rfind("echo", 0), 0u) << echo.body;
+  Answer whoami = Agent("POST", "/mcp/up", CallParams("whoami"), child_token, mcp);
+  EXPECT_EQ(FirstText(whoami).rfind("mandate: out_of_scope: ", 0), 0u) << whoami.body;
+
+  // Never more than the parent holds.
+  Answer wider = exchange(child_token, "a2", "up:*");
+  EXPECT_EQ(wider.status, 400);
+  EXPECT_EQ(wider.json.GetString("error"), "invalid_scope");
+  // Bad input: the OAuth error codes.
+  EXPECT_EQ(exchange(parent, "nobody", "").json.GetString("error"), "invalid_target");
+  EXPECT_EQ(exchange("not.a.token", "helper", "").json.GetString("error"), "invalid_request");
+  EXPECT_EQ(exchange(parent, "", "").json.GetString("error"), "invalid_request");
+  EXPECT_EQ(Do(server_->agent_port(), "POST", "/oauth/token", "grant_type=password",
+               {{"Content-Type", "application/x-www-form-urlencoded"}}).json.GetString("error"),
+            "unsupported_grant_type");
+  EXPECT_EQ(Do(server_->agent_port(), "POST", "/oauth/token", R"({"grant_type":"x"})",
+               {{"Content-Type", "application/json"}}).json.GetString("error"),
+            "invalid_request");
+
+  // Depth: bot (0) -> helper (1) -> a2 (2) -> a3 (3) -> a4 (4) -> a5 (5) is one hop too many.
+  std::string t = child_token;
+  for (const char* a : {"a2", "a3", "a4"}) {
+    Answer next = exchange(t, a, "");
+    ASSERT_EQ(next.status, 200) << a << ": " << next.body;
+    t = next.json.GetString("access_token");
+  }
+  Answer too_deep = exchange(t, "a5", "");
+  EXPECT_EQ(too_deep.status, 400);
+  EXPECT_EQ(too_deep.json.GetString("error"), "invalid_request");
+  EXPECT_NE(too_deep.json.GetString("error_description").find("max_delegation_depth"), std::string::npos);
+
+  // Policy decides who may delegate to whom.
+  std::ofstream(dir_.Sub("policies/delegation.cedar"))
+      << R"(@id("no-delegating-to-a5") forbid (principal, action == Action::"mandate:delegate", resource == Agent::"a5");)";
+  ASSERT_EQ(Admin("POST", "/admin/v1/policies/reload").status, 200);
+  Answer forbidden = exchange(parent, "a5", "");
+  EXPECT_EQ(forbidden.json.GetString("error"), "invalid_target");
+  EXPECT_NE(forbidden.json.GetString("error_description").find("no-delegating-to-a5"), std::string::npos);
+
+  // Revoking the parent stops the whole subtree at its next call.
+  ASSERT_EQ(Admin("POST", "/admin/v1/revocations", R"({"kind":"session","subject":")" + parent_sid + "\"}").status, 200);
+  Answer after = Agent("POST", "/mcp/up", CallParams("echo"), child_token, mcp);
+  EXPECT_EQ(after.status, 401) << after.body;
+  EXPECT_NE(after.body.find("token_revoked"), std::string::npos) << after.body;
+  EXPECT_EQ(exchange(child_token, "a2", "").json.GetString("error"), "invalid_request");
+
+  // The tree and every step are in the audit log.
+  std::vector<std::string> types;
+  for (const Json& r : AuditRecords()) types.push_back(r.GetString("type"));
+  EXPECT_EQ(std::count(types.begin(), types.end(), "session.delegated"), 4);
+  EXPECT_GE(std::count(types.begin(), types.end(), "session.delegation_refused"), 7);
+  Answer tree = Admin("GET", "/admin/v1/sessions/" + parent_sid);
+  EXPECT_NE(tree.body.find(child_sid), std::string::npos) << tree.body;
 }
 
 TEST_F(ServerIntegrationTest, AuditPageLimitIsEnforced) {

@@ -17,6 +17,7 @@ inline constexpr uint32_t kAgentConnectionsDefault = 1024;
 inline constexpr size_t kAdminConnectionsMax = 64;
 static_assert(kAgentConnectionsDefault <= kConnectionsMax && kAdminConnectionsMax <= kConnectionsMax);
 inline constexpr int kHttpIdleTimeoutSeconds = 120;
+inline constexpr size_t kFormParamsMax = 32;  // parameters of a form-encoded body
 
 // --- JSON ---------------------------------------------------------------------------------
 inline constexpr size_t kJsonDepthMax = 64;
@@ -30,6 +31,7 @@ inline constexpr int64_t kTokenTtlSecondsMax = 24 * 60 * 60;
 inline constexpr size_t kTokenCacheEntriesMax = 1 << 16;
 inline constexpr size_t kScopeEntriesMax = 256;
 inline constexpr size_t kDelegationDepthMax = 16;  // hard ceiling; config default is 4
+inline constexpr uint32_t kDelegationDepthDefault = 4;  // tokens.max_delegation_depth
 static_assert(kTokenBytesMax <= kHttpHeaderBytesMax, "a token must fit in a header");
 
 // --- Names --------------------------------------------------------------------------------

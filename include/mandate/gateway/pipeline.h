@@ -28,7 +28,9 @@
 #include "mandate/core/result.h"
 #include "mandate/identity/claims.h"
 #include "mandate/identity/token_verifier.h"
+#include "mandate/policy/entities.h"
 #include "mandate/policy/policy_set.h"
+#include "mandate/policy/value.h"
 #include "mandate/revocation/revocation_set.h"
 
 namespace mandate::gateway {
@@ -104,6 +106,13 @@ class Pipeline {
   // denial with its reason.
   core::Decision Decide(const Caller& caller, const core::Action& action) const;
 
+  // Whether `caller` may delegate to agent `child_agent` (token exchange): the action
+  // Action::"mandate:delegate" (parent Action::"mandate") on resource Agent::"<child>" (with
+  // its groups as parents) must be permitted for the human and every agent of the caller's
+  // chain, with the caller's session in context.session. The token's scope is not consulted.
+  // Never fails: an unknown principal or child is a denial.
+  core::Decision DecideDelegation(const Caller& caller, const std::string& child_agent) const;
+
   struct CallResult {
     core::Decision decision;
     core::Outcome outcome;  // when refused: ok=false and the decision's code
@@ -120,6 +129,10 @@ class Pipeline {
 
  private:
   core::Status CheckRevocation(const Caller& caller) const;
+  // The intersection rule over `principals` (human first), filling d.checks and d.kind.
+  core::Decision Evaluate(core::Decision d, const std::vector<policy::EntityUid>& principals,
+                          const policy::EntityUid& action_uid, const policy::EntityUid& resource_uid,
+                          const policy::Value& context, const policy::Entities& entities) const;
   core::Json CallRecord(std::string_view type, const Caller& caller, const core::Action& action) const;
 
   PipelineDeps deps_;
@@ -128,5 +141,13 @@ class Pipeline {
 // Whether `action_id` ("upstream:tool") is covered by a scope entry: an exact action id,
 // "upstream:*", or "*".
 bool ScopeAllows(const std::vector<std::string>& scope, std::string_view action_id);
+
+// Whether every entry of `requested` is covered by `held` ("*" covers everything,
+// "up:*" covers "up:*" and "up:<tool>", an exact id covers itself): a delegated scope never
+// exceeds its parent's.
+bool ScopeCovers(const std::vector<std::string>& held, const std::vector<std::string>& requested);
+
+// The action id of delegation by token exchange.
+inline constexpr std::string_view kDelegateAction = "mandate:delegate";
 
 }  // namespace mandate::gateway

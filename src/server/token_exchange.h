@@ -1,0 +1,47 @@
+// Delegation by OAuth 2.0 Token Exchange (RFC 8693) at POST /oauth/token on the agent
+// listener (DESIGN.md section 4). A parent session exchanges its token for a child session's:
+//
+//   grant_type=urn:ietf:params:oauth:grant-type:token-exchange
+//   subject_token=<the parent's session token>
+//   subject_token_type=urn:ietf:params:oauth:token-type:access_token (or ...:jwt)
+//   audience=<the child agent's registered name>
+//   scope=<space-separated subset of the parent's scope>   (optional: the parent's scope)
+//
+// The child session's token has the nested act chain (the child outermost), the requested
+// scope (refused with invalid_scope if the parent does not hold all of it), an expiry no
+// later than the parent's, and a depth (hops below the root) of at most
+// tokens.max_delegation_depth. The parent must be permitted Action::"mandate:delegate" on
+// Agent::"<child>" for the human and every agent of its chain (policy). Every refusal is the
+// OAuth error JSON {"error","error_description"} with HTTP 400 (500 server_error when the
+// audit log cannot record the new session), and is audited as `session.delegation_refused`; a success is `session.delegated`.
+//
+// Thread safety: Handle may be called concurrently; dependencies are not owned.
+#pragma once
+
+#include <map>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "mandate/net/http.h"
+#include "server/sessions.h"
+
+namespace mandate::server {
+
+class TokenExchange {
+ public:
+  // `upstream_names` validates scope entries.
+  TokenExchange(SessionDeps deps, std::vector<std::string> upstream_names)
+      : deps_(deps), upstream_names_(std::move(upstream_names)) {}
+
+  net::HttpResponse Handle(const net::HttpRequest& request) const;
+
+ private:
+  net::HttpResponse Refuse(int status, std::string_view error, const std::string& description,
+                           const std::string& parent_sid, const std::string& audience) const;
+
+  SessionDeps deps_;
+  std::vector<std::string> upstream_names_;
+};
+
+}  // namespace mandate::server
