@@ -8,6 +8,7 @@
 #include <cstdlib>
 #include <ctime>
 #include <fstream>
+#include <functional>
 #include <iostream>
 
 #include "mandate/audit/audit_log.h"
@@ -332,9 +333,19 @@ int Run(int argc, char** argv) {
     if (auto r = admin_or_fail("GET", "/admin/v1/sessions/" + sid, nullptr)) {
       std::string text = "session " + r->GetString("sid") + "\n  agent: " + r->GetString("agent") +
                          "\n  on behalf of: " + r->GetString("human") + "\n  task: " + r->GetString("task") +
-                         "\n  scope: " + Join(r->Find("scope")) + "\n  expires_at: " + std::to_string(r->GetInt("expires_at", 0)) +
-                         "\n  revoked: " + (r->Find("revoked_at")->is_null() ? "no" : "yes") +
-                         "\n  delegations: " + (Join(r->Find("children")).empty() ? "none" : Join(r->Find("children")));
+                         "\n  scope: " + Join(r->Find("scope")) + "\n  expires_at: " + UtcTime(r->GetInt("expires_at", 0)) +
+                         "\n  revoked: " + (r->Find("revoked_at")->is_null() ? "no" : "yes") + "\n  delegation tree:";
+      // One line per session of the subtree, indented by depth.
+      std::function<void(const Json&, const std::string&)> walk = [&](const Json& s, const std::string& indent) {
+        const Json* revoked = s.Find("revoked_at");
+        text += "\n" + indent + s.GetString("sid") + "  " + s.GetString("agent") + "  scope: " + Join(s.Find("scope")) +
+                (revoked && !revoked->is_null() ? "  REVOKED" : "");
+        if (const Json* d = s.FindArray("delegations")) {
+          for (const Json& c : d->as_array()) walk(c, indent + "  ");
+        }
+      };
+      walk(*r, "    ");
+      if (const Json* t = r->Find("truncated"); t && t->is_bool() && t->as_bool()) text += "\n    (truncated)";
       print(*r, text);
     }
   });

@@ -1,5 +1,7 @@
 #include "server/admin_api.h"
 
+#include <functional>
+
 #include "server/sessions.h"
 
 #include "mandate/audit/audit_log.h"
@@ -244,14 +246,34 @@ net::HttpResponse AdminApi::GetSessions(const std::string& sid) {
   if (!sid.empty()) {
     auto s = ctx_.store->GetSession(sid);
     if (!s.ok()) return Error(s.error());
-    Json j = SessionJson(*s);
-    auto children = ctx_.store->ListChildren(sid);
-    if (children.ok()) {
-      Json arr = Json::MakeArray();
-      for (const auto& ch : *children) arr.Push(ch.sid);
-      j.Set("children", std::move(arr));
-    }
-    return Ok(j);
+    // The session with its delegation subtree: "children" (direct child sids) and
+    // "delegations" (each child's session with its own delegations, recursively). Bounded by
+    // the delegation depth limit and kSessionTreeNodesMax sessions ("truncated" when cut).
+    size_t nodes = 0;
+    bool truncated = false;
+    std::function<core::Result<Json>(const store::Session&, size_t)> tree =
+        [&](const store::Session& at, size_t depth) -> core::Result<Json> {
+      Json j = SessionJson(at);
+      MANDATE_ASSIGN_OR_RETURN(auto children, ctx_.store->ListChildren(at.sid));
+      Json sids = Json::MakeArray();
+      Json subtree = Json::MakeArray();
+      for (const auto& ch : children) {
+        sids.Push(ch.sid);
+        if (depth >= core::kDelegationDepthMax || ++nodes > core::kSessionTreeNodesMax) {
+          truncated = true;
+          continue;
+        }
+        MANDATE_ASSIGN_OR_RETURN(Json sub, tree(ch, depth + 1));
+        subtree.Push(std::move(sub));
+      }
+      j.Set("children", std::move(sids));
+      j.Set("delegations", std::move(subtree));
+      return j;
+    };
+    auto j = tree(*s, 0);
+    if (!j.ok()) return Error(j.error());
+    j->Set("truncated", truncated);
+    return Ok(*j);
   }
   auto list = ctx_.store->ListSessions(core::kStoreListLimitMax, 0);
   if (!list.ok()) return Error(list.error());

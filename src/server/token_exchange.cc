@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <map>
 
+#include "mandate/core/crypto.h"
 #include "mandate/core/error_code.h"
 #include "mandate/net/form.h"
 
@@ -50,6 +51,59 @@ net::HttpResponse TokenExchange::Refuse(int status, std::string_view error, cons
   return r;
 }
 
+// A new token for the caller's own session: same sid, chain, task and model; the requested
+// scope (default: the current one) must be inside the current one; the expiry is capped by
+// the run's maximum lifetime, its root session's creation + tokens.max_ttl.
+net::HttpResponse TokenExchange::Refresh(const gateway::Caller& caller, const std::string& scope_param) const {
+  auto root = deps_.store->GetSession(caller.run());
+  if (!root.ok()) return Refuse(400, "invalid_request", "the session's run is unknown: " + root.error().message, caller.sid(), "");
+  const int64_t now = deps_.clock->NowUnixSeconds();
+  const int64_t cap = root->created_at + deps_.config->tokens.max_ttl_seconds;
+  if (cap <= now) {
+    return Refuse(400, "invalid_request", "the session has reached its maximum lifetime (tokens.max_ttl)", caller.sid(), "");
+  }
+  std::vector<std::string> scope = SplitScope(scope_param);
+  if (scope.empty()) scope = caller.claims->scope;
+  if (!gateway::ScopeCovers(caller.claims->scope, scope)) {
+    return Refuse(400, "invalid_scope", "a refreshed token cannot widen the scope \"" + JoinScope(caller.claims->scope) + "\"",
+                  caller.sid(), "");
+  }
+  identity::Claims c = *caller.claims;
+  c.jti = core::NewId("tok");
+  c.scope = scope;
+  c.iat = now;
+  c.nbf = now;
+  c.exp = std::min(now + deps_.config->tokens.ttl_seconds, cap);
+  auto token = deps_.issuer->Mint(c);
+  if (!token.ok()) return Refuse(500, "server_error", token.error().message, caller.sid(), "");
+  core::Json rec = core::Json::MakeObject();
+  rec.Set("type", "session.refreshed");
+  rec.Set("run", caller.run());
+  rec.Set("sid", caller.sid());
+  rec.Set("agent", caller.agent());
+  rec.Set("human", caller.human());
+  rec.Set("jti", c.jti);
+  rec.Set("scope", [&] {
+    core::Json a = core::Json::MakeArray();
+    for (const auto& s : scope) a.Push(s);
+    return a;
+  }());
+  rec.Set("expires_at", c.exp);
+  if (auto st = deps_.pipeline->Record(std::move(rec)); !st.ok()) {
+    return Refuse(500, "server_error", "the audit log cannot be written: " + st.error().message, caller.sid(), "");
+  }
+  core::Json out = core::Json::MakeObject();
+  out.Set("access_token", *token);
+  out.Set("issued_token_type", std::string(kTypeAccessToken));
+  out.Set("token_type", "Bearer");
+  out.Set("expires_in", c.exp - now);
+  out.Set("scope", JoinScope(scope));
+  out.Set("sid", caller.sid());
+  net::HttpResponse r = net::HttpResponse::Json(200, out.Dump());
+  r.headers.emplace_back("Cache-Control", "no-store");
+  return r;
+}
+
 net::HttpResponse TokenExchange::Handle(const net::HttpRequest& req) const {
   const std::string* ctype = req.Header("content-type");
   if (ctype == nullptr || ctype->rfind("application/x-www-form-urlencoded", 0) != 0) {
@@ -82,10 +136,7 @@ net::HttpResponse TokenExchange::Handle(const net::HttpRequest& req) const {
                   "", audience);
   }
   const gateway::Caller& caller = *parent;
-  if (audience.empty()) {
-    return Refuse(400, "invalid_request", "audience (the child agent) is required; token refresh is not supported yet",
-                  caller.sid(), audience);
-  }
+  if (audience.empty()) return Refresh(caller, get("scope"));
   if (!deps_.store->GetAgent(audience).ok()) {
     return Refuse(400, "invalid_target", "no agent named \"" + audience + "\" is registered", caller.sid(), audience);
   }

@@ -11,7 +11,11 @@
 // scope (refused with invalid_scope if the parent does not hold all of it), an expiry no
 // later than the parent's, and a depth (hops below the root) of at most
 // tokens.max_delegation_depth. The parent must be permitted Action::"mandate:delegate" on
-// Agent::"<child>" for the human and every agent of its chain (policy). Every refusal is the
+// Agent::"<child>" for the human and every agent of its chain (policy).
+// Without `audience` the exchange is a refresh: a new token for the subject token's own
+// session (same sid and chain, the same or a narrower scope), expiring no later than the
+// run's maximum lifetime (its root session's creation + tokens.max_ttl); audited as
+// `session.refreshed`. Every refusal is the
 // OAuth error JSON {"error","error_description"} with HTTP 400 (500 server_error when the
 // audit log cannot record the new session), and is audited as `session.delegation_refused`; a success is `session.delegated`.
 //
@@ -37,6 +41,7 @@ class TokenExchange {
   net::HttpResponse Handle(const net::HttpRequest& request) const;
 
  private:
+  net::HttpResponse Refresh(const gateway::Caller& caller, const std::string& scope) const;
   net::HttpResponse Refuse(int status, std::string_view error, const std::string& description,
                            const std::string& parent_sid, const std::string& audience) const;
 

@@ -639,7 +639,14 @@ TEST_F(ServerIntegrationTest, TokenExchangeDelegatesAnAttenuatedChildWhoseRevoca
   // Bad input: the OAuth error codes.
   EXPECT_EQ(exchange(parent, "nobody", "").json.GetString("error"), "invalid_target");
   EXPECT_EQ(exchange("not.a.token", "helper", "").json.GetString("error"), "invalid_request");
-  EXPECT_EQ(exchange(parent, "", "").json.GetString("error"), "invalid_request");
+  // Without audience: a refresh of the same session, never wider.
+  Answer refreshed = exchange(child_token, "", "");
+  ASSERT_EQ(refreshed.status, 200) << refreshed.body;
+  EXPECT_EQ(refreshed.json.GetString("sid"), child_sid);
+  EXPECT_EQ(refreshed.json.GetString("scope"), "up:echo");
+  EXPECT_NE(refreshed.json.GetString("access_token"), child_token);
+  EXPECT_FALSE(McpInitialize(refreshed.json.GetString("access_token")).empty());
+  EXPECT_EQ(exchange(child_token, "", "up:*").json.GetString("error"), "invalid_scope");
   EXPECT_EQ(Do(server_->agent_port(), "POST", "/oauth/token", "grant_type=password",
                {{"Content-Type", "application/x-www-form-urlencoded"}}).json.GetString("error"),
             "unsupported_grant_type");
@@ -679,8 +686,22 @@ TEST_F(ServerIntegrationTest, TokenExchangeDelegatesAnAttenuatedChildWhoseRevoca
   for (const Json& r : AuditRecords()) types.push_back(r.GetString("type"));
   EXPECT_EQ(std::count(types.begin(), types.end(), "session.delegated"), 4);
   EXPECT_GE(std::count(types.begin(), types.end(), "session.delegation_refused"), 7);
+  EXPECT_EQ(std::count(types.begin(), types.end(), "session.refreshed"), 1);
+  // The delegation tree: parent -> helper -> a2 -> a3 -> a4, each level nested.
   Answer tree = Admin("GET", "/admin/v1/sessions/" + parent_sid);
-  EXPECT_NE(tree.body.find(child_sid), std::string::npos) << tree.body;
+  ASSERT_EQ(tree.status, 200);
+  const Json* level = &tree.json;
+  std::vector<std::string> agents;
+  while (level != nullptr) {
+    agents.push_back(level->GetString("agent"));
+    const Json* d = level->FindArray("delegations");
+    level = d && !d->as_array().empty() ? &d->as_array()[0] : nullptr;
+  }
+  EXPECT_EQ(agents, (std::vector<std::string>{"bot", "helper", "a2", "a3", "a4"})) << tree.body;
+  // Revoking the parent marked the stored subtree revoked too.
+  const Json& child_node = tree.json.FindArray("delegations")->as_array()[0];
+  EXPECT_EQ(child_node.GetString("sid"), child_sid);
+  EXPECT_FALSE(child_node.Find("revoked_at")->is_null()) << tree.body;
 }
 
 TEST_F(ServerIntegrationTest, AuditPageLimitIsEnforced) {

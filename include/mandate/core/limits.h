@@ -32,6 +32,7 @@ inline constexpr size_t kTokenCacheEntriesMax = 1 << 16;
 inline constexpr size_t kScopeEntriesMax = 256;
 inline constexpr size_t kDelegationDepthMax = 16;  // hard ceiling; config default is 4
 inline constexpr uint32_t kDelegationDepthDefault = 4;  // tokens.max_delegation_depth
+inline constexpr size_t kSessionTreeNodesMax = 1000;  // sessions one `session show` tree lists
 static_assert(kTokenBytesMax <= kHttpHeaderBytesMax, "a token must fit in a header");
 
 // --- Names --------------------------------------------------------------------------------
