@@ -83,6 +83,8 @@ describe('delegation', () => {
     assert.equal(child.status, 200, JSON.stringify(child.body));
     assert.equal(child.body.scope, 'everything:echo', 'the default scope is the parent\'s');
     assertAllowed(await callTool(m.mcpUrl, child.body.access_token, 'echo', { message: 'before' }));
+    const tree = await m.cliOk(['session', 'show', parent.sid]);
+    assert.match(tree, new RegExp(`\\n {4}${parent.sid}  orchestrator[^\\n]*\\n {6}${child.body.sid}  researcher`), tree);
     await m.cliOk(['revoke', 'session', parent.sid]);
     assertRefused(await callTool(m.mcpUrl, child.body.access_token, 'echo', { message: 'after' }), 'token_revoked');
     const tail = await m.cliOk(['audit', 'tail', '-n', '50', '--json']);
