@@ -147,7 +147,7 @@ core::Result<Caller> Pipeline::Authenticate(std::string_view bearer_token) const
   return caller;
 }
 
-core::Status Pipeline::CheckRevocation(const Caller& caller) const {
+revocation::Subjects Pipeline::RevocationSubjects(const Caller& caller) {
   revocation::Subjects s;
   s.sid = caller.claims->sid;
   for (const auto& a : caller.claims->act) {
@@ -156,6 +156,29 @@ core::Status Pipeline::CheckRevocation(const Caller& caller) const {
   s.agent = caller.claims->client_id;
   s.human = caller.claims->sub;
   s.task = caller.claims->task;
+  return s;
+}
+
+size_t Pipeline::CancelRevoked() const {
+  std::vector<std::shared_ptr<core::CancelSignal>> hit;
+  {
+    std::lock_guard<std::mutex> lock(inflight_mu_);
+    for (const auto& [id, call] : inflight_) {
+      if (deps_.revocations->Check(call.subjects)) hit.push_back(call.signal);
+    }
+  }
+  // Fired outside the lock: a signal's functions abort sockets and wake waiters.
+  for (auto& s : hit) s->Cancel();
+  return hit.size();
+}
+
+size_t Pipeline::InflightCount() const {
+  std::lock_guard<std::mutex> lock(inflight_mu_);
+  return inflight_.size();
+}
+
+core::Status Pipeline::CheckRevocation(const Caller& caller) const {
+  const revocation::Subjects s = RevocationSubjects(caller);
   if (auto kind = deps_.revocations->Check(s)) {
     return MakeError(ErrorCode::kTokenRevoked,
                      "the session was revoked (" + std::string(revocation::KindName(*kind)) + " revocation)");
@@ -417,9 +440,43 @@ Pipeline::CallResult Pipeline::Call(const Caller& caller, core::Action action, U
     return out;
   }
 
+  // In flight: registered so that a revocation cancels it (CancelRevoked), observed by the
+  // invoker's blocking I/O through the thread's cancel scope.
   const int64_t start = deps_.clock->NowUnixMicros();
-  out.outcome = invoker.Invoke(action, caller, out.decision.id);
+  auto cancel = std::make_shared<core::CancelSignal>();
+  uint64_t inflight_id = 0;
+  {
+    InflightCall entry;
+    entry.subjects = RevocationSubjects(caller);
+    entry.signal = cancel;
+    std::lock_guard<std::mutex> lock(inflight_mu_);
+    inflight_id = next_inflight_id_++;
+    inflight_.emplace(inflight_id, std::move(entry));
+  }
+  {
+    core::CancelScope scope(cancel.get());
+    out.outcome = invoker.Invoke(action, caller, out.decision.id);
+  }
+  {
+    std::lock_guard<std::mutex> lock(inflight_mu_);
+    inflight_.erase(inflight_id);
+  }
   out.outcome.latency_micros = deps_.clock->NowUnixMicros() - start;
+  if (cancel->cancelled()) {
+    // The session (or an ancestor, its agent, human or task) was revoked while the upstream
+    // worked on the call: the agent learns why, whatever the upstream did or answered.
+    out.outcome.ok = false;
+    out.outcome.error = ErrorCode::kTokenRevoked;
+    out.outcome.message = "the session was revoked while the call was in flight; the call was cancelled";
+    out.outcome.result = Json();
+    Json r = CallRecord("call.cancelled", caller, action);
+    r.Set("decision_id", out.decision.id);
+    r.Set("reason", out.outcome.message);
+    r.Set("in_flight", true);
+    r.Set("latency_micros", out.outcome.latency_micros);
+    (void)deps_.audit->Submit(std::move(r));
+    return out;
+  }
   out.outcome.result = deps_.scrubber->ScrubJson(out.outcome.result);
   if (!out.outcome.ok) out.outcome.message = deps_.scrubber->Scrub(out.outcome.message);
 

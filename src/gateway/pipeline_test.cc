@@ -399,6 +399,69 @@ TEST_F(PipelineTest, ADelegatedScopeNeverExceedsItsParents) {
   EXPECT_FALSE(ScopeCovers({"up:*"}, {"other:get"}));
 }
 
+// An upstream that answers only when told to, or gives up when the call is cancelled.
+class BlockingInvoker final : public UpstreamInvoker {
+ public:
+  core::Outcome Invoke(const core::Action&, const Caller&, const std::string&) override {
+    // Registered before taking mu_: if the call is already cancelled, the function runs here.
+    core::CancelRegistration on_cancel(core::CurrentCancelSignal(), [this] {
+      std::lock_guard<std::mutex> l(mu_);
+      cancelled_ = true;
+      cv_.notify_all();
+    });
+    std::unique_lock<std::mutex> lock(mu_);
+    entered_ = true;
+    cv_.notify_all();
+    cv_.wait(lock, [&] { return cancelled_ || release_; });
+    core::Outcome o;
+    o.ok = !cancelled_;
+    o.error = ErrorCode::kUpstreamUnavailable;
+    o.message = cancelled_ ? "cancelled" : "";
+    o.result = Json::MakeObject();
+    lock.unlock();  // before on_cancel's destructor, whose function takes mu_
+    return o;
+  }
+  void WaitEntered() {
+    std::unique_lock<std::mutex> lock(mu_);
+    cv_.wait(lock, [&] { return entered_; });
+  }
+  void Release() {
+    std::lock_guard<std::mutex> lock(mu_);
+    release_ = true;
+    cv_.notify_all();
+  }
+
+ private:
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool entered_ = false, cancelled_ = false, release_ = false;
+};
+
+TEST_F(PipelineTest, RevokingASessionCancelsItsCallsInFlightAndOnlyThose) {
+  SetPolicies("permit (principal, action, resource);");
+  Caller caller = MustAuthenticate(RootClaims());
+  BlockingInvoker slow;
+  Pipeline::CallResult result;
+  std::thread call([&] { result = pipeline_->Call(caller, MakeAction("get_doc"), slow); });
+  slow.WaitEntered();
+  EXPECT_EQ(pipeline_->InflightCount(), 1u);
+  // A revocation of someone else cancels nothing.
+  ASSERT_TRUE(revocations_->Revoke(*store_, revocation::Kind::kTask, "OTHER-TASK", "test", 1767000000).ok());
+  EXPECT_EQ(pipeline_->CancelRevoked(), 0u);
+  // Revoking the session's task does.
+  ASSERT_TRUE(revocations_->Revoke(*store_, revocation::Kind::kTask, "SUP-1", "test", 1767000000).ok());
+  EXPECT_EQ(pipeline_->CancelRevoked(), 1u);
+  call.join();
+  EXPECT_TRUE(result.decision.allowed());
+  EXPECT_FALSE(result.outcome.ok);
+  EXPECT_EQ(result.outcome.error, ErrorCode::kTokenRevoked);
+  EXPECT_EQ(pipeline_->InflightCount(), 0u);
+  Json cancelled = FindRecord("call.cancelled", result.decision.id);
+  ASSERT_TRUE(cancelled.is_object()) << "no call.cancelled record";
+  EXPECT_TRUE(cancelled.Find("in_flight") && cancelled.Find("in_flight")->as_bool());
+  EXPECT_FALSE(FindRecord("call.completed", result.decision.id).is_object());
+}
+
 TEST_F(PipelineTest, ForbidWins) {
   SetPolicies(R"(
     @id("all") permit (principal, action, resource);

@@ -24,7 +24,9 @@
 #include <cstring>
 #include <map>
 #include <mutex>
+#include <optional>
 
+#include "mandate/core/cancel.h"
 #include "mandate/core/limits.h"
 #include "mandate/net/http.h"
 #include "net/socket_io.h"
@@ -169,7 +171,14 @@ core::Result<HttpResponse> HttpClient::Do(const HttpClientRequest& request) {
   req.keep_alive(true);
   req.prepare_payload();
 
+  // The thread's cancel signal (a revoked session's call): it aborts the connection, so the
+  // wait below ends at once; the connection is never reused.
+  core::CancelSignal* cancel = core::CurrentCancelSignal();
+  auto cancelled = [&] {
+    return MakeError(ErrorCode::kUpstreamUnavailable, "request to " + key + " cancelled");
+  };
   for (int attempt = 0; attempt < 2; ++attempt) {
+    if (cancel && cancel->cancelled()) return cancelled();
     Fd fd;
     bool reused = false;
     // The retry always dials: after one stale pooled connection the others idled as long.
@@ -180,6 +189,9 @@ core::Result<HttpResponse> HttpClient::Do(const HttpClientRequest& request) {
     } else {
       MANDATE_ASSIGN_OR_RETURN(fd, Connect(url, key, deadline));
     }
+    const int raw_fd = fd.get();
+    std::optional<core::CancelRegistration> abort_on_cancel;
+    abort_on_cancel.emplace(cancel, [raw_fd] { ::shutdown(raw_fd, SHUT_RDWR); });
     DeadlineStream stream(fd.get(), deadline);
     beast::error_code wec;
     http::write(stream, req, wec);
@@ -195,6 +207,7 @@ core::Result<HttpResponse> HttpClient::Do(const HttpClientRequest& request) {
     parser.body_limit(request.response_body_max ? request.response_body_max : core::kHttpResponseBodyBytesMax);
     beast::error_code rec;
     size_t nr = http::read(stream, buffer, parser, rec);
+    if (cancel && cancel->cancelled()) return cancelled();
     if (rec && wec) {
       return MakeError(ErrorCode::kUpstreamUnavailable, "write to " + key + " failed: " + wec.message());
     }
@@ -218,7 +231,11 @@ core::Result<HttpResponse> HttpClient::Do(const HttpClientRequest& request) {
     out.body = std::move(res.body());
     // Reuse only a connection with nothing left over: bytes after the response would be read
     // as the answer to the next request.
-    if (res.keep_alive() && !wec && buffer.size() == 0) impl_->PutIdle(key, std::move(fd));
+    // Unregistered first: once pooled, another request may own the connection.
+    abort_on_cancel.reset();
+    if (res.keep_alive() && !wec && buffer.size() == 0 && !(cancel && cancel->cancelled())) {
+      impl_->PutIdle(key, std::move(fd));
+    }
     return out;
   }
   return MakeError(ErrorCode::kUpstreamUnavailable, "connection to " + key + " failed twice");

@@ -4,6 +4,7 @@
 #include <chrono>
 #include <thread>
 
+#include "mandate/core/cancel.h"
 #include "mandate/core/limits.h"
 #include "mandate/net/http.h"
 
@@ -95,6 +96,37 @@ TEST(Http, ConnectionsBeyondTheLimitAreClosedAndStopEndsIdleOnes) {
   auto start = std::chrono::steady_clock::now();
   (*server)->Stop();
   EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(5));
+}
+
+TEST(Http, ACancelledRequestEndsAtOnceInsteadOfWaitingForItsTimeout) {
+  HttpServerOptions opts;
+  auto server = HttpServer::Start(opts, [](HttpRequest, std::shared_ptr<ResponseSink> sink) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(1500));  // a slow upstream
+    sink->Send(HttpResponse::Text(200, "late"));
+  });
+  ASSERT_TRUE(server.ok());
+  HttpClient client;
+  core::CancelSignal signal;
+  std::thread canceller([&] {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    signal.Cancel();
+  });
+  auto start = std::chrono::steady_clock::now();
+  core::Result<HttpResponse> res = core::MakeError(core::ErrorCode::kInternal, "not run");
+  {
+    core::CancelScope scope(&signal);
+    res = client.Do({.url = Url(**server, "/"), .timeout_millis = 10000});
+  }
+  auto took = std::chrono::steady_clock::now() - start;
+  canceller.join();
+  ASSERT_FALSE(res.ok());
+  EXPECT_NE(res.error().message.find("cancelled"), std::string::npos) << res.error().message;
+  EXPECT_LT(took, std::chrono::milliseconds(1000));
+  // Without a signal the same client still works (no poisoned pooled connection).
+  auto ok = client.Do({.url = Url(**server, "/"), .timeout_millis = 10000});
+  ASSERT_TRUE(ok.ok()) << ok.error().message;
+  EXPECT_EQ(ok->body, "late");
+  (*server)->Stop();
 }
 
 TEST(Http, HandlerThatForgetsToAnswerYields500) {

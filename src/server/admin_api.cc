@@ -293,6 +293,8 @@ net::HttpResponse AdminApi::PostRevocation(const Json& body) {
   const int64_t now = ctx_.clock->NowUnixSeconds();
   auto affected = ctx_.revocations->Revoke(*ctx_.store, *kind, subject, reason, now);
   if (!affected.ok()) return Error(affected.error());
+  // Effective for the next decision already; calls waiting on an upstream stop now.
+  const size_t cancelled = ctx_.pipeline->CancelRevoked();
   Json rec = Json::MakeObject();
   rec.Set("type", "session.revoked");
   rec.Set("kind", std::string(revocation::KindName(*kind)));
@@ -305,6 +307,7 @@ net::HttpResponse AdminApi::PostRevocation(const Json& body) {
   out.Set("kind", std::string(revocation::KindName(*kind)));
   out.Set("subject", subject);
   out.Set("sessions", StringArray(*affected));
+  out.Set("cancelled_calls", static_cast<int64_t>(cancelled));
   out.Set("audited", appended.ok());
   return Ok(out);
 }

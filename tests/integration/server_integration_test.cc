@@ -196,6 +196,10 @@ class FakeMcpServer {
       if (s.tool == "whoami") {
         // A careless upstream that echoes the credential it was sent.
         text = "you sent: " + (auth ? *auth : std::string("nothing"));
+      } else if (s.tool == "slow") {
+        // A long-running tool: answers after 3 s (the caller is cancelled long before).
+        std::this_thread::sleep_for(std::chrono::seconds(3));
+        text = "slow done";
       } else {
         text = "echo " + (args ? args->Dump() : std::string("{}"));
       }
@@ -702,6 +706,32 @@ TEST_F(ServerIntegrationTest, TokenExchangeDelegatesAnAttenuatedChildWhoseRevoca
   const Json& child_node = tree.json.FindArray("delegations")->as_array()[0];
   EXPECT_EQ(child_node.GetString("sid"), child_sid);
   EXPECT_FALSE(child_node.Find("revoked_at")->is_null()) << tree.body;
+}
+
+TEST_F(ServerIntegrationTest, RevokingASessionCancelsItsCallInFlight) {
+  auto [token, sid] = StartSession();
+  const std::string mcp = McpInitialize(token);
+  Answer answer;
+  auto start = std::chrono::steady_clock::now();
+  std::thread caller([&, tok = token, m = mcp] { answer = Agent("POST", "/mcp/up", CallParams("slow"), tok, m); });
+  // Wait until the call is waiting on the upstream, then revoke its session.
+  for (int i = 0; i < 200 && fake_.ToolCalls("slow") == 0; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  ASSERT_EQ(fake_.ToolCalls("slow"), 1u);
+  Answer revoked = Admin("POST", "/admin/v1/revocations", R"({"kind":"session","subject":")" + sid + "\"}");
+  ASSERT_EQ(revoked.status, 200) << revoked.body;
+  EXPECT_EQ(revoked.json.GetInt("cancelled_calls", -1), 1);
+  caller.join();
+  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::milliseconds(2500)) << "the call waited for the upstream";
+  EXPECT_EQ(FirstText(answer).rfind("mandate: token_revoked: ", 0), 0u) << answer.body;
+  // call.cancelled rides the next group commit (at most kAuditFlushIntervalMillis later).
+  bool found = false;
+  for (int i = 0; i < 100 && !found; ++i) {
+    for (const Json& r : AuditRecords()) {
+      found = found || (r.GetString("type") == "call.cancelled" && r.GetString("sid") == sid);
+    }
+    if (!found) std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  EXPECT_TRUE(found) << "no call.cancelled record";
 }
 
 TEST_F(ServerIntegrationTest, AuditPageLimitIsEnforced) {

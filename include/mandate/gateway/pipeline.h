@@ -14,6 +14,8 @@
 
 #include <atomic>
 #include <map>
+#include <mutex>
+#include <unordered_map>
 #include <memory>
 #include <shared_mutex>
 #include <string>
@@ -23,6 +25,7 @@
 #include "mandate/audit/audit_log.h"
 #include "mandate/broker/credentials.h"
 #include "mandate/core/action.h"
+#include "mandate/core/cancel.h"
 #include "mandate/core/clock.h"
 #include "mandate/core/decision.h"
 #include "mandate/core/result.h"
@@ -122,6 +125,14 @@ class Pipeline {
   // immediately before forwarding.
   CallResult Call(const Caller& caller, core::Action action, UpstreamInvoker& invoker) const;
 
+  // Cancels every call in flight (waiting on its upstream) whose session, an ancestor session,
+  // agent, human or task is now revoked: its blocking I/O is aborted (the HTTP connection
+  // shut down; a stdio request abandoned and notifications/cancelled sent), the agent gets
+  // token_revoked and the log `call.cancelled`. Call after every revocation. Returns how many.
+  size_t CancelRevoked() const;
+  // Calls currently waiting on an upstream (observability, tests).
+  size_t InflightCount() const;
+
   // Appends a non-call record (e.g. session.started). Errors: as AuditLog::Append.
   core::Result<uint64_t> Record(core::Json record) const;
 
@@ -129,6 +140,12 @@ class Pipeline {
 
  private:
   core::Status CheckRevocation(const Caller& caller) const;
+  static revocation::Subjects RevocationSubjects(const Caller& caller);
+
+  struct InflightCall {
+    revocation::Subjects subjects;
+    std::shared_ptr<core::CancelSignal> signal;
+  };
   // The intersection rule over `principals` (human first), filling d.checks and d.kind.
   core::Decision Evaluate(core::Decision d, const std::vector<policy::EntityUid>& principals,
                           const policy::EntityUid& action_uid, const policy::EntityUid& resource_uid,
@@ -136,6 +153,9 @@ class Pipeline {
   core::Json CallRecord(std::string_view type, const Caller& caller, const core::Action& action) const;
 
   PipelineDeps deps_;
+  mutable std::mutex inflight_mu_;
+  mutable std::unordered_map<uint64_t, InflightCall> inflight_;  // guarded by inflight_mu_
+  mutable uint64_t next_inflight_id_ = 1;                        // guarded by inflight_mu_
 };
 
 // Whether `action_id` ("upstream:tool") is covered by a scope entry: an exact action id,

@@ -29,6 +29,7 @@
 
 #include "adapters/mcp/upstream_common.h"
 #include "mandate/adapters/mcp/upstream.h"
+#include "mandate/core/cancel.h"
 #include "mandate/core/limits.h"
 
 extern char** environ;
@@ -347,6 +348,21 @@ class StdioUpstream final : public internal::JsonRpcUpstream {
     internal::InflightSlot slot(&limiter_);
 
     auto pending = std::make_shared<Pending>();
+    // A revoked session's call (the thread's cancel signal) stops waiting at once; the server
+    // is told with notifications/cancelled below. Declared before any lock of mu_ below, so it
+    // is removed after them (its function takes mu_).
+    core::CancelSignal* cancel = core::CurrentCancelSignal();
+    core::CancelRegistration stop_waiting(cancel, [this, pending] {
+      std::lock_guard guard(mu_);
+      if (!pending->done) {
+        pending->answer = MakeError(ErrorCode::kUpstreamUnavailable, "upstream " + name() + ": request cancelled");
+        pending->done = true;
+        pending->cv.notify_all();
+      }
+    });
+    if (cancel && cancel->cancelled()) {
+      return MakeError(ErrorCode::kUpstreamUnavailable, "upstream " + name() + ": request cancelled");
+    }
     std::shared_ptr<Child> child;
     int64_t id = 0;
     {
@@ -404,6 +420,16 @@ class StdioUpstream final : public internal::JsonRpcUpstream {
                                                         std::to_string(timeout_millis) + " ms");
     }
     core::Result<Json> answer = std::move(pending->answer);
+    if (cancel && cancel->cancelled()) {
+      pending_.erase(id);
+      const bool same_child = child_ == child && state_ == State::kReady;
+      lock.unlock();
+      if (same_child) {
+        (void)WriteMessage(*child, internal::MakeCancelled(id, "the session was revoked"),
+                           internal::DeadlineAfterMillis(kSideWriteMillis));
+      }
+      return MakeError(ErrorCode::kUpstreamUnavailable, "upstream " + name() + ": request cancelled");
+    }
     lock.unlock();
     if (!answer.ok()) return std::move(answer).error();
     return internal::ResultOfResponse(name(), method, std::move(*answer));
