@@ -1,6 +1,6 @@
 # The two commands of a fresh machine (README): `make run` and `make test`.
 # Everything else here is a building block of those two.
-.PHONY: all deps build build-asan run test test-unit test-integration test-e2e bench clean
+.PHONY: all deps build build-asan run test test-unit test-integration test-e2e bench differential clean
 
 BUILD      := build/release
 BUILD_ASAN := build/asan-ubsan
@@ -33,6 +33,13 @@ test: build build-asan
 
 bench: build
 	@scripts/run-bench.sh
+
+# The Cedar engine against the reference implementation (@cedar-policy/cedar-wasm), 1,000,000
+# random cases on two worker threads; `make test` runs 10,000 (docs/policy.md).
+differential: deps
+	@cmake --preset release >/dev/null
+	@cmake --build --preset release --target cedar_decide
+	@node tests/differential/run.mjs --cases 1000000 --jobs 2
 
 clean:
 	rm -rf build

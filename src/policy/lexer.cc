@@ -268,7 +268,9 @@ core::Status CheckUtf8(std::string_view src, std::string_view name) {
 }
 
 // Shared by UnescapeString and UnescapePattern: appends the unescaped body to the last
-// segment of `segments`, opening a new segment at each unescaped `*` when `pattern`.
+// segment of `segments`, opening a new segment at each `*` when `pattern`: a star written
+// `*`, `\x2a` or `\u{2a}` is a wildcard (as in the reference, which unescapes first and then
+// treats every star as a wildcard); only `\*` is a literal star.
 core::Status Unescape(std::string_view token_text, bool pattern,
                       std::vector<std::string>* segments) {
   std::string_view body = token_text.substr(1, token_text.size() - 2);
@@ -323,7 +325,13 @@ core::Status Unescape(std::string_view token_text, bool pattern,
           return MakeError(ErrorCode::kBadRequest,
                            "invalid escape '\\x': expected two hex digits, at most 7f");
         }
-        out->push_back(static_cast<char>(hi * 16 + lo));
+        const char unescaped = static_cast<char>(hi * 16 + lo);
+        // As the reference: a star written as an escape is still a wildcard; only `\*` is not.
+        if (unescaped == '*' && pattern) {
+          segments->emplace_back();
+        } else {
+          out->push_back(unescaped);
+        }
         i += 2;
         break;
       }
@@ -345,7 +353,11 @@ core::Status Unescape(std::string_view token_text, bool pattern,
                            "invalid escape '\\u{...}': expected 1 to 6 hex digits naming a "
                            "Unicode scalar value");
         }
-        AppendUtf8(cp, out);
+        if (cp == '*' && pattern) {
+          segments->emplace_back();  // a wildcard, as for \x2a above
+        } else {
+          AppendUtf8(cp, out);
+        }
         i = k;
         break;
       }

@@ -66,7 +66,8 @@ core::Result<std::vector<Token>> Tokenize(std::string_view source, std::string_v
 // (kBadRequest, message without location): any other escape.
 core::Result<std::string> UnescapeString(std::string_view token_text);
 
-// As UnescapeString, and an unescaped `*` is a wildcard while `\*` is a literal star.
+// As UnescapeString, and every `*` is a wildcard, also when written as an escape (`\x2a`,
+// `\u{2a}`), as in the Cedar reference; only `\*` is a literal star.
 core::Result<Pattern> UnescapePattern(std::string_view token_text);
 
 // How a token is named in "found ..." of parse errors: 'when', '"abc"', end of file.

@@ -153,6 +153,16 @@ TEST(Lexer, UnescapesPatternsIntoSegments) {
   EXPECT_FALSE(UnescapePattern(R"("\q")").ok());
 }
 
+// Found by differential testing (tests/differential): the reference unescapes a pattern and
+// then treats every star as a wildcard, so `"a" like "\u{2a}"` is true; only `\*` is literal.
+TEST(Lexer, EscapedStarsInPatternsAreWildcards) {
+  EXPECT_EQ(UnescapePattern(R"("a\x2ab")")->segments, (std::vector<std::string>{"a", "b"}));
+  EXPECT_EQ(UnescapePattern(R"("a\u{2a}b")")->segments, (std::vector<std::string>{"a", "b"}));
+  EXPECT_EQ(UnescapePattern(R"("a\u{00002A}\*")")->segments, (std::vector<std::string>{"a", "*"}));
+  // In a plain string an escaped star is just a star.
+  EXPECT_EQ(*UnescapeString(R"("\x2a\u{2a}")"), "**");
+}
+
 TEST(Lexer, DescribesTokensForErrors) {
   auto tokens = Tokenize("when \"a very long string literal indeed\"", "t.cedar");
   ASSERT_TRUE(tokens.ok());

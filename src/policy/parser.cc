@@ -34,6 +34,20 @@ bool IsVarName(std::string_view w, Var* var) {
   return false;
 }
 
+// Cedar reserves the name component `__cedar` (for its own types): no entity type may use it
+// (nor may an identifier naming an attribute, see AttributeName).
+bool HasReservedComponent(std::string_view type) {
+  constexpr std::string_view kReserved = "__cedar";
+  for (size_t start = 0;;) {
+    size_t end = type.find("::", start);
+    if (type.substr(start, end == std::string_view::npos ? end : end - start) == kReserved) {
+      return true;
+    }
+    if (end == std::string_view::npos) return false;
+    start = end + 2;
+  }
+}
+
 // Extension functions and methods of full Cedar; named so that their errors say "not supported
 // yet" rather than "unknown".
 bool IsExtensionFunction(std::string_view w) {
@@ -290,6 +304,7 @@ class Parser {
   // Type::"id" or A::B::"id".
   Result<EntityUid> ParseEntityLiteral(std::string_view what) {
     if (!Is(TokenKind::kIdent)) return Expected(what);
+    const Token& start = Peek();
     std::string type;
     for (;;) {
       if (!Is(TokenKind::kIdent)) return Expected("a name or a quoted id after '::'");
@@ -304,6 +319,7 @@ class Parser {
       }
       Take();
       if (Is(TokenKind::kString)) {
+        MANDATE_RETURN_IF_ERROR(CheckTypeName(start, type));
         MANDATE_ASSIGN_OR_RETURN(std::string id, StringLiteral(Take()));
         return EntityUid{std::move(type), std::move(id)};
       }
@@ -311,9 +327,15 @@ class Parser {
     }
   }
 
+  Status CheckTypeName(const Token& at, const std::string& type) const {
+    if (!HasReservedComponent(type)) return core::OkStatus();
+    return ErrorAt(at, "the name '" + type + "' contains '__cedar', which is reserved");
+  }
+
   // A type name: A or A::B (not followed by a quoted id).
   Result<std::string> ParseTypePath(std::string_view what) {
     if (!Is(TokenKind::kIdent)) return Expected(what);
+    const Token& start = Peek();
     std::string type;
     for (;;) {
       const Token& part = Take();
@@ -322,7 +344,10 @@ class Parser {
             part, "'" + std::string(part.text) + "' is a reserved word and cannot name a type");
       }
       type.append(part.text);
-      if (!(Is(TokenKind::kColonColon) && Is(TokenKind::kIdent, 1))) return type;
+      if (!(Is(TokenKind::kColonColon) && Is(TokenKind::kIdent, 1))) {
+        MANDATE_RETURN_IF_ERROR(CheckTypeName(start, type));
+        return type;
+      }
       Take();
       type.append("::");
     }
@@ -532,6 +557,10 @@ class Parser {
     if (IsReserved(t.text)) {
       return ErrorAt(t, "'" + std::string(t.text) + "' is a reserved word; write [\"" +
                             std::string(t.text) + "\"]");
+    }
+    // The reference reserves `__cedar` as an identifier too; quoted, it is an ordinary key.
+    if (t.text == "__cedar") {
+      return ErrorAt(t, "'__cedar' is reserved; quote it: [\"__cedar\"], has \"__cedar\"");
     }
     return std::string(t.text);
   }

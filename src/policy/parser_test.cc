@@ -493,6 +493,34 @@ TEST(ParserErrors, RejectsBadLikeIsAndIf) {
   EXPECT_EQ(ConditionError("(true"), "policies/a.cedar:1:50: expected ')' to close '(', found '}'");
 }
 
+// Found by differential testing (tests/differential): the reference rejects any name with a
+// `__cedar` component ("the name ... contains `__cedar`, which is reserved").
+TEST(ParserErrors, RejectsTheReservedCedarNamespace) {
+  EXPECT_EQ(ConditionError("principal == __cedar::User::\"a\""),
+            "policies/a.cedar:1:57: the name '__cedar::User' contains '__cedar', which is "
+            "reserved");
+  EXPECT_EQ(ConditionError("principal is A::__cedar"),
+            "policies/a.cedar:1:57: the name 'A::__cedar' contains '__cedar', which is reserved");
+  EXPECT_EQ(ParseError("permit(principal in __cedar::\"a\", action, resource);"),
+            "policies/a.cedar:1:21: the name '__cedar' contains '__cedar', which is reserved");
+  EXPECT_EQ(ParseError("permit(principal, action == __cedar::Action::\"a\", resource);"),
+            "policies/a.cedar:1:29: the name '__cedar::Action' contains '__cedar', which is "
+            "reserved");
+  // As an identifier naming an attribute or a record key it is reserved too; quoted, it is not.
+  EXPECT_EQ(ConditionError("context.__cedar"),
+            "policies/a.cedar:1:52: '__cedar' is reserved; quote it: [\"__cedar\"], has "
+            "\"__cedar\"");
+  EXPECT_EQ(ConditionError("context has a.__cedar"),
+            "policies/a.cedar:1:58: '__cedar' is reserved; quote it: [\"__cedar\"], has "
+            "\"__cedar\"");
+  EXPECT_EQ(ConditionError("{__cedar: 1} == {}"),
+            "policies/a.cedar:1:45: '__cedar' is reserved; quote it: [\"__cedar\"], has "
+            "\"__cedar\"");
+  // Only whole components are reserved; quoted keys and annotations are fine.
+  MustParse(R"(@__cedar("x") permit(principal is __cedarX::User, action, resource)
+               when { context["__cedar"] == {"__cedar": 1} && context has "__cedar" };)");
+}
+
 TEST(ParserErrors, ExpressionParserRejectsTrailingTokens) {
   auto e = ParseExpression("1 2", "e");
   ASSERT_FALSE(e.ok());
