@@ -242,8 +242,8 @@ Result<std::string> Decide(std::string_view line) {
 
 bool Flush(std::string* out) {
   if (out->empty()) return true;
-  bool ok = std::fwrite(out->data(), 1, out->size(), stdout) == out->size() &&
-            std::fflush(stdout) == 0;
+  bool ok =
+      std::fwrite(out->data(), 1, out->size(), stdout) == out->size() && std::fflush(stdout) == 0;
   out->clear();
   return ok;
 }
