@@ -96,6 +96,44 @@ std::optional<std::vector<std::string>> Directory::AgentGroups(std::string_view 
   return it->second;
 }
 
+namespace {
+
+// Adds the human and each agent of the caller's chain, with their groups as parents, to
+// `entities`. Returns the principals to check, human first; an agent that delegated to itself
+// is checked once. Error (its message is the denial's reason): a principal is unknown.
+core::Result<std::vector<EntityUid>> AddPrincipals(const Directory& directory, const Caller& caller,
+                                                   policy::Entities* entities) {
+  const std::string& human_name = caller.claims->sub;
+  auto human_groups = directory.HumanGroups(human_name);
+  if (!human_groups) return MakeError(ErrorCode::kPolicyDenied, "unknown human \"" + human_name + "\"");
+  const EntityUid human{"Human", human_name};
+  (void)entities->Add(human, Value::Record({}), GroupUids(*human_groups));
+  std::vector<EntityUid> principals{human};
+  for (const std::string& agent : caller.chain) {
+    auto groups = directory.AgentGroups(agent);
+    if (!groups) return MakeError(ErrorCode::kPolicyDenied, "unknown agent \"" + agent + "\"");
+    EntityUid uid{"Agent", agent};
+    if (entities->Contains(uid)) continue;
+    (void)entities->Add(uid, Value::Record({}), GroupUids(*groups));
+    principals.push_back(std::move(uid));
+  }
+  return principals;
+}
+
+// context.session: {id, task, depth, model, human}.
+Value SessionValue(const Caller& caller) {
+  const identity::Claims& c = *caller.claims;
+  policy::Value::RecordFields session;
+  session.emplace("id", Value::String(c.sid));
+  session.emplace("task", Value::String(c.task));
+  session.emplace("depth", Value::Long(static_cast<int64_t>(caller.chain.size()) - 1));
+  session.emplace("model", ModelValue(c));
+  session.emplace("human", Value::Entity(EntityUid{"Human", c.sub}));
+  return Value::Record(std::move(session));
+}
+
+}  // namespace
+
 bool ScopeAllows(const std::vector<std::string>& scope, std::string_view action_id) {
   auto colon = action_id.find(':');
   std::string_view upstream = action_id.substr(0, colon);
@@ -202,19 +240,8 @@ Decision Pipeline::Decide(const Caller& caller, const core::Action& action) cons
   // Entities: the human, each agent of the chain, the action with its upstream and class
   // groups, and the resource under its upstream.
   policy::Entities entities;
-  auto human_groups = deps_.directory->HumanGroups(c.sub);
-  if (!human_groups) return Deny(std::move(d), ErrorCode::kPolicyDenied, "unknown human \"" + c.sub + "\"");
-  const EntityUid human{"Human", c.sub};
-  (void)entities.Add(human, Value::Record({}), GroupUids(*human_groups));
-  std::vector<EntityUid> principals{human};
-  for (const std::string& agent : caller.chain) {
-    auto groups = deps_.directory->AgentGroups(agent);
-    if (!groups) return Deny(std::move(d), ErrorCode::kPolicyDenied, "unknown agent \"" + agent + "\"");
-    EntityUid uid{"Agent", agent};
-    if (entities.Contains(uid)) continue;  // an agent delegating to itself is checked once
-    (void)entities.Add(uid, Value::Record({}), GroupUids(*groups));
-    principals.push_back(std::move(uid));
-  }
+  auto principals = AddPrincipals(*deps_.directory, caller, &entities);
+  if (!principals.ok()) return Deny(std::move(d), ErrorCode::kPolicyDenied, principals.error().message);
   const EntityUid action_uid{"Action", d.action};
   (void)entities.Add(action_uid, Value::Record({}),
                      {EntityUid{"Action", action.upstream}, EntityUid{"Action", std::string(core::ActionClassName(action.cls))}});
@@ -228,24 +255,18 @@ Decision Pipeline::Decide(const Caller& caller, const core::Action& action) cons
     return Deny(std::move(d), ErrorCode::kBadRequest,
                 "the arguments cannot be evaluated by policy: " + args.error().message);
   }
-  policy::Value::RecordFields session;
-  session.emplace("id", Value::String(c.sid));
-  session.emplace("task", Value::String(c.task));
-  session.emplace("depth", Value::Long(static_cast<int64_t>(caller.chain.size()) - 1));
-  session.emplace("model", ModelValue(c));
-  session.emplace("human", Value::Entity(human));
   policy::Value::RecordFields request;
   request.emplace("protocol", Value::String(action.protocol));
   request.emplace("method", Value::String(action.method));
   request.emplace("path", Value::String(action.path));
   policy::Value::RecordFields context;
   context.emplace("args", std::move(args).value());
-  context.emplace("session", Value::Record(std::move(session)));
+  context.emplace("session", SessionValue(caller));
   context.emplace("request", Value::Record(std::move(request)));
   context.emplace("time", TimeValue(deps_.clock->NowUnixSeconds()));
   Value context_value = Value::Record(std::move(context));
 
-  return Evaluate(std::move(d), principals, action_uid, resource_uid, context_value, entities);
+  return Evaluate(std::move(d), *principals, action_uid, resource_uid, context_value, entities);
 }
 
 Decision Pipeline::Evaluate(Decision d, const std::vector<policy::EntityUid>& principals,
@@ -324,21 +345,9 @@ Decision Pipeline::DecideDelegation(const Caller& caller, const std::string& chi
   d.action = std::string(kDelegateAction);
   d.resource = EntityUid{"Agent", child_agent}.ToString();
   d.scope_ok = true;  // delegation is not a tool call: the token's scope does not name it
-  const identity::Claims& c = *caller.claims;
   policy::Entities entities;
-  auto human_groups = deps_.directory->HumanGroups(c.sub);
-  if (!human_groups) return Deny(std::move(d), ErrorCode::kPolicyDenied, "unknown human \"" + c.sub + "\"");
-  const EntityUid human{"Human", c.sub};
-  (void)entities.Add(human, Value::Record({}), GroupUids(*human_groups));
-  std::vector<EntityUid> principals{human};
-  for (const std::string& agent : caller.chain) {
-    auto groups = deps_.directory->AgentGroups(agent);
-    if (!groups) return Deny(std::move(d), ErrorCode::kPolicyDenied, "unknown agent \"" + agent + "\"");
-    EntityUid uid{"Agent", agent};
-    if (entities.Contains(uid)) continue;
-    (void)entities.Add(uid, Value::Record({}), GroupUids(*groups));
-    principals.push_back(std::move(uid));
-  }
+  auto principals = AddPrincipals(*deps_.directory, caller, &entities);
+  if (!principals.ok()) return Deny(std::move(d), ErrorCode::kPolicyDenied, principals.error().message);
   // The child, with its groups, so that policies can delegate to a group of agents.
   const EntityUid child{"Agent", child_agent};
   auto child_groups = deps_.directory->AgentGroups(child_agent);
@@ -347,17 +356,11 @@ Decision Pipeline::DecideDelegation(const Caller& caller, const std::string& chi
   const EntityUid action_uid{"Action", d.action};
   (void)entities.Add(action_uid, Value::Record({}), {EntityUid{"Action", "mandate"}});
 
-  policy::Value::RecordFields session;
-  session.emplace("id", Value::String(c.sid));
-  session.emplace("task", Value::String(c.task));
-  session.emplace("depth", Value::Long(static_cast<int64_t>(caller.chain.size()) - 1));
-  session.emplace("model", ModelValue(c));
-  session.emplace("human", Value::Entity(human));
   policy::Value::RecordFields context;
   context.emplace("args", Value::Record({}));
-  context.emplace("session", Value::Record(std::move(session)));
+  context.emplace("session", SessionValue(caller));
   context.emplace("time", TimeValue(deps_.clock->NowUnixSeconds()));
-  return Evaluate(std::move(d), principals, action_uid, child, Value::Record(std::move(context)), entities);
+  return Evaluate(std::move(d), *principals, action_uid, child, Value::Record(std::move(context)), entities);
 }
 
 Json Pipeline::CallRecord(std::string_view type, const Caller& caller, const core::Action& action) const {
