@@ -48,6 +48,9 @@ class Fd {
   int fd_ = -1;
 };
 
+// poll() waits at most this long per call, so a far deadline never overflows its int timeout.
+inline constexpr int64_t kPollSliceMillis = 60'000;
+
 // Waits until `fd` is ready for `events` or the deadline passes. Returns 0 when ready,
 // ETIMEDOUT, or an errno.
 inline int WaitReady(int fd, short events, SteadyClock::time_point deadline) {
@@ -55,7 +58,7 @@ inline int WaitReady(int fd, short events, SteadyClock::time_point deadline) {
     auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - SteadyClock::now()).count();
     if (left <= 0) return ETIMEDOUT;
     pollfd p{fd, events, 0};
-    int n = ::poll(&p, 1, static_cast<int>(std::min<int64_t>(left, 60'000)));
+    int n = ::poll(&p, 1, static_cast<int>(std::min<int64_t>(left, kPollSliceMillis)));
     if (n > 0) return 0;  // readable/writable, or an error/hang-up the next syscall reports
     if (n < 0 && errno != EINTR) return errno;
   }
@@ -74,20 +77,10 @@ class DeadlineStream {
   template <class MutableBufferSequence>
   size_t read_some(const MutableBufferSequence& buffers, beast::error_code& ec) {
     std::array<iovec, 8> iov{};
-    size_t n = 0;
-    for (auto it = asio::buffer_sequence_begin(buffers); it != asio::buffer_sequence_end(buffers) && n < iov.size(); ++it) {
-      asio::mutable_buffer b = *it;
-      if (b.size() == 0) continue;
-      iov[n++] = iovec{b.data(), b.size()};
-    }
+    const size_t n = Gather(buffers, &iov);
     ec = {};
     if (n == 0) return 0;
-    if (std::exchange(wait_first_, false)) {
-      if (int w = WaitReady(fd_, POLLIN, deadline_); w != 0) {
-        ec = w == ETIMEDOUT ? beast::error_code(beast::error::timeout) : beast::error_code(w, boost::system::system_category());
-        return 0;
-      }
-    }
+    if (std::exchange(wait_first_, false) && !Wait(POLLIN, ec)) return 0;
     for (;;) {
       ssize_t r = ::readv(fd_, iov.data(), static_cast<int>(n));
       if (r > 0) return static_cast<size_t>(r);
@@ -95,15 +88,7 @@ class DeadlineStream {
         ec = asio::error::eof;
         return 0;
       }
-      if (errno == EINTR) continue;
-      if (errno != EAGAIN && errno != EWOULDBLOCK) {
-        ec = beast::error_code(errno, boost::system::system_category());
-        return 0;
-      }
-      if (int w = WaitReady(fd_, POLLIN, deadline_); w != 0) {
-        ec = w == ETIMEDOUT ? beast::error_code(beast::error::timeout) : beast::error_code(w, boost::system::system_category());
-        return 0;
-      }
+      if (!Retry(POLLIN, ec)) return 0;
     }
   }
   template <class MutableBufferSequence>
@@ -114,15 +99,11 @@ class DeadlineStream {
     return n;
   }
 
+  // One sendmsg for the whole buffer sequence (headers and body in one segment when they fit).
   template <class ConstBufferSequence>
   size_t write_some(const ConstBufferSequence& buffers, beast::error_code& ec) {
     std::array<iovec, 16> iov{};
-    size_t n = 0;
-    for (auto it = asio::buffer_sequence_begin(buffers); it != asio::buffer_sequence_end(buffers) && n < iov.size(); ++it) {
-      asio::const_buffer b = *it;
-      if (b.size() == 0) continue;
-      iov[n++] = iovec{const_cast<void*>(b.data()), b.size()};
-    }
+    const size_t n = Gather(buffers, &iov);
     ec = {};
     if (n == 0) return 0;
     msghdr msg{};
@@ -131,15 +112,7 @@ class DeadlineStream {
     for (;;) {
       ssize_t r = ::sendmsg(fd_, &msg, MSG_NOSIGNAL);
       if (r >= 0) return static_cast<size_t>(r);
-      if (errno == EINTR) continue;
-      if (errno != EAGAIN && errno != EWOULDBLOCK) {
-        ec = beast::error_code(errno, boost::system::system_category());
-        return 0;
-      }
-      if (int w = WaitReady(fd_, POLLOUT, deadline_); w != 0) {
-        ec = w == ETIMEDOUT ? beast::error_code(beast::error::timeout) : beast::error_code(w, boost::system::system_category());
-        return 0;
-      }
+      if (!Retry(POLLOUT, ec)) return 0;
     }
   }
   template <class ConstBufferSequence>
@@ -151,6 +124,35 @@ class DeadlineStream {
   }
 
  private:
+  // The non-empty buffers of `buffers` as iovecs (at most N: a partial read or write is fine).
+  template <class BufferSequence, size_t N>
+  static size_t Gather(const BufferSequence& buffers, std::array<iovec, N>* iov) {
+    size_t n = 0;
+    for (auto it = asio::buffer_sequence_begin(buffers); it != asio::buffer_sequence_end(buffers) && n < N; ++it) {
+      const auto& b = *it;
+      if (b.size() == 0) continue;
+      (*iov)[n++] = iovec{const_cast<void*>(static_cast<const void*>(b.data())), b.size()};
+    }
+    return n;
+  }
+  // Waits for `events` within the deadline; false with `ec` set (timeout or error) otherwise.
+  bool Wait(short events, beast::error_code& ec) const {
+    int w = WaitReady(fd_, events, deadline_);
+    if (w == 0) return true;
+    ec = w == ETIMEDOUT ? beast::error_code(beast::error::timeout) : beast::error_code(w, boost::system::system_category());
+    return false;
+  }
+  // After a failed readv/sendmsg (errno set): whether to try again (EINTR, or ready after
+  // EAGAIN); false with `ec` set otherwise.
+  bool Retry(short events, beast::error_code& ec) const {
+    if (errno == EINTR) return true;
+    if (errno != EAGAIN && errno != EWOULDBLOCK) {
+      ec = beast::error_code(errno, boost::system::system_category());
+      return false;
+    }
+    return Wait(events, ec);
+  }
+
   int fd_;
   SteadyClock::time_point deadline_;
   bool wait_first_ = false;
