@@ -202,7 +202,8 @@ size_t Pipeline::CancelRevoked() const {
   {
     std::lock_guard<std::mutex> lock(inflight_mu_);
     for (const auto& [id, call] : inflight_) {
-      if (deps_.revocations->Check(call.subjects)) hit.push_back(call.signal);
+      // Subjects are computed here, on the rare revocation path, not per call.
+      if (deps_.revocations->Check(RevocationSubjects(*call.caller))) hit.push_back(call.signal);
     }
   }
   // Fired outside the lock: a signal's functions abort sockets and wake waiters.
@@ -449,12 +450,9 @@ Pipeline::CallResult Pipeline::Call(const Caller& caller, core::Action action, U
   auto cancel = std::make_shared<core::CancelSignal>();
   uint64_t inflight_id = 0;
   {
-    InflightCall entry;
-    entry.subjects = RevocationSubjects(caller);
-    entry.signal = cancel;
     std::lock_guard<std::mutex> lock(inflight_mu_);
     inflight_id = next_inflight_id_++;
-    inflight_.emplace(inflight_id, std::move(entry));
+    inflight_.emplace(inflight_id, InflightCall{&caller, cancel});
   }
   {
     core::CancelScope scope(cancel.get());

@@ -143,7 +143,7 @@ class Pipeline {
   static revocation::Subjects RevocationSubjects(const Caller& caller);
 
   struct InflightCall {
-    revocation::Subjects subjects;
+    const Caller* caller;  // outlives the entry: Call erases it before returning
     std::shared_ptr<core::CancelSignal> signal;
   };
   // The intersection rule over `principals` (human first), filling d.checks and d.kind.
