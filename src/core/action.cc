@@ -42,14 +42,6 @@ std::string_view DecisionKindName(Decision::Kind k) {
   return "deny";
 }
 
-namespace {
-Json StringArray(const std::vector<std::string>& v) {
-  Json a = Json::MakeArray();
-  for (const auto& s : v) a.Push(s);
-  return a;
-}
-}  // namespace
-
 Json Decision::ToJson() const {
   Json j = Json::MakeObject();
   j.Set("id", id);
@@ -64,9 +56,9 @@ Json Decision::ToJson() const {
     Json cj = Json::MakeObject();
     cj.Set("principal", c.principal);
     cj.Set("decision", c.allow ? "allow" : (c.approval_required ? "approval_required" : "deny"));
-    cj.Set("permits", StringArray(c.permits));
-    cj.Set("forbids", StringArray(c.forbids));
-    cj.Set("errors", StringArray(c.errors));
+    cj.Set("permits", Json::StringArray(c.permits));
+    cj.Set("forbids", Json::StringArray(c.forbids));
+    cj.Set("errors", Json::StringArray(c.errors));
     arr.Push(std::move(cj));
   }
   j.Set("checks", std::move(arr));

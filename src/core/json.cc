@@ -351,6 +351,13 @@ std::string Json::Dump() const {
   return out;
 }
 
+Json Json::StringArray(const std::vector<std::string>& strings) {
+  Array a;
+  a.reserve(strings.size());
+  for (const auto& s : strings) a.emplace_back(s);
+  return Json(std::move(a));
+}
+
 std::string Json::Canonical() const {
   std::string out;
   CanonicalTo(&out);

@@ -112,3 +112,12 @@ TEST(Json, EqualityIgnoresMemberOrder) {
 
 }  // namespace
 }  // namespace mandate::core
+
+namespace mandate::core {
+namespace {
+TEST(Json, StringArrayKeepsOrderAndDuplicates) {
+  EXPECT_EQ(Json::StringArray({"b", "a", "b"}).Dump(), R"(["b","a","b"])");
+  EXPECT_EQ(Json::StringArray({}).Dump(), "[]");
+}
+}  // namespace
+}  // namespace mandate::core

@@ -58,11 +58,6 @@ Decision Deny(Decision d, ErrorCode code, std::string reason) {
   return d;
 }
 
-Json StringArray(const std::vector<std::string>& v) {
-  Json a = Json::MakeArray();
-  for (const auto& s : v) a.Push(s);
-  return a;
-}
 
 }  // namespace
 
@@ -369,7 +364,7 @@ Json Pipeline::CallRecord(std::string_view type, const Caller& caller, const cor
   r.Set("type", std::string(type));
   r.Set("run", caller.run());
   r.Set("sid", caller.sid());
-  r.Set("chain", StringArray(caller.chain));
+  r.Set("chain", core::Json::StringArray(caller.chain));
   r.Set("agent", caller.agent());
   r.Set("human", caller.human());
   r.Set("task", caller.claims->task);

@@ -40,11 +40,6 @@ core::Result<std::vector<std::string>> StringList(const Json& body, std::string_
   return out;
 }
 
-Json StringArray(const std::vector<std::string>& v) {
-  Json a = Json::MakeArray();
-  for (const auto& s : v) a.Push(s);
-  return a;
-}
 
 Json SessionJson(const store::Session& s) {
   Json j = Json::MakeObject();
@@ -54,7 +49,7 @@ Json SessionJson(const store::Session& s) {
   j.Set("agent", s.agent);
   j.Set("human", s.human);
   j.Set("task", s.task);
-  j.Set("scope", StringArray(s.scope));
+  j.Set("scope", core::Json::StringArray(s.scope));
   j.Set("model", s.model);
   j.Set("depth", static_cast<int64_t>(s.depth));
   j.Set("created_at", s.created_at);
@@ -106,7 +101,7 @@ net::HttpResponse AdminApi::Handle(const net::HttpRequest& req) {
       for (const auto& h : *list) {
         Json j = Json::MakeObject();
         j.Set("name", h.name);
-        j.Set("groups", StringArray(h.groups));
+        j.Set("groups", core::Json::StringArray(h.groups));
         arr.Push(std::move(j));
       }
       Json out = Json::MakeObject();
@@ -123,7 +118,7 @@ net::HttpResponse AdminApi::Handle(const net::HttpRequest& req) {
         Json j = Json::MakeObject();
         j.Set("name", a.name);
         j.Set("owner", a.owner);
-        j.Set("groups", StringArray(a.groups));
+        j.Set("groups", core::Json::StringArray(a.groups));
         arr.Push(std::move(j));
       }
       Json out = Json::MakeObject();
@@ -172,7 +167,7 @@ net::HttpResponse AdminApi::PostHuman(const Json& body) {
   ctx_.directory->PutHuman(stored->name, stored->groups);
   Json out = Json::MakeObject();
   out.Set("name", stored->name);
-  out.Set("groups", StringArray(stored->groups));
+  out.Set("groups", core::Json::StringArray(stored->groups));
   return Ok(out);
 }
 
@@ -191,7 +186,7 @@ net::HttpResponse AdminApi::PostAgent(const Json& body) {
   Json out = Json::MakeObject();
   out.Set("name", stored->name);
   out.Set("owner", stored->owner);
-  out.Set("groups", StringArray(stored->groups));
+  out.Set("groups", core::Json::StringArray(stored->groups));
   return Ok(out);
 }
 
@@ -300,13 +295,13 @@ net::HttpResponse AdminApi::PostRevocation(const Json& body) {
   rec.Set("kind", std::string(revocation::KindName(*kind)));
   rec.Set("subject", subject);
   rec.Set("reason", reason);
-  rec.Set("sessions", StringArray(*affected));
+  rec.Set("sessions", core::Json::StringArray(*affected));
   // The revocation is already effective; a failed audit append is reported to the operator.
   auto appended = ctx_.pipeline->Record(std::move(rec));
   Json out = Json::MakeObject();
   out.Set("kind", std::string(revocation::KindName(*kind)));
   out.Set("subject", subject);
-  out.Set("sessions", StringArray(*affected));
+  out.Set("sessions", core::Json::StringArray(*affected));
   out.Set("cancelled_calls", static_cast<int64_t>(cancelled));
   out.Set("audited", appended.ok());
   return Ok(out);

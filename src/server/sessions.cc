@@ -6,16 +6,6 @@
 
 namespace mandate::server {
 
-namespace {
-
-core::Json StringArray(const std::vector<std::string>& v) {
-  core::Json a = core::Json::MakeArray();
-  for (const auto& s : v) a.Push(s);
-  return a;
-}
-
-}  // namespace
-
 core::Result<MintedSession> MintSession(const SessionGrant& g, const SessionDeps& deps) {
   const int64_t now = deps.clock->NowUnixSeconds();
   identity::Claims c;
@@ -67,13 +57,13 @@ core::Result<MintedSession> MintSession(const SessionGrant& g, const SessionDeps
     rec.Set("parent_sid", g.parent->sid());
     std::vector<std::string> chain = g.parent->chain;
     chain.push_back(g.agent);
-    rec.Set("chain", StringArray(chain));
+    rec.Set("chain", core::Json::StringArray(chain));
     rec.Set("depth", static_cast<int64_t>(s.depth));
   }
   rec.Set("agent", g.agent);
   rec.Set("human", g.human);
   rec.Set("task", g.task);
-  rec.Set("scope", StringArray(c.scope));
+  rec.Set("scope", core::Json::StringArray(c.scope));
   rec.Set("model", model);
   rec.Set("jti", c.jti);
   rec.Set("expires_at", c.exp);

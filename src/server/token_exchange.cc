@@ -83,11 +83,7 @@ net::HttpResponse TokenExchange::Refresh(const gateway::Caller& caller, const st
   rec.Set("agent", caller.agent());
   rec.Set("human", caller.human());
   rec.Set("jti", c.jti);
-  rec.Set("scope", [&] {
-    core::Json a = core::Json::MakeArray();
-    for (const auto& s : scope) a.Push(s);
-    return a;
-  }());
+  rec.Set("scope", core::Json::StringArray(scope));
   rec.Set("expires_at", c.exp);
   if (auto st = deps_.pipeline->Record(std::move(rec)); !st.ok()) {
     return Refuse(500, "server_error", "the audit log cannot be written: " + st.error().message, caller.sid(), "");

@@ -42,6 +42,8 @@ class Json {
 
   static Json MakeObject() { return Json(Object{}); }
   static Json MakeArray() { return Json(Array{}); }
+  // An array of strings.
+  static Json StringArray(const std::vector<std::string>& strings);
 
   // Parses one JSON text. Errors (kBadRequest, or kPayloadTooLarge over max_bytes): invalid
   // JSON or UTF-8, nesting deeper than kJsonDepthMax, duplicate object keys, trailing bytes.
