@@ -237,6 +237,7 @@ struct Answer {
 
 class ServerIntegrationTest : public ::testing::Test {
  protected:
+  std::string extra_config_;  // appended to ConfigText() by StartServer
   void SetUp() override {
     ASSERT_TRUE(fake_.Start());
     ASSERT_EQ(::setenv(kSecretEnv, kSecret, 1), 0);
@@ -276,7 +277,7 @@ class ServerIntegrationTest : public ::testing::Test {
   }
 
   void StartServer() {
-    auto config = server::ParseConfig(ConfigText(), dir_.Sub("mandate.yaml"));
+    auto config = server::ParseConfig(ConfigText() + extra_config_, dir_.Sub("mandate.yaml"));
     ASSERT_TRUE(config.ok()) << config.error().message;
     auto server = server::Server::Start(std::move(config).value(), [this](const std::string& line) {
       std::lock_guard lock(log_mu_);
@@ -732,6 +733,29 @@ TEST_F(ServerIntegrationTest, RevokingASessionCancelsItsCallInFlight) {
     if (!found) std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }
   EXPECT_TRUE(found) << "no call.cancelled record";
+}
+
+TEST_F(ServerIntegrationTest, RefreshStopsAtTheRunsMaximumLifetime) {
+  server_->Stop();
+  server_.reset();
+  extra_config_ = "tokens: { ttl: 1s, max_ttl: 2s }\n";
+  StartServer();
+  auto [token, sid] = StartSession(R"(,"ttl_seconds":1)");
+  auto refresh = [&] {
+    return Do(server_->agent_port(), "POST", "/oauth/token",
+              "grant_type=urn%3Aietf%3Aparams%3Aoauth%3Agrant-type%3Atoken-exchange&subject_token=" + token +
+                  "&subject_token_type=urn%3Aietf%3Aparams%3Aoauth%3Atoken-type%3Aaccess_token",
+              {{"Content-Type", "application/x-www-form-urlencoded"}});
+  };
+  Answer first = refresh();
+  ASSERT_EQ(first.status, 200) << first.body;
+  EXPECT_LE(first.json.GetInt("expires_in", 99), 2);
+  // Past created_at + max_ttl the (still skew-accepted) token can no longer be refreshed.
+  std::this_thread::sleep_for(std::chrono::milliseconds(2200));
+  Answer late = refresh();
+  EXPECT_EQ(late.status, 400) << late.body;
+  EXPECT_EQ(late.json.GetString("error"), "invalid_request");
+  EXPECT_NE(late.json.GetString("error_description").find("maximum lifetime"), std::string::npos) << late.body;
 }
 
 TEST_F(ServerIntegrationTest, AuditPageLimitIsEnforced) {
