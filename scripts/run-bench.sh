@@ -21,7 +21,11 @@
 #                         tools/call as SSE) or "json" (Mandate answers plain JSON)
 #   BENCH_SKIP_BUILD=1    use the binaries already in build/release
 #   BENCH_KEEP=1          keep the temp dir (config, data dir, logs, per-test JSON)
-#   BENCH_SCENARIOS="rate-1000 rate-3000 saturation"   the scenarios to run
+#   BENCH_SCENARIOS="rate-1000 rate-3000 saturation"   the scenarios to run; "audit" (not in
+#                         the default) runs bench/mandate_audit_bench once per run before the
+#                         MCP scenarios: durable audit appends vs SQLite (WAL, synchronous=FULL)
+#                         with 1, 8 and 64 writers, and verification (about 45 s; its data in
+#                         the temp dir below). BENCH_SCENARIOS=audit runs only that.
 #   BENCH_PERF=DIR        profile Mandate during each governed test:
 #                         perf record -e cpu-clock --call-graph dwarf into DIR/<scenario>.perf.data
 # With the defaults the whole script takes about 80 s after the build (6 tests x 11 s);
@@ -35,11 +39,19 @@ DURATION=${BENCH_DURATION:-10}
 WARMUP=${BENCH_WARMUP:-1}
 CONNS=${BENCH_CONNECTIONS:-32}
 ACCEPT=${BENCH_ACCEPT:-both}
+MCP_SCENARIOS=""
+RUN_AUDIT=0
+for scenario in ${BENCH_SCENARIOS:-rate-1000 rate-3000 saturation}; do
+  if [ "$scenario" = audit ]; then RUN_AUDIT=1; else MCP_SCENARIOS="$MCP_SCENARIOS $scenario"; fi
+done
+TARGETS=()
+if [ -n "$MCP_SCENARIOS" ]; then TARGETS+=(mandate mcp_upstream_fast mcp_load); fi
+if [ "$RUN_AUDIT" = 1 ]; then TARGETS+=(mandate_audit_bench); fi
 
 if [ "${BENCH_SKIP_BUILD:-0}" != 1 ]; then
-  echo "== building (release): mandate, mcp_upstream_fast, mcp_load"
+  echo "== building (release): ${TARGETS[*]}"
   cmake --preset release >/dev/null
-  cmake --build --preset release --target mandate mcp_upstream_fast mcp_load
+  cmake --build --preset release --target "${TARGETS[@]}"
 fi
 MANDATE=$ROOT/$BUILD/mandate
 UPSTREAM=$ROOT/$BUILD/bench/mcp_upstream_fast
@@ -75,6 +87,21 @@ echo "== machine: $(nproc) CPUs, $(grep -m1 'model name' /proc/cpuinfo | cut -d:
 read -r LOAD1 _ < /proc/loadavg
 if awk -v l="$LOAD1" 'BEGIN { exit !(l > 1.0) }'; then
   echo "!! the machine is busy (1-minute load $LOAD1): numbers will be noisier than on an idle machine"
+fi
+
+FAILED=0
+if [ "$RUN_AUDIT" = 1 ]; then
+  for run in $(seq 1 "$RUNS"); do
+    echo "== audit run $run: durable audit appends, Mandate vs SQLite (bench/mandate_audit_bench)"
+    "$ROOT/$BUILD/bench/mandate_audit_bench" --dir "$WORK" || FAILED=1
+  done
+  if [ -z "$MCP_SCENARIOS" ]; then
+    if [ "$FAILED" != 0 ]; then
+      echo "!!!!! run-bench: the audit benchmark had errors; see above" >&2
+      exit 1
+    fi
+    exit 0
+  fi
 fi
 
 "$UPSTREAM" > "$WORK/upstream.log" 2>&1 &
@@ -117,7 +144,6 @@ cpu_micros() { awk -v hz="$(getconf CLK_TCK)" '{ printf "%d", ($14 + $15) * 1000
 
 DIRECT_URL=http://127.0.0.1:$UP_PORT/mcp
 GOVERNED_URL=http://127.0.0.1:$AGENT_PORT/mcp/fast
-FAILED=0
 
 # run_one LABEL TARGET RUN MODE-ARGS...
 run_one() {
@@ -167,7 +193,7 @@ echo "== $RUNS run(s); each test: ${WARMUP}s warmup + ${DURATION}s measured, $CO
 for run in $(seq 1 "$RUNS"); do
   # Alternate which side goes first, so a drift of the machine's state does not favour one.
   if [ $((run % 2)) = 1 ]; then ORDER="direct governed"; else ORDER="governed direct"; fi
-  for scenario in ${BENCH_SCENARIOS:-rate-1000 rate-3000 saturation}; do
+  for scenario in $MCP_SCENARIOS; do
     for target in $ORDER; do
       case $scenario in
         rate-1000)  run_one "$scenario" "$target" "$run" --mode open --rate 1000 ;;

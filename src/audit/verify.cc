@@ -1,5 +1,4 @@
-// VerifyLog and TailLog: read-only access to a hash-chain log's files
-// (docs/formats/audit.md).
+// VerifyLog and TailLog: read-only access to a Merkle log's files (docs/formats/audit.md).
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -93,21 +92,103 @@ core::Status TailSegment(const internal::Segment& seg, size_t need, std::vector<
 
 }  // namespace
 
-core::Result<VerifyReport> VerifyLog(const std::string& dir) {
+core::Result<VerifyReport> VerifyLog(const std::string& dir, const VerifyOptions& options) {
   MANDATE_ASSIGN_OR_RETURN(std::vector<internal::Segment> segments, internal::ListSegments(dir));
+  MANDATE_ASSIGN_OR_RETURN(NoteVerifier verifier,
+                           internal::LoadVerifier(dir, options.verifier_key));
   VerifyReport report;
-  internal::ChainChecker checker(0, std::string(internal::kGenesisPrev));
-  auto bad = [&](std::string file, size_t line, std::string problem) {
+  report.origin = verifier.name();
+  auto fail = [&](std::string file, size_t line, std::string problem) {
     report.ok = false;
-    report.records = checker.accepted();
-    // Invariant: the checker is anchored, so it always knows the seq it expects next.
-    report.first_bad_seq = checker.expected_seq().value_or(0);
     report.file = std::move(file);
     report.line = line;
     report.problem = std::move(problem);
     return report;
   };
 
+  // Every checkpoint: well-formed, signed by the log's key, for this log, sizes never
+  // decreasing.
+  struct Cp {
+    Checkpoint cp;
+    size_t line = 0;
+  };
+  std::vector<Cp> cps;
+  const std::string cps_name(internal::kCheckpointsFileName);
+  {
+    Fd fd(::open((dir + "/" + cps_name).c_str(), O_RDONLY | O_CLOEXEC));
+    if (fd.get() < 0 && errno != ENOENT) return OpenError(dir + "/" + cps_name);
+    if (fd.get() >= 0) {
+      internal::NoteReader reader(fd.get());
+      internal::NoteReader::Note note;
+      std::optional<internal::NoteReader::Malformed> malformed;
+      while (true) {
+        MANDATE_ASSIGN_OR_RETURN(bool more, reader.Next(&note, &malformed));
+        if (!more) break;
+        if (malformed) {
+          return fail(cps_name, malformed->line,
+                      "malformed checkpoint: " + malformed->problem +
+                          (malformed->at_end ? " (truncated: a torn write that reopening the "
+                                               "log would repair, or the file was cut)"
+                                             : " (garbage)"));
+        }
+        auto text = verifier.Open(note.text);
+        if (!text.ok()) {
+          return fail(cps_name, note.line,
+                      "checkpoint does not verify with the log's key (replaced or forged): " +
+                          text.error().message);
+        }
+        auto cp = ParseCheckpointText(*text);
+        if (!cp.ok()) return fail(cps_name, note.line, "malformed checkpoint: " + cp.error().message);
+        if (cp->origin != verifier.name()) {
+          return fail(cps_name, note.line,
+                      "checkpoint origin \"" + cp->origin + "\" is not this log's (\"" +
+                          verifier.name() + "\"): a checkpoint of another log");
+        }
+        if (!cps.empty() && cp->size < cps.back().cp.size) {
+          return fail(cps_name, note.line,
+                      "checkpoint tree size " + std::to_string(cp->size) + " is smaller than "
+                      "the previous checkpoint's " + std::to_string(cps.back().cp.size) +
+                      " (checkpoints reordered or spliced)");
+        }
+        cps.push_back(Cp{*std::move(cp), note.line});
+      }
+    }
+  }
+
+  // Every record, and the tree they form against each checkpoint at its size.
+  internal::ChainChecker checker(0, std::string(internal::kGenesisPrev));
+  MerkleAccumulator acc;
+  size_t next_cp = 0;
+  auto bad = [&](std::string file, size_t line, std::string problem) {
+    report.records = checker.accepted();
+    // Invariant: the checker is anchored, so it always knows the seq it expects next.
+    report.first_bad_seq = checker.expected_seq().value_or(0);
+    return fail(std::move(file), line, std::move(problem));
+  };
+  // Checks the checkpoints whose size the tree has reached; false after reporting a mismatch.
+  auto check_checkpoints = [&]() {
+    while (next_cp < cps.size() && cps[next_cp].cp.size == acc.size()) {
+      if (acc.Root() != cps[next_cp].cp.root) {
+        report.records = report.checkpointed_records;
+        report.first_bad_seq = report.checkpointed_records;
+        fail(cps_name, cps[next_cp].line,
+             "records " + std::to_string(report.checkpointed_records) + ".." +
+                 std::to_string(acc.size() - 1) + " do not match the checkpoint of tree size " +
+                 std::to_string(acc.size()) +
+                 ": a record in that range was changed and the records after it rewritten "
+                 "(or the log was replaced)");
+        return false;
+      }
+      ++report.checkpoints;
+      report.checkpointed_records = acc.size();
+      ++next_cp;
+    }
+    return true;
+  };
+  if (!check_checkpoints()) return report;
+
+  std::string prev_file;  // where the last accepted line is
+  size_t prev_line = 0;
   uint64_t expected_number = 1;
   for (const internal::Segment& seg : segments) {
     if (seg.number != expected_number) {
@@ -134,11 +215,34 @@ core::Result<VerifyReport> VerifyLog(const std::string& dir) {
                    "that reopening the log would repair)");
       }
       if (std::optional<std::string> problem = checker.Check(line.bytes)) {
+        if (checker.prev_mismatch() && checker.accepted() > report.checkpointed_records) {
+          // This line is sound and in sequence, so the bytes before it are not those its
+          // writer hashed: the previous record is the edited one. Unless a verified
+          // checkpoint covers the previous record: then it is intact and this line's own
+          // "prev" was changed, which the else branch reports at this line.
+          report.records = checker.accepted() - 1;
+          report.first_bad_seq = checker.accepted() - 1;
+          return fail(prev_file, prev_line,
+                      "record " + std::to_string(checker.accepted() - 1) +
+                          " was edited: its leaf hash no longer matches the \"prev\" of the "
+                          "record after it (" + seg.name + ":" + std::to_string(line_no) + ")");
+        }
         return bad(seg.name, line_no, std::move(*problem));
       }
+      prev_file = seg.name;
+      prev_line = line_no;
+      acc.Push(checker.last_leaf());
+      if (!check_checkpoints()) return report;
     }
   }
   report.records = checker.accepted();
+  if (next_cp < cps.size()) {
+    report.first_bad_seq = acc.size();
+    return fail(cps_name, cps[next_cp].line,
+                "the checkpoint of tree size " + std::to_string(cps[next_cp].cp.size) +
+                    " covers more records than the log holds (" + std::to_string(acc.size()) +
+                    "): records were removed from the end");
+  }
   return report;
 }
 

@@ -10,12 +10,16 @@
 #include <fstream>
 #include <functional>
 #include <iostream>
+#include <sstream>
 
 #include "mandate/audit/audit_log.h"
 #include "mandate/core/json.h"
+#include "mandate/core/limits.h"
 #include "mandate/net/http.h"
 #include "mandate/policy/lint.h"
 #include "mandate/policy/policy_set.h"
+#include "cli/audit_commands.h"
+#include "server/audit_replay.h"
 #include "server/config.h"
 #include "server/ptest.h"
 #include "server/server.h"
@@ -29,9 +33,20 @@ constexpr int kExitOk = 0;
 constexpr int kExitFailed = 1;
 constexpr int kExitUsage = 2;
 
-int Fail(const std::string& message) {
+int Fail(const std::string& message, int code = kExitFailed) {
   std::cerr << "mandate: " << message << "\n";
-  return kExitFailed;
+  return code;
+}
+
+// A verifier key given on the command line: the key text itself, or @FILE to read it from a
+// file (e.g. a pinned copy of log.pub). Empty stays empty.
+core::Result<std::string> ReadKeyArgument(const std::string& arg) {
+  if (arg.empty() || arg[0] != '@') return arg;
+  std::ifstream in(arg.substr(1), std::ios::binary);
+  if (!in) return core::MakeError(core::ErrorCode::kBadRequest, "cannot read " + arg.substr(1));
+  std::string line;
+  std::getline(in, line);
+  return line;
 }
 
 std::string DefaultConfigPath() {
@@ -104,6 +119,22 @@ core::Result<Json> Admin(const std::string& config_path, const std::string& meth
   }
   if (!parsed.ok()) return core::MakeError(core::ErrorCode::kInternal, "admin API answered invalid JSON");
   return parsed;
+}
+
+// GET on the admin API, the raw answer whatever its status (for bodies that are not one JSON
+// document, e.g. an OTLP export of several runs).
+core::Result<net::HttpResponse> AdminRaw(const std::string& config_path, const std::string& path, size_t body_max) {
+  MANDATE_ASSIGN_OR_RETURN(AdminTarget target, ResolveAdmin(config_path));
+  net::HttpClient client;
+  net::HttpClientRequest req;
+  req.method = "GET";
+  req.url = target.base + path;
+  req.headers = {{"Authorization", "Bearer " + target.token}};
+  req.timeout_millis = 300000;
+  req.response_body_max = body_max;
+  auto res = client.Do(req);
+  if (!res.ok()) return core::MakeError(res.error().code, "cannot reach the admin API at " + target.base + ": " + res.error().message);
+  return res;
 }
 
 // Unix seconds as "2026-11-22T17:05:00Z".
@@ -376,43 +407,37 @@ int Run(int argc, char** argv) {
   tail->add_option("-n", tail_n, "number of records (default 20)");
   tail->callback([&] {
     if (auto r = admin_or_fail("GET", "/admin/v1/audit?limit=" + std::to_string(tail_n), nullptr)) {
-      std::string text;
       for (const Json& rec : r->FindArray("records")->as_array()) {
-        if (json) continue;
-        std::string line = "#" + std::to_string(rec.GetInt("seq", -1)) + " " + rec.GetString("type");
-        if (const Json* d = rec.FindObject("decision")) {
-          line += " " + rec.GetString("action") + " -> " + d->GetString("decision");
-          if (!d->GetString("code").empty()) line += " (" + d->GetString("code") + ")";
-          line += " agent=" + rec.GetString("agent") + " human=" + rec.GetString("human");
-        } else if (rec.GetString("type") == "call.completed") {
-          line += " " + rec.GetString("action") + " status=" + rec.GetString("status") +
-                  " latency_us=" + std::to_string(rec.GetInt("latency_micros", 0));
-        } else if (!rec.GetString("sid").empty()) {
-          line += " sid=" + rec.GetString("sid") + " agent=" + rec.GetString("agent") + " human=" + rec.GetString("human");
-        } else if (!rec.GetString("subject").empty()) {
-          line += " " + rec.GetString("kind") + " " + rec.GetString("subject");
-        } else if (rec.GetString("type") == "policy.loaded") {
-          line += " sha256=" + rec.GetString("sha256").substr(0, 12) + " policies=" + std::to_string(rec.GetInt("policies", 0));
-        } else if (rec.GetString("type") == "policy.rejected") {
-          line += " " + rec.GetString("error");
-        }
-        text += line + "\n";
-      }
-      if (json) {
-        for (const Json& rec : r->FindArray("records")->as_array()) std::cout << rec.Dump() << "\n";
-      } else {
-        std::cout << text;
+        std::cout << (json ? rec.Dump() : server::FormatAuditLine(rec)) << "\n";
       }
     }
   });
-  auto* verify = audit->add_subcommand("verify", "verify the audit log's integrity (reads the files directly)");
+  AuditCommandContext audit_ctx;
+  audit_ctx.get_json = [&](const std::string& path) { return Admin(config_path, "GET", path, nullptr); };
+  audit_ctx.get_raw = [&](const std::string& path, size_t body_max) { return AdminRaw(config_path, path, body_max); };
+  audit_ctx.json = &json;
+  audit_ctx.rc = &rc;
+  AddAuditQueryCommands(audit, audit_ctx);
+  auto* verify = audit->add_subcommand(
+      "verify", "verify the audit log's records, Merkle tree and signed checkpoints (reads the files directly)");
+  std::string verify_key;
+  verify->add_option("--key", verify_key,
+                     "the log's verifier key (text, or @FILE); default: <audit dir>/log.pub. Pin "
+                     "the key you trust: whoever can rewrite the directory can replace log.pub");
   verify->callback([&] {
     auto cfg = LoadConfigOrDefault(config_path);
     if (!cfg.ok()) {
       rc = Fail("config: " + cfg.error().message);
       return;
     }
-    auto report = audit::VerifyLog(cfg->audit_dir);
+    audit::VerifyOptions options;
+    if (auto key = ReadKeyArgument(verify_key); key.ok()) {
+      options.verifier_key = *key;
+    } else {
+      rc = Fail("audit verify: " + key.error().message, kExitUsage);
+      return;
+    }
+    auto report = audit::VerifyLog(cfg->audit_dir, options);
     if (!report.ok()) {
       rc = Fail("audit verify: " + report.error().message);
       return;
@@ -420,6 +445,9 @@ int Run(int argc, char** argv) {
     Json j = Json::MakeObject();
     j.Set("ok", report->ok);
     j.Set("records", static_cast<int64_t>(report->records));
+    j.Set("origin", report->origin);
+    j.Set("checkpoints", static_cast<int64_t>(report->checkpoints));
+    j.Set("checkpointed_records", static_cast<int64_t>(report->checkpointed_records));
     if (!report->ok) {
       j.Set("first_bad_seq", report->first_bad_seq ? Json(static_cast<int64_t>(*report->first_bad_seq)) : Json());
       j.Set("file", report->file);
@@ -427,12 +455,96 @@ int Run(int argc, char** argv) {
       j.Set("problem", report->problem);
       rc = kExitFailed;
       std::string where = report->file + (report->line ? ":" + std::to_string(report->line) : "");
-      print(j, "audit log FAILED verification at record seq " +
-                   (report->first_bad_seq ? std::to_string(*report->first_bad_seq) : std::string("?")) + " (" + where +
-                   "): " + report->problem);
+      std::string what = report->first_bad_seq
+                             ? "record seq " + std::to_string(*report->first_bad_seq)
+                             : std::string("checkpoint");
+      print(j, "audit log FAILED verification at " + what + " (" + where + "): " + report->problem);
       return;
     }
-    print(j, "audit log verified: " + std::to_string(report->records) + " records, chain intact");
+    std::string text = "audit log verified: " + std::to_string(report->records) +
+                       " records, Merkle tree and " + std::to_string(report->checkpoints) +
+                       " signed checkpoints intact (" + report->origin + ")";
+    const uint64_t uncovered = report->records - report->checkpointed_records;
+    if (uncovered > 0) {
+      text += "; the newest " + std::to_string(uncovered) +
+              " records are not yet covered by a checkpoint (the running log writes one "
+              "within its checkpoint interval, and at shutdown)";
+    }
+    print(j, text);
+  });
+
+  auto* prove = audit->add_subcommand(
+      "prove", "print an inclusion proof of record SEQ against the newest signed checkpoint (JSON)");
+  int64_t prove_seq = -1;
+  prove->add_option("SEQ", prove_seq, "the record's seq")->required();
+  prove->callback([&] {
+    auto cfg = LoadConfigOrDefault(config_path);
+    if (!cfg.ok()) {
+      rc = Fail("config: " + cfg.error().message);
+      return;
+    }
+    if (prove_seq < 0) {
+      rc = Fail("audit prove: SEQ must be a non-negative integer", kExitUsage);
+      return;
+    }
+    auto bundle = audit::ProveInclusion(cfg->audit_dir, static_cast<uint64_t>(prove_seq));
+    if (!bundle.ok()) {
+      rc = Fail("audit prove: " + bundle.error().message);
+      return;
+    }
+    // The proof is a document to hand to an auditor: always JSON.
+    std::cout << bundle->ToJson().Dump() << "\n";
+  });
+
+  auto* verify_proof = audit->add_subcommand(
+      "verify-proof", "check an inclusion proof offline with only the log's verifier key");
+  std::string proof_file;
+  std::string proof_key;
+  verify_proof->add_option("FILE", proof_file, "the proof printed by `audit prove` (- for stdin)")->required();
+  verify_proof->add_option("--key", proof_key, "the log's verifier key (text, or @FILE)")->required();
+  verify_proof->callback([&] {
+    auto key = ReadKeyArgument(proof_key);
+    std::string bytes;
+    if (proof_file == "-") {
+      std::stringstream ss;
+      ss << std::cin.rdbuf();
+      bytes = ss.str();
+    } else {
+      std::ifstream in(proof_file, std::ios::binary);
+      if (!in) {
+        rc = Fail("audit verify-proof: cannot read " + proof_file, kExitUsage);
+        return;
+      }
+      std::stringstream ss;
+      ss << in.rdbuf();
+      bytes = ss.str();
+    }
+    if (!key.ok()) {
+      rc = Fail("audit verify-proof: " + key.error().message, kExitUsage);
+      return;
+    }
+    auto parsed = Json::Parse(bytes, core::kAuditRecordBytesMax * 2);
+    if (!parsed.ok()) {
+      rc = Fail("audit verify-proof: the proof is not JSON: " + parsed.error().message);
+      return;
+    }
+    auto bundle = audit::InclusionProofBundle::FromJson(*parsed);
+    if (!bundle.ok()) {
+      rc = Fail("audit verify-proof: " + bundle.error().message);
+      return;
+    }
+    auto cp = audit::VerifyInclusionBundle(*bundle, *key);
+    if (!cp.ok()) {
+      rc = Fail("audit verify-proof: proof REJECTED: " + cp.error().message);
+      return;
+    }
+    Json j = Json::MakeObject();
+    j.Set("ok", true);
+    j.Set("seq", static_cast<int64_t>(bundle->seq));
+    j.Set("origin", cp->origin);
+    j.Set("tree_size", static_cast<int64_t>(cp->size));
+    print(j, "proof verified: record " + std::to_string(bundle->seq) + " is in " + cp->origin +
+                 " at tree size " + std::to_string(cp->size) + " (signed checkpoint)");
   });
 
   // keys

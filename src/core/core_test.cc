@@ -39,6 +39,22 @@ TEST(Encoding, Base64UrlRoundTripsAndRejectsNonCanonical) {
   EXPECT_EQ(Base64Encode("fo"), "Zm8=");
 }
 
+TEST(Encoding, Base64StdRequiresExactPaddingAndCanonicalBits) {
+  for (std::string s : {"", "f", "fo", "foo", "foob", "fooba", "foobar", "\xfb\xff\x00"}) {
+    auto dec = Base64Decode(Base64Encode(s));
+    ASSERT_TRUE(dec.has_value()) << Base64Encode(s);
+    EXPECT_EQ(*dec, s);
+  }
+  EXPECT_EQ(*Base64Decode("+/8="), "\xfb\xff");
+  EXPECT_FALSE(Base64Decode("Zm8").has_value());     // padding missing
+  EXPECT_FALSE(Base64Decode("Zm8==").has_value());   // too much padding
+  EXPECT_FALSE(Base64Decode("Zg==Zg==").has_value()); // padding in the middle
+  EXPECT_FALSE(Base64Decode("Zh==").has_value());    // non-zero trailing bits
+  EXPECT_FALSE(Base64Decode("-_8=").has_value());    // url alphabet
+  EXPECT_FALSE(Base64Decode("Zm9 v").has_value());   // whitespace
+  EXPECT_FALSE(Base64Decode("====").has_value());
+}
+
 TEST(Encoding, HexRoundTrips) {
   EXPECT_EQ(HexEncode("\x01\xab"), "01ab");
   EXPECT_EQ(*HexDecode("01AB"), "\x01\xab");

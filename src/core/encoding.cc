@@ -44,19 +44,24 @@ constexpr std::array<int8_t, 256> MakeUrlTable() {
 }
 constexpr std::array<int8_t, 256> kUrlTable = MakeUrlTable();
 
-}  // namespace
+constexpr std::array<int8_t, 256> MakeStdTable() {
+  std::array<int8_t, 256> t{};
+  for (auto& x : t) x = -1;
+  for (int i = 0; i < 64; ++i) t[static_cast<uint8_t>(kB64Std[i])] = static_cast<int8_t>(i);
+  return t;
+}
+constexpr std::array<int8_t, 256> kStdTable = MakeStdTable();
 
-std::string Base64UrlEncode(std::string_view bytes) { return Encode(bytes, kB64Url, false); }
-std::string Base64Encode(std::string_view bytes) { return Encode(bytes, kB64Std, true); }
-
-std::optional<std::string> Base64UrlDecode(std::string_view text) {
+// Decodes unpadded text with `table`; canonical: the unused low bits of the last character
+// must be zero, so every byte string has exactly one accepted encoding.
+std::optional<std::string> DecodeUnpadded(std::string_view text, const std::array<int8_t, 256>& table) {
   if (text.size() % 4 == 1) return std::nullopt;
   std::string out;
   out.reserve(text.size() * 3 / 4);
   uint32_t acc = 0;
   int bits = 0;
   for (char c : text) {
-    int8_t v = kUrlTable[static_cast<uint8_t>(c)];
+    int8_t v = table[static_cast<uint8_t>(c)];
     if (v < 0) return std::nullopt;
     acc = (acc << 6) | static_cast<uint32_t>(v);
     bits += 6;
@@ -65,10 +70,28 @@ std::optional<std::string> Base64UrlDecode(std::string_view text) {
       out.push_back(static_cast<char>((acc >> bits) & 0xFF));
     }
   }
-  // Canonical encoding: the unused low bits of the last character must be zero, so every
-  // byte string has exactly one accepted encoding.
   if (bits > 0 && (acc & ((1u << bits) - 1)) != 0) return std::nullopt;
   return out;
+}
+
+}  // namespace
+
+std::string Base64UrlEncode(std::string_view bytes) { return Encode(bytes, kB64Url, false); }
+std::string Base64Encode(std::string_view bytes) { return Encode(bytes, kB64Std, true); }
+
+std::optional<std::string> Base64UrlDecode(std::string_view text) {
+  return DecodeUnpadded(text, kUrlTable);
+}
+
+std::optional<std::string> Base64Decode(std::string_view text) {
+  if (text.size() % 4 != 0) return std::nullopt;
+  size_t pad = 0;
+  while (pad < 2 && pad < text.size() && text[text.size() - 1 - pad] == '=') ++pad;
+  std::string_view body = text.substr(0, text.size() - pad);
+  // Exactly the padding the encoder writes: none of '=' elsewhere, and a full last quantum.
+  if (body.size() % 4 == 1) return std::nullopt;
+  if (pad != (4 - body.size() % 4) % 4) return std::nullopt;
+  return DecodeUnpadded(body, kStdTable);
 }
 
 std::string HexEncode(std::string_view bytes) {

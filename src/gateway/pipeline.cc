@@ -359,6 +359,82 @@ Decision Pipeline::DecideDelegation(const Caller& caller, const std::string& chi
   return Evaluate(std::move(d), *principals, action_uid, child, Value::Record(std::move(context)), entities);
 }
 
+void AuditRules::SetUpstream(const std::string& upstream, AuditRule rule) {
+  upstreams_[upstream] = std::move(rule);
+}
+
+void AuditRules::SetTool(const std::string& action_id, AuditRule rule) {
+  tools_[action_id] = std::move(rule);
+}
+
+const AuditRule& AuditRules::For(const core::Action& action) const {
+  if (!tools_.empty()) {
+    if (auto it = tools_.find(action.Id()); it != tools_.end()) return it->second;
+  }
+  if (auto it = upstreams_.find(action.upstream); it != upstreams_.end()) return it->second;
+  return default_;
+}
+
+std::optional<Json> ExtractSideEffect(const Json& result, std::string_view pointer) {
+  if (pointer.empty()) return result;
+  if (pointer[0] != '/') return std::nullopt;
+  Json current = result;
+  size_t steps = 0;
+  size_t pos = 1;
+  while (true) {
+    if (++steps > core::kJsonDepthMax) return std::nullopt;
+    size_t end = pointer.find('/', pos);
+    std::string token(pointer.substr(pos, end == std::string_view::npos ? std::string_view::npos : end - pos));
+    // RFC 6901 unescaping: ~1 is '/', ~0 is '~'.
+    std::string unescaped;
+    for (size_t i = 0; i < token.size(); ++i) {
+      if (token[i] == '~' && i + 1 < token.size() && (token[i + 1] == '0' || token[i + 1] == '1')) {
+        unescaped.push_back(token[i + 1] == '0' ? '~' : '/');
+        ++i;
+      } else {
+        unescaped.push_back(token[i]);
+      }
+    }
+    if (current.is_string()) {
+      // An MCP text block often carries the upstream's JSON answer as a string.
+      auto parsed = Json::Parse(current.as_string(), core::kAuditArgsBytesMax);
+      if (!parsed.ok()) return std::nullopt;
+      current = std::move(parsed).value();
+    }
+    if (current.is_object()) {
+      const Json* next = current.Find(unescaped);
+      if (next == nullptr) return std::nullopt;
+      current = Json(*next);
+    } else if (current.is_array()) {
+      const auto& arr = current.as_array();
+      if (unescaped.empty() || unescaped.size() > 9 ||
+          !std::all_of(unescaped.begin(), unescaped.end(), [](char c) { return c >= '0' && c <= '9'; }) ||
+          (unescaped.size() > 1 && unescaped[0] == '0')) {
+        return std::nullopt;
+      }
+      size_t index = std::stoul(unescaped);
+      if (index >= arr.size()) return std::nullopt;
+      current = Json(arr[index]);
+    } else {
+      return std::nullopt;
+    }
+    if (end == std::string_view::npos) return current;
+    pos = end + 1;
+  }
+}
+
+Json Pipeline::TruncatedPayload(size_t bytes) {
+  Json t = Json::MakeObject();
+  t.Set("_truncated", true);
+  t.Set("_bytes", static_cast<int64_t>(bytes));
+  return t;
+}
+
+Json Pipeline::PayloadForAudit(const Json& payload, size_t canonical_bytes) const {
+  if (canonical_bytes > core::kAuditArgsBytesMax) return TruncatedPayload(canonical_bytes);
+  return deps_.scrubber->ScrubJson(payload);
+}
+
 Json Pipeline::CallRecord(std::string_view type, const Caller& caller, const core::Action& action) const {
   Json r = Json::MakeObject();
   r.Set("type", std::string(type));
@@ -378,20 +454,18 @@ Pipeline::CallResult Pipeline::Call(const Caller& caller, core::Action action, U
   if (!action.args.is_object()) action.args = Json::MakeObject();
   out.decision = Decide(caller, action);
 
+  static const AuditRule kDefaultRule;
+  const AuditRule& rule = deps_.audit_rules ? deps_.audit_rules->For(action) : kDefaultRule;
   const std::string args_canonical = action.args.Canonical();
   Json decided = CallRecord("call.decided", caller, action);
   decided.Set("decision_id", out.decision.id);
   decided.Set("resource", out.decision.resource);
-  Json scrubbed_args = deps_.scrubber->ScrubJson(action.args);
-  if (args_canonical.size() > core::kAuditArgsBytesMax) {
-    Json t = Json::MakeObject();
-    t.Set("_truncated", true);
-    t.Set("_bytes", static_cast<int64_t>(args_canonical.size()));
-    scrubbed_args = std::move(t);
+  if (rule.hash_only) {
+    decided.Set("payload", "hash");  // retention configured for this action: hashes only
+  } else {
+    decided.Set("args", PayloadForAudit(action.args, args_canonical.size()));
   }
-  decided.Set("args", std::move(scrubbed_args));
   decided.Set("args_hash", core::Sha256Hex(args_canonical));
-  decided.Set("decision", out.decision.ToJson());
   if (caller.claims->model) {
     Json m = Json::MakeObject();
     m.Set("provider", caller.claims->model->provider);
@@ -399,6 +473,70 @@ Pipeline::CallResult Pipeline::Call(const Caller& caller, core::Action action, U
     m.Set("tier", caller.claims->model->tier);
     decided.Set("model", std::move(m));
   }
+  // The upstream's breaker, asked only for calls policy allows: an open breaker refuses the
+  // call before anything is forwarded, and the decision record says so.
+  CircuitBreaker* breaker = nullptr;
+  Admission admission;
+  if (out.decision.allowed() && deps_.breakers != nullptr) {
+    if (auto it = deps_.breakers->find(action.upstream); it != deps_.breakers->end()) {
+      breaker = it->second;
+      admission = breaker->Admit();
+      if (!admission.admitted()) {
+        const int64_t retry_s = (admission.retry_after_micros() + 999999) / 1000000;
+        out.decision = Deny(std::move(out.decision), ErrorCode::kUpstreamUnavailable,
+                            "upstream " + action.upstream + " is unavailable: its circuit breaker is open" +
+                                (retry_s > 0 ? " (retry in " + std::to_string(retry_s) + " s)"
+                                             : std::string(" (a probe call is in flight)")));
+        breaker = nullptr;
+      }
+    }
+  }
+  // Every admitted call is reported to the breaker exactly once; unless the upstream answered
+  // (Record below), the call ended for a reason that is not the upstream's fault.
+  struct BreakerGuard {
+    CircuitBreaker* breaker;
+    const Admission& admission;
+    bool reported = false;
+    ~BreakerGuard() {
+      if (breaker != nullptr && !reported) breaker->Abandon(admission);
+    }
+  } breaker_guard{breaker, admission};
+
+  // Budgets: reserve the estimated cost on every matching budget, all or nothing. The
+  // reservation rides in the durable decision record, which is how a restart recovers it.
+  budget::Reservation reservation;
+  std::optional<budget::Exceeded> exceeded;
+  if (out.decision.allowed() && deps_.budgets != nullptr) {
+    budget::CallFacts facts;
+    facts.sid = caller.sid();
+    facts.run = caller.run();
+    facts.agent = caller.agent();
+    facts.human = caller.human();
+    facts.task = caller.claims->task;
+    facts.upstream = action.upstream;
+    facts.action_id = action.Id();
+    facts.cls = action.cls;
+    budget::Exceeded why;
+    auto reserved = deps_.budgets->Reserve(facts, &why);
+    if (reserved.ok()) {
+      reservation = std::move(reserved).value();
+      if (!reservation.empty()) decided.Set("budgets", reservation.ToJson());
+    } else {
+      exceeded = why;
+      decided.Set("budget_exceeded", why.ToJson());
+      out.decision = Deny(std::move(out.decision), ErrorCode::kBudgetExceeded, reserved.error().message);
+    }
+  }
+  // Every reservation is settled or released exactly once: released unless settled below.
+  struct ReservationGuard {
+    budget::BudgetLedger* ledger;
+    const budget::Reservation& reservation;
+    ~ReservationGuard() {
+      if (ledger != nullptr && reservation.open()) ledger->Release(reservation);
+    }
+  } reservation_guard{deps_.budgets, reservation};
+  decided.Set("decision", out.decision.ToJson());
+
   auto appended = deps_.audit->Append(decided);
   if (!appended.ok() && (appended.error().code == ErrorCode::kBadRequest ||
                          appended.error().code == ErrorCode::kPayloadTooLarge)) {
@@ -416,6 +554,12 @@ Pipeline::CallResult Pipeline::Call(const Caller& caller, core::Action action, U
     out.outcome.ok = false;
     out.outcome.error = out.decision.code;
     out.outcome.message = out.decision.reason;
+    if (exceeded && appended.ok()) {
+      Json r = CallRecord("budget.exceeded", caller, action);
+      r.Set("decision_id", out.decision.id);
+      r.Set("budget", exceeded->ToJson());
+      (void)deps_.audit->Submit(std::move(r));
+    }
     return out;
   }
   if (!appended.ok()) {
@@ -434,6 +578,7 @@ Pipeline::CallResult Pipeline::Call(const Caller& caller, core::Action action, U
       Json r = CallRecord("call.cancelled", caller, action);
       r.Set("decision_id", out.decision.id);
       r.Set("reason", out.decision.reason);
+      if (reservation.open()) r.Set("budgets", reservation.ReleaseJson());  // never forwarded
       return r;
     }());
     return out;
@@ -458,6 +603,14 @@ Pipeline::CallResult Pipeline::Call(const Caller& caller, core::Action action, U
     inflight_.erase(inflight_id);
   }
   out.outcome.latency_micros = deps_.clock->NowUnixMicros() - start;
+  if (breaker != nullptr && !cancel->cancelled()) {
+    // The upstream answered (even with a tool-level error) or it did not.
+    const bool upstream_failed = !out.outcome.ok && (out.outcome.error == ErrorCode::kUpstreamUnavailable ||
+                                                     out.outcome.error == ErrorCode::kUpstreamTimeout ||
+                                                     out.outcome.error == ErrorCode::kUpstreamError);
+    breaker->Record(admission, !upstream_failed);
+    breaker_guard.reported = true;
+  }
   if (cancel->cancelled()) {
     // The session (or an ancestor, its agent, human or task) was revoked while the upstream
     // worked on the call: the agent learns why, whatever the upstream did or answered.
@@ -469,6 +622,11 @@ Pipeline::CallResult Pipeline::Call(const Caller& caller, core::Action action, U
     r.Set("decision_id", out.decision.id);
     r.Set("reason", out.outcome.message);
     r.Set("in_flight", true);
+    if (deps_.budgets != nullptr && reservation.open()) {
+      // The upstream may have acted before the cancellation: the cost counts.
+      r.Set("budgets", reservation.SettlementJson({}));
+      deps_.budgets->Settle(reservation, {});
+    }
     r.Set("latency_micros", out.outcome.latency_micros);
     (void)deps_.audit->Submit(std::move(r));
     return out;
@@ -477,13 +635,44 @@ Pipeline::CallResult Pipeline::Call(const Caller& caller, core::Action action, U
   if (!out.outcome.ok) out.outcome.message = deps_.scrubber->Scrub(out.outcome.message);
 
   Json completed = CallRecord("call.completed", caller, action);
+  if (deps_.budgets != nullptr && reservation.open()) {
+    // Released only when the upstream was certainly not reached; anything else may have had
+    // its side effect and counts in full (never under-count).
+    if (!out.outcome.ok && out.outcome.error == ErrorCode::kUpstreamUnavailable) {
+      completed.Set("budgets", reservation.ReleaseJson());
+      deps_.budgets->Release(reservation);
+    } else {
+      completed.Set("budgets", reservation.SettlementJson({}));
+      deps_.budgets->Settle(reservation, {});
+    }
+  }
   completed.Set("decision_id", out.decision.id);
   completed.Set("status", out.outcome.ok ? (out.outcome.tool_error ? "tool_error" : "ok") : "failed");
   if (!out.outcome.ok) {
     completed.Set("error", std::string(core::PublicCode(out.outcome.error)));
     completed.Set("message", out.outcome.message);
   }
-  completed.Set("result_hash", core::Sha256Hex(out.outcome.result.Canonical()));
+  const std::string result_canonical = out.outcome.result.Canonical();
+  completed.Set("result_hash", core::Sha256Hex(result_canonical));
+  if (rule.hash_only) {
+    completed.Set("payload", "hash");
+  } else if (out.outcome.ok) {
+    // Already scrubbed above; bounded like the arguments.
+    completed.Set("result", result_canonical.size() > core::kAuditArgsBytesMax
+                                ? TruncatedPayload(result_canonical.size())
+                                : out.outcome.result);
+  }
+  if (out.outcome.ok && !rule.side_effects.empty()) {
+    Json refs = Json::MakeObject();
+    for (const auto& [name, pointer] : rule.side_effects) {
+      std::optional<Json> v = ExtractSideEffect(out.outcome.result, pointer);
+      if (!v || v->is_null()) continue;
+      std::string text = v->is_string() ? v->as_string() : v->Canonical();
+      if (text.size() > core::kAuditSideEffectBytesMax) text.resize(core::kAuditSideEffectBytesMax);
+      refs.Set(name, deps_.scrubber->Scrub(text));
+    }
+    if (!refs.as_object().empty()) completed.Set("side_effects", std::move(refs));
+  }
   completed.Set("latency_micros", out.outcome.latency_micros);
   // The side effect already happened and its decision record is durable; the completion
   // rides the next group commit instead of holding the answer for a second fdatasync (a crash

@@ -16,7 +16,7 @@
 #include <vector>
 
 #include "mandate/audit/audit_log.h"
-#include "mandate/audit/hash_chain_log.h"
+#include "mandate/audit/merkle_log.h"
 #include "mandate/broker/credentials.h"
 #include "mandate/core/clock.h"
 #include "mandate/core/json.h"

@@ -34,6 +34,25 @@
 namespace mandate::net {
 namespace {
 
+// RFC 9110 section 9.2.2: a request that can be repeated without a further effect.
+bool IsIdempotentMethod(std::string_view method) {
+  return method == "GET" || method == "HEAD" || method == "OPTIONS" || method == "PUT" ||
+         method == "DELETE" || method == "TRACE";
+}
+
+// Whether a pooled keep-alive connection is still open: an idle connection has nothing to
+// read, so readability (EOF, an error, or stray bytes) means it must not carry a request.
+bool IdleConnectionUsable(int fd) {
+  struct pollfd p {};
+  p.fd = fd;
+  p.events = POLLIN | POLLRDHUP;
+  int n;
+  do {
+    n = ::poll(&p, 1, 0);
+  } while (n < 0 && errno == EINTR);
+  return n == 0;
+}
+
 namespace asio = boost::asio;
 namespace beast = boost::beast;
 namespace http = beast::http;
@@ -184,6 +203,7 @@ core::Result<HttpResponse> HttpClient::Do(const HttpClientRequest& request) {
     // The retry always dials: after one stale pooled connection the others idled as long.
     if (attempt > 0) impl_->DropIdle(key);
     if (attempt == 0) fd = impl_->TakeIdle(key);
+    if (fd.get() >= 0 && !IdleConnectionUsable(fd.get())) fd = Fd();  // closed by the server
     if (fd.get() >= 0) {
       reused = true;
     } else {
@@ -213,9 +233,12 @@ core::Result<HttpResponse> HttpClient::Do(const HttpClientRequest& request) {
     }
     if (rec) {
       // The server closed an idle keep-alive connection before reading our request: retry
-      // once on a fresh connection. Any other failure is reported, never retried, because
-      // the request may have taken effect.
-      if (reused && nr == 0 &&
+      // once on a fresh connection, but only an idempotent request. A POST (an MCP
+      // tools/call) may have been read and acted on before the connection died, and a replay
+      // would repeat its side effect under one decision record; it is reported instead (the
+      // idle check above already drops connections the server had closed). Any other failure
+      // is reported, never retried, because the request may have taken effect.
+      if (reused && nr == 0 && IsIdempotentMethod(request.method) &&
           (rec == http::error::end_of_stream || rec == asio::error::connection_reset || rec == asio::error::eof)) {
         continue;
       }

@@ -74,12 +74,16 @@ core::Status ValidateScope(const std::string& s, const std::vector<std::string>&
 
 }  // namespace
 
-net::HttpResponse AdminApi::Handle(const net::HttpRequest& req) {
-  if (req.method == "GET" && req.path == "/healthz") return net::HttpResponse::Json(200, R"({"status":"ok"})");
+bool AdminApi::Authorized(const net::HttpRequest& req) const {
   const std::string* auth = req.Header("authorization");
   std::string_view presented;
   if (auth && auth->rfind("Bearer ", 0) == 0) presented = std::string_view(*auth).substr(7);
-  if (!core::ConstantTimeEquals(presented, ctx_.admin_token)) {
+  return core::ConstantTimeEquals(presented, ctx_.admin_token);
+}
+
+net::HttpResponse AdminApi::Handle(const net::HttpRequest& req) {
+  if (req.method == "GET" && req.path == "/healthz") return net::HttpResponse::Json(200, R"({"status":"ok"})");
+  if (!Authorized(req)) {
     auto r = Error(ErrorCode::kUnauthenticated, "the admin API needs Authorization: Bearer <admin token>");
     r.headers.emplace_back("WWW-Authenticate", "Bearer");
     return r;
@@ -146,6 +150,12 @@ net::HttpResponse AdminApi::Handle(const net::HttpRequest& req) {
     return Ok(out);
   } else if (p == "/admin/v1/audit" && req.method == "GET") {
     return GetAudit(req);
+  } else if (p == "/admin/v1/audit/replay" && req.method == "GET") {
+    return GetAuditReplay(req);
+  } else if (p == "/admin/v1/audit/export" && req.method == "GET") {
+    return BufferedExport(req);
+  } else if (p == "/admin/v1/audit" || p == "/admin/v1/audit/replay" || p == "/admin/v1/audit/export") {
+    // Another method: 405 below.
   } else {
     return Error(ErrorCode::kNotFound, "no admin endpoint " + p);
   }
@@ -292,6 +302,13 @@ net::HttpResponse AdminApi::PostRevocation(const Json& body) {
   const size_t cancelled = ctx_.pipeline->CancelRevoked();
   Json rec = Json::MakeObject();
   rec.Set("type", "session.revoked");
+  if (*kind == revocation::Kind::kSession) {
+    // A session revocation belongs to its run: replay and the audit index find it there.
+    if (auto s = ctx_.store->GetSession(subject); s.ok()) {
+      rec.Set("run", s->root_sid);
+      rec.Set("sid", subject);
+    }
+  }
   rec.Set("kind", std::string(revocation::KindName(*kind)));
   rec.Set("subject", subject);
   rec.Set("reason", reason);
@@ -391,27 +408,6 @@ net::HttpResponse AdminApi::PostExplain(const Json& body) {
   out.Set("class", std::string(core::ActionClassName(action->cls)));
   out.Set("agent", agent);
   out.Set("for", human);
-  return Ok(out);
-}
-
-net::HttpResponse AdminApi::GetAudit(const net::HttpRequest& req) {
-  size_t limit = 20;
-  auto q = req.target.find("limit=");
-  if (q != std::string::npos) {
-    limit = static_cast<size_t>(std::strtoull(req.target.c_str() + q + 6, nullptr, 10));
-    if (limit == 0 || limit > core::kAdminAuditPageMax) {
-      return Error(ErrorCode::kBadRequest, "limit must be 1.." + std::to_string(core::kAdminAuditPageMax));
-    }
-  }
-  auto lines = audit::TailLog(ctx_.config->audit_dir, limit);
-  if (!lines.ok()) return Error(lines.error());
-  Json arr = Json::MakeArray();
-  for (const auto& l : *lines) {
-    auto rec = Json::Parse(l);
-    arr.Push(rec.ok() ? std::move(rec).value() : Json(l));
-  }
-  Json out = Json::MakeObject();
-  out.Set("records", std::move(arr));
   return Ok(out);
 }
 

@@ -1,9 +1,11 @@
 // The admin API (DESIGN.md section 8, admin listener): humans, agents, sessions (minting
-// tokens), revocations and the audit log, behind the admin bearer token.
+// tokens), revocations and the audit log (tail, query, replay and export: docs/formats/
+// audit.md, "Query, replay and export"), behind the admin bearer token.
 // Thread safety: Handle may be called concurrently; dependencies are not owned.
 #pragma once
 
 #include <functional>
+#include <memory>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -15,6 +17,7 @@
 #include "mandate/net/http.h"
 #include "mandate/revocation/revocation_set.h"
 #include "mandate/store/store.h"
+#include "server/audit_indexer.h"
 #include "server/config.h"
 
 namespace mandate::server {
@@ -38,20 +41,30 @@ struct AdminContext {
   // The token-signing keys, and what to do after a rotation (drop the verifier's cache).
   identity::SigningKeys* keys = nullptr;
   std::function<void()> on_keys_rotated;
+  // The audit index (query, replay, export). Null: those answer 404 (tail still works).
+  AuditIndexer* audit_index = nullptr;
 };
 
 class AdminApi {
  public:
   explicit AdminApi(AdminContext ctx) : ctx_(std::move(ctx)) {}
+  // Answers one request through `sink`: streamed for GET /admin/v1/audit/export, else
+  // sink->Send(Handle(request)).
+  void Serve(const net::HttpRequest& request, const std::shared_ptr<net::ResponseSink>& sink);
+  // Answers one request in full (an export is buffered).
   net::HttpResponse Handle(const net::HttpRequest& request);
 
  private:
+  bool Authorized(const net::HttpRequest& request) const;
   net::HttpResponse PostHuman(const core::Json& body);
   net::HttpResponse PostAgent(const core::Json& body);
   net::HttpResponse PostSession(const core::Json& body);
   net::HttpResponse GetSessions(const std::string& sid);
   net::HttpResponse PostRevocation(const core::Json& body);
   net::HttpResponse GetAudit(const net::HttpRequest& request);
+  net::HttpResponse GetAuditReplay(const net::HttpRequest& request);
+  void ExportAudit(const net::HttpRequest& request, const std::shared_ptr<net::ResponseSink>& sink);
+  net::HttpResponse BufferedExport(const net::HttpRequest& request);
   net::HttpResponse PostExplain(const core::Json& body);
   net::HttpResponse GetKeys();
   net::HttpResponse PostKeysRotate();

@@ -1,5 +1,7 @@
 #include "server/config.h"
 
+#include "mandate/audit/checkpoint.h"
+
 #include <yaml-cpp/depthguard.h>
 #include <yaml-cpp/yaml.h>
 
@@ -436,6 +438,7 @@ class ConfigParser {
   Status ParseCredentials(const Entry& e, Config* config);
   Status ParseUpstreams(const Entry& e, Config* config);
   Result<UpstreamConfig> ParseUpstream(const Entry& e, const Config& config);
+  Result<AuditPayloadConfig> ParseAuditPayload(const Entry& e, const std::string& path);
   Status ParseTools(const Entry& e, const std::string& path, const std::string& upstream,
                     UpstreamConfig* upstream_config);
   Status ParseBudgets(const Entry& e, Config* config);
@@ -722,7 +725,7 @@ Result<UpstreamConfig> ConfigParser::ParseUpstream(const Entry& u, const Config&
   MANDATE_RETURN_IF_ERROR(
       CheckKeys(fields, where,
                 {"kind", "command", "url", "env", "cwd", "credential", "credential_env",
-                 "credential_header", "timeout", "max_inflight", "tools", "resource"}));
+                 "credential_header", "timeout", "max_inflight", "tools", "resource", "audit", "circuit_breaker"}));
 
   const Entry* command = Find(fields, "command");
   const Entry* url = Find(fields, "url");
@@ -848,6 +851,22 @@ Result<UpstreamConfig> ConfigParser::ParseUpstream(const Entry& u, const Config&
   if (const Entry* x = Find(fields, "tools")) {
     MANDATE_RETURN_IF_ERROR(ParseTools(*x, path + ".tools", u.key, &up));
   }
+  if (const Entry* x = Find(fields, "audit")) {
+    MANDATE_ASSIGN_OR_RETURN(up.audit, ParseAuditPayload(*x, path + ".audit"));
+  }
+  if (const Entry* x = Find(fields, "circuit_breaker")) {
+    const std::string cb = path + ".circuit_breaker";
+    MANDATE_ASSIGN_OR_RETURN(auto cb_fields, Entries(*x, cb, 4));
+    MANDATE_RETURN_IF_ERROR(CheckKeys(cb_fields, cb, {"failures", "cool_down"}));
+    if (const Entry* f = Find(cb_fields, "failures")) {
+      MANDATE_ASSIGN_OR_RETURN(int64_t n, Integer(*f, cb + ".failures", 0, core::kBreakerFailuresMax));
+      up.breaker_failures = static_cast<uint32_t>(n);
+    }
+    if (const Entry* d = Find(cb_fields, "cool_down")) {
+      MANDATE_ASSIGN_OR_RETURN(up.breaker_cool_down_millis,
+                               DurationMillis(*d, cb + ".cool_down", 1, core::kBreakerCoolDownMillisMax));
+    }
+  }
   if (const Entry* x = Find(fields, "resource")) {
     MANDATE_ASSIGN_OR_RETURN(std::string text, String(*x, path + ".resource"));
     auto parsed = ParseResourceTemplate(text);
@@ -874,7 +893,8 @@ Status ConfigParser::ParseTools(const Entry& e, const std::string& path,
     std::string tool_path = path + "." + t.key;
     MANDATE_ASSIGN_OR_RETURN(auto fields, Entries(t, tool_path, 4));
     MANDATE_RETURN_IF_ERROR(
-        CheckKeys(fields, "tool " + Quoted(t.key) + " of upstream " + Quoted(upstream), {"class"}));
+        CheckKeys(fields, "tool " + Quoted(t.key) + " of upstream " + Quoted(upstream),
+                  {"class", "audit", "timeout"}));
     const Entry* cls = Find(fields, "class");
     if (cls == nullptr) {
       return AtKey(t, tool_path + ": needs class (read, write or destructive)");
@@ -885,9 +905,51 @@ Status ConfigParser::ParseTools(const Entry& e, const std::string& path,
       return AtValue(
           *cls, tool_path + ".class: expected read, write or destructive, got " + Quoted(name));
     }
-    up->tools.emplace(t.key, ToolConfig{*action_class});
+    ToolConfig tc;
+    tc.action_class = *action_class;
+    if (const Entry* a = Find(fields, "audit")) {
+      MANDATE_ASSIGN_OR_RETURN(tc.audit, ParseAuditPayload(*a, tool_path + ".audit"));
+    }
+    if (const Entry* to = Find(fields, "timeout")) {
+      MANDATE_ASSIGN_OR_RETURN(tc.timeout_millis, DurationMillis(*to, tool_path + ".timeout", 1,
+                                                                 core::kUpstreamTimeoutMillisMax));
+    }
+    up->tools.emplace(t.key, std::move(tc));
   }
   return core::OkStatus();
+}
+
+Result<AuditPayloadConfig> ConfigParser::ParseAuditPayload(const Entry& e, const std::string& path) {
+  AuditPayloadConfig out;
+  MANDATE_ASSIGN_OR_RETURN(auto fields, Entries(e, path, 4));
+  MANDATE_RETURN_IF_ERROR(CheckKeys(fields, path, {"payload", "side_effects"}));
+  if (const Entry* p = Find(fields, "payload")) {
+    MANDATE_ASSIGN_OR_RETURN(std::string v, String(*p, path + ".payload"));
+    if (v != "full" && v != "hash") {
+      return AtValue(*p, path + ".payload: expected full or hash, got " + Quoted(v));
+    }
+    out.hash_only = v == "hash";
+  }
+  if (const Entry* se = Find(fields, "side_effects")) {
+    MANDATE_ASSIGN_OR_RETURN(auto refs, Entries(*se, path + ".side_effects",
+                                                core::kAuditSideEffectRulesMax));
+    std::map<std::string, std::string> rules;
+    for (const Entry& r : refs) {
+      if (!IsConfigName(r.key)) {
+        return AtKey(r, "invalid side-effect name " + Quoted(r.key) + ": " +
+                            std::string(kConfigNameRule));
+      }
+      MANDATE_ASSIGN_OR_RETURN(std::string pointer, String(r, path + ".side_effects." + r.key));
+      if (!pointer.empty() && pointer[0] != '/') {
+        return AtValue(r, path + ".side_effects." + r.key +
+                              ": expected a JSON pointer into the result such as "
+                              "/structuredContent/html_url, got " + Quoted(pointer));
+      }
+      rules.emplace(r.key, std::move(pointer));
+    }
+    out.side_effects = std::move(rules);
+  }
+  return out;
 }
 
 Result<BudgetMatch> ConfigParser::ParseBudgetMatch(const Entry& e, const std::string& path,
@@ -1112,9 +1174,27 @@ Result<Config> ConfigParser::Parse(const YAML::Node& root) {
   c.audit_dir = (std::filesystem::path(c.data_dir) / "audit").string();
   if (const Entry* x = Find(top, "audit")) {
     MANDATE_ASSIGN_OR_RETURN(auto fields, Entries(*x, "audit", 4));
-    MANDATE_RETURN_IF_ERROR(CheckKeys(fields, "audit", {"dir"}));
+    MANDATE_RETURN_IF_ERROR(CheckKeys(
+        fields, "audit", {"dir", "origin", "checkpoint_records", "checkpoint_interval"}));
     if (const Entry* dir = Find(fields, "dir")) {
       MANDATE_ASSIGN_OR_RETURN(c.audit_dir, Path(*dir, "audit.dir"));
+    }
+    if (const Entry* o = Find(fields, "origin")) {
+      MANDATE_ASSIGN_OR_RETURN(c.audit_origin, String(*o, "audit.origin"));
+      if (!audit::ValidNoteName(c.audit_origin)) {
+        return AtValue(*o, "audit.origin: must be 1-128 printable ASCII characters without "
+                           "space or '+' (e.g. example.com/mandate/node-1)");
+      }
+    }
+    if (const Entry* n = Find(fields, "checkpoint_records")) {
+      MANDATE_ASSIGN_OR_RETURN(int64_t records,
+                               Integer(*n, "audit.checkpoint_records", 1, 100000000));
+      c.audit_checkpoint_records = static_cast<uint64_t>(records);
+    }
+    if (const Entry* t = Find(fields, "checkpoint_interval")) {
+      MANDATE_ASSIGN_OR_RETURN(int64_t millis,
+                               DurationMillis(*t, "audit.checkpoint_interval", 10, 3600 * 1000));
+      c.audit_checkpoint_interval_millis = millis;
     }
   }
   if (const Entry* x = Find(top, "max_connections")) {
@@ -1133,14 +1213,9 @@ Result<Config> ConfigParser::Parse(const YAML::Node& root) {
   const Entry* approvals = Find(top, "approvals");
   if (approvals != nullptr) MANDATE_RETURN_IF_ERROR(ParseApprovals(*approvals, &c));
 
-  // Enforcement of budgets and approval groups comes in a later version. Refuse them after
-  // validating their shape (so mistakes surface now), rather than accept limits that would
-  // silently not apply.
-  if (!c.budgets.empty()) {
-    return AtKey(*budgets,
-                 "budgets are not enforced in this version; remove them rather than "
-                 "rely on them");
-  }
+  // Enforcement of approval groups comes in a later version. Refuse them after validating
+  // their shape (so mistakes surface now), rather than accept rules that would silently not
+  // apply.
   if (!c.approvals.empty()) {
     return AtKey(*approvals,
                  "approval groups are not enforced in this version; remove them "

@@ -62,8 +62,18 @@ struct TokensConfig {
   uint32_t max_delegation_depth = core::kDelegationDepthDefault;
 };
 
+// What the audit log keeps of a call's payloads, and which side-effect references it
+// extracts from the result (docs/configuration.md, `audit` of an upstream or tool).
+struct AuditPayloadConfig {
+  std::optional<bool> hash_only;  // payload: hash; unset: inherit (upstream: full)
+  // name -> JSON pointer (RFC 6901) into the result; unset: inherit.
+  std::optional<std::map<std::string, std::string>> side_effects;
+};
+
 struct ToolConfig {
   core::ActionClass action_class = core::ActionClass::kDestructive;
+  int64_t timeout_millis = 0;  // 0: the upstream's timeout
+  AuditPayloadConfig audit;
 };
 
 struct UpstreamConfig {
@@ -81,6 +91,11 @@ struct UpstreamConfig {
   int64_t timeout_millis = core::kUpstreamTimeoutMillisDefault;
   uint32_t max_inflight = static_cast<uint32_t>(core::kUpstreamInflightDefault);
   std::map<std::string, ToolConfig> tools;  // tool name -> overrides
+  AuditPayloadConfig audit;                 // for every tool without its own
+  // Circuit breaker: this many consecutive failed calls (unavailable, timeout, error) open it
+  // for the cool-down, then one probe call decides; 0 disables it.
+  uint32_t breaker_failures = core::kBreakerFailuresDefault;
+  int64_t breaker_cool_down_millis = core::kBreakerCoolDownMillisDefault;
   // Typed resource: `Repo::"{args.owner}/{args.repo}"` becomes type "Repo" and id template
   // "{args.owner}/{args.repo}". Both empty: the resource is Upstream::"<name>".
   std::string resource_type;
@@ -128,6 +143,9 @@ struct Config {
   std::string policies_dir;  // absolute; default <config_dir>/policies
   TokensConfig tokens;
   std::string audit_dir;  // absolute; default <data_dir>/audit
+  std::string audit_origin;  // checkpoint origin of a new log; empty: generated
+  uint64_t audit_checkpoint_records = core::kAuditCheckpointRecordsDefault;
+  int64_t audit_checkpoint_interval_millis = core::kAuditCheckpointIntervalMicrosDefault / 1000;
   // Connections the agent listener serves at once (each has its own thread); more are refused.
   uint32_t max_connections = core::kAgentConnectionsDefault;
   std::map<std::string, UpstreamConfig> upstreams;      // by name

@@ -236,7 +236,7 @@ TEST(Config, UnknownNestedKeyNamesKeyAndLine) {
       "  gh: { url: \"http://h/mcp\", tools: { merge: { clas: write } } }\n");
   EXPECT_TRUE(StartsWith(message,
                          "mandate.yaml:2:48: unknown key \"clas\" in tool \"merge\" of upstream "
-                         "\"gh\" (expected one of: class)"))
+                         "\"gh\" (expected one of: class, audit, timeout)"))
       << message;
 
   message = ErrorOf("credentials:\n  k: { env: K, path: /x }\n");
@@ -544,8 +544,8 @@ TEST(Config, RelativePathsResolveAgainstConfigDir) {
   EXPECT_EQ(r->data_dir, dir.path() + "/state");
 }
 
-TEST(Config, BudgetsAreRefusedWithTheMessage) {
-  std::string message = ErrorOf(
+TEST(Config, BudgetsAreParsedWithTheirMatch) {
+  Config c = Parsed(
       "upstreams:\n  jira: { command: [x] }\n"
       "budgets:\n"
       "  - { name: triage-writes, metric: writes, limit: 50, window: 1d, scope: agent,\n"
@@ -553,11 +553,44 @@ TEST(Config, BudgetsAreRefusedWithTheMessage) {
       "}\n"
       "  - { name: spend, metric: spend_usd_micros, limit: 0, window: 1h, scope: human }\n"
       "  - { name: custom, metric: pages_printed, limit: 5, window: run, scope: session_tree }\n");
-  EXPECT_EQ(message,
-            "mandate.yaml:3:1: budgets are not enforced in this version; remove them rather than "
-            "rely on them");
+  ASSERT_EQ(c.budgets.size(), 3u);
+  EXPECT_EQ(c.budgets[0].name, "triage-writes");
+  EXPECT_EQ(c.budgets[0].window_kind, BudgetWindowKind::kCalendarDay);
+  EXPECT_EQ(c.budgets[0].scope, BudgetScope::kAgent);
+  EXPECT_EQ(c.budgets[0].match.action, "jira:create");
+  EXPECT_EQ(c.budgets[1].window_kind, BudgetWindowKind::kRolling);
+  EXPECT_EQ(c.budgets[1].window_millis, 3600 * 1000);
+  EXPECT_EQ(c.budgets[2].metric, "pages_printed");
   // An empty list configures no budget.
-  Parsed("budgets: []\n");
+  EXPECT_TRUE(Parsed("budgets: []\n").budgets.empty());
+}
+
+TEST(Config, UpstreamAuditBreakerAndToolTimeoutAreParsedAndChecked) {
+  Config c = Parsed(
+      "upstreams:\n"
+      "  gh: { url: \"http://127.0.0.1:9/mcp\", circuit_breaker: { failures: 3, cool_down: 10s },\n"
+      "        audit: { payload: full, side_effects: { pr_url: /structuredContent/html_url } },\n"
+      "        tools: { merge: { class: destructive, timeout: 2s, audit: { payload: hash } } } }\n");
+  const UpstreamConfig& gh = c.upstreams.at("gh");
+  EXPECT_EQ(gh.breaker_failures, 3u);
+  EXPECT_EQ(gh.breaker_cool_down_millis, 10000);
+  ASSERT_TRUE(gh.audit.side_effects.has_value());
+  EXPECT_EQ(gh.audit.side_effects->at("pr_url"), "/structuredContent/html_url");
+  EXPECT_EQ(gh.tools.at("merge").timeout_millis, 2000);
+  EXPECT_EQ(gh.tools.at("merge").audit.hash_only, std::optional<bool>(true));
+  EXPECT_TRUE(StartsWith(ErrorOf("upstreams:\n  gh: { command: [x], audit: { payload: some } }\n"),
+                         "mandate.yaml:2:41: upstreams.gh.audit.payload: expected full or hash"));
+  EXPECT_TRUE(StartsWith(
+      ErrorOf("upstreams:\n  gh: { command: [x], audit: { side_effects: { u: html_url } } }\n"),
+      "mandate.yaml:2:51: upstreams.gh.audit.side_effects.u: expected a JSON pointer"));
+  EXPECT_TRUE(StartsWith(
+      ErrorOf("upstreams:\n  gh: { command: [x], circuit_breaker: { failures: -1 } }\n"),
+      "mandate.yaml:2:"));
+  EXPECT_TRUE(StartsWith(ErrorOf("audit: { origin: \"has space\" }\n"), "mandate.yaml:1:"));
+  Config a = Parsed("audit: { origin: example.com/m/1, checkpoint_records: 10, checkpoint_interval: 250ms }\n");
+  EXPECT_EQ(a.audit_origin, "example.com/m/1");
+  EXPECT_EQ(a.audit_checkpoint_records, 10u);
+  EXPECT_EQ(a.audit_checkpoint_interval_millis, 250);
 }
 
 TEST(Config, MalformedBudgetsReportTheirShapeError) {

@@ -7,12 +7,16 @@
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
+#include <limits>
 #include <map>
 #include <sstream>
 
 #include "mandate/adapters/mcp/endpoint.h"
 #include "mandate/adapters/mcp/upstream.h"
 #include "mandate/audit/audit_log.h"
+#include "mandate/audit/merkle_log.h"
+#include "mandate/audit/reader.h"
+#include "mandate/budget/budget.h"
 #include "mandate/broker/credentials.h"
 #include "mandate/core/crypto.h"
 #include "mandate/core/encoding.h"
@@ -26,6 +30,7 @@
 #include "mandate/revocation/revocation_set.h"
 #include "mandate/store/sqlite_store.h"
 #include "server/admin_api.h"
+#include "server/audit_indexer.h"
 #include "server/policy_reloader.h"
 #include "server/token_exchange.h"
 
@@ -108,7 +113,13 @@ class ServerImpl final : public Server {
     if (!policies.ok()) return MakeError(policies.error().code, "policies: " + policies.error().message);
     policies_.Set(std::make_shared<const policy::PolicySet>(std::move(policies).value()));
     MANDATE_ASSIGN_OR_RETURN(revocations_, revocation::RevocationSet::Load(*store_));
-    MANDATE_ASSIGN_OR_RETURN(audit_, audit::OpenAuditLog(config_.audit_dir, clock_));
+    audit::MerkleLog::Options audit_options;
+    audit_options.origin = config_.audit_origin;
+    audit_options.checkpoint_records = config_.audit_checkpoint_records;
+    audit_options.checkpoint_interval_micros = config_.audit_checkpoint_interval_millis * 1000;
+    MANDATE_ASSIGN_OR_RETURN(auto audit_log,
+                             audit::MerkleLog::Open(config_.audit_dir, clock_, audit_options));
+    audit_ = std::move(audit_log);
 
     MANDATE_ASSIGN_OR_RETURN(auto humans, store_->ListHumans());
     for (const auto& h : humans) directory_.PutHuman(h.name, h.groups);
@@ -129,6 +140,12 @@ class ServerImpl final : public Server {
     deps.directory = &directory_;
     deps.audit = audit_.get();
     deps.scrubber = &credentials_->scrubber();
+    BuildAuditRules();
+    deps.audit_rules = &audit_rules_;
+    BuildBreakers();
+    deps.breakers = &breaker_index_;
+    MANDATE_RETURN_IF_ERROR(BuildBudgets());
+    deps.budgets = budgets_.get();
     pipeline_ = std::make_unique<gateway::Pipeline>(deps);
 
     // The set every decision from now on is made with, in the log before the first decision.
@@ -144,6 +161,9 @@ class ServerImpl final : public Server {
     }
     reloader_ = std::make_unique<PolicyReloader>(config_.policies_dir, &policies_, pipeline_.get(), log_);
     MANDATE_RETURN_IF_ERROR(reloader_->Start());
+    // The audit index follows the log on its own thread, never on a call's path.
+    audit_index_ = std::make_unique<AuditIndexer>(config_.audit_dir, store_.get(), &clock_, log_);
+    audit_index_->Start();
 
     MANDATE_RETURN_IF_ERROR(StartUpstreams());
 
@@ -163,6 +183,7 @@ class ServerImpl final : public Server {
     admin.keys = keys_.get();
     // Cached verifications must not outlive a key that was retired early.
     admin.on_keys_rotated = [this] { verifier_->ClearCache(); };
+    admin.audit_index = audit_index_.get();
     admin.action_for = [this](std::string_view upstream, std::string_view tool, core::Json args) {
       return mcp_->ActionFor(upstream, tool, std::move(args));
     };
@@ -173,7 +194,7 @@ class ServerImpl final : public Server {
     admin_opts.port = config_.admin_listen.port;
     admin_opts.connections_max = core::kAdminConnectionsMax;
     MANDATE_ASSIGN_OR_RETURN(admin_server_, net::HttpServer::Start(admin_opts, [this](net::HttpRequest req, std::shared_ptr<net::ResponseSink> sink) {
-                               sink->Send(admin_api_->Handle(req));
+                               admin_api_->Serve(req, sink);
                              }));
     net::HttpServerOptions agent_opts;
     agent_opts.host = config_.listen.host;
@@ -202,6 +223,7 @@ class ServerImpl final : public Server {
     if (agent_server_) agent_server_->Stop();
     if (admin_server_) admin_server_->Stop();
     if (reloader_) reloader_->Stop();
+    if (audit_index_) audit_index_->Stop();
     for (auto& u : upstreams_) u->Stop();
     if (audit_) audit_->Close();
   }
@@ -241,7 +263,10 @@ class ServerImpl final : public Server {
       adapters::mcp::UpstreamBinding b;
       b.name = name;
       b.upstream = up.get();
-      for (const auto& [tool, tc] : uc.tools) b.tool_classes[tool] = tc.action_class;
+      for (const auto& [tool, tc] : uc.tools) {
+        b.tool_classes[tool] = tc.action_class;
+        if (tc.timeout_millis > 0) b.tool_timeouts_millis[tool] = static_cast<int>(tc.timeout_millis);
+      }
       if (!uc.resource_type.empty()) b.resource = adapters::mcp::ResourceTemplate{uc.resource_type, uc.resource_id_template};
       b.timeout_millis = static_cast<int>(uc.timeout_millis);
       bindings.push_back(std::move(b));
@@ -251,6 +276,98 @@ class ServerImpl final : public Server {
     }
     mcp_ = std::make_unique<adapters::mcp::McpEndpoint>(pipeline_.get(), std::move(bindings));
     return core::OkStatus();
+  }
+
+  // Per upstream and per tool: what the audit log keeps of payloads, and the side-effect
+  // references it extracts. A tool inherits each unset field from its upstream.
+  void BuildAuditRules() {
+    auto resolve = [](const AuditPayloadConfig& c, const gateway::AuditRule* base) {
+      gateway::AuditRule r = base ? *base : gateway::AuditRule{};
+      if (c.hash_only) r.hash_only = *c.hash_only;
+      if (c.side_effects) r.side_effects.assign(c.side_effects->begin(), c.side_effects->end());
+      return r;
+    };
+    for (const auto& [name, uc] : config_.upstreams) {
+      gateway::AuditRule up = resolve(uc.audit, nullptr);
+      for (const auto& [tool, tc] : uc.tools) {
+        if (tc.audit.hash_only || tc.audit.side_effects) {
+          audit_rules_.SetTool(name + ":" + tool, resolve(tc.audit, &up));
+        }
+      }
+      audit_rules_.SetUpstream(name, std::move(up));
+    }
+  }
+
+  // The budgets of the config, with their usage recovered from the audit log: every durable
+  // decision record carries its reservation and every completion its settlement, so a restart
+  // never resets a window and never forgets a reservation (an unsettled one counts in full).
+  core::Status BuildBudgets() {
+    if (config_.budgets.empty()) return core::OkStatus();
+    std::vector<budget::BudgetSpec> specs;
+    for (const BudgetConfig& b : config_.budgets) {
+      budget::BudgetSpec spec;
+      spec.name = b.name;
+      MANDATE_ASSIGN_OR_RETURN(spec.metric, budget::ParseMetric(b.metric));
+      std::string window = b.window_kind == BudgetWindowKind::kRun          ? "run"
+                           : b.window_kind == BudgetWindowKind::kCalendarDay ? "1d"
+                                                                             : std::to_string(b.window_millis) + "ms";
+      MANDATE_ASSIGN_OR_RETURN(spec.window, budget::ParseWindow(window));
+      static constexpr std::string_view kScopes[] = {"session", "session_tree", "agent", "human", "task"};
+      MANDATE_ASSIGN_OR_RETURN(spec.scope, budget::ParseScope(kScopes[static_cast<size_t>(b.scope)]));
+      spec.limit = b.limit;
+      if (!b.match.agent.empty()) spec.match.agents.push_back(b.match.agent);
+      if (!b.match.human.empty()) spec.match.humans.push_back(b.match.human);
+      if (!b.match.upstream.empty()) spec.match.upstreams.push_back(b.match.upstream);
+      if (!b.match.action.empty()) spec.match.actions.push_back(b.match.action);
+      if (b.match.action_class) spec.match.classes.push_back(*b.match.action_class);
+      specs.push_back(std::move(spec));
+    }
+    MANDATE_ASSIGN_OR_RETURN(budgets_, budget::BudgetLedger::Create(std::move(specs), clock_));
+    uint64_t reservations = 0;
+    auto scanned = audit::ScanLog(
+        config_.audit_dir, audit::ScanCursor{}, std::numeric_limits<size_t>::max(),
+        [&](const audit::ScannedRecord& r) -> core::Status {
+          const core::Json* b = r.record->Find("budgets");
+          if (b == nullptr) return core::OkStatus();
+          const std::string& type = r.record->GetString("type");
+          if (type == "call.decided") {
+            ++reservations;
+            return budgets_->Recover(*b);
+          }
+          if (type == "call.completed" || type == "call.cancelled") return budgets_->RecoverSettlement(*b);
+          return core::OkStatus();
+        });
+    if (!scanned.ok()) {
+      return MakeError(core::ErrorCode::kInternal,
+                       "budgets: cannot recover usage from the audit log: " + scanned.error().message);
+    }
+    log_("budgets: " + std::to_string(config_.budgets.size()) + " enforced; usage recovered from " +
+         std::to_string(reservations) + " reservations in the audit log");
+    return core::OkStatus();
+  }
+
+  // One breaker per upstream; each state change is audited (circuit.opened, circuit.half_open,
+  // circuit.closed) on the thread whose call caused it.
+  void BuildBreakers() {
+    for (const auto& [name, uc] : config_.upstreams) {
+      gateway::CircuitBreakerOptions o;
+      o.failure_threshold = uc.breaker_failures;
+      o.cool_down_micros = uc.breaker_cool_down_millis * 1000;
+      auto breaker = std::make_unique<gateway::CircuitBreaker>(
+          name, o, clock_, [this](const gateway::CircuitBreaker::Transition& t) {
+            core::Json rec = core::Json::MakeObject();
+            rec.Set("type", std::string(gateway::TransitionRecordType(t.to)));
+            rec.Set("upstream", std::string(t.upstream));
+            rec.Set("from", std::string(gateway::StateName(t.from)));
+            rec.Set("to", std::string(gateway::StateName(t.to)));
+            rec.Set("consecutive_failures", static_cast<int64_t>(t.consecutive_failures));
+            if (t.retry_at_unix_micros > 0) rec.Set("retry_at", (t.retry_at_unix_micros + 999999) / 1000000);
+            (void)audit_->Submit(std::move(rec));
+            log_("upstream \"" + std::string(t.upstream) + "\" circuit " + std::string(gateway::StateName(t.to)));
+          });
+      breaker_index_.emplace(name, breaker.get());
+      breakers_.push_back(std::move(breaker));
+    }
   }
 
   void HandleAgent(const net::HttpRequest& req, const std::shared_ptr<net::ResponseSink>& sink) {
@@ -305,10 +422,15 @@ class ServerImpl final : public Server {
   std::unique_ptr<broker::CredentialStore> credentials_;
   gateway::PolicyHolder policies_;
   gateway::Directory directory_;
+  gateway::AuditRules audit_rules_;
+  std::vector<std::unique_ptr<gateway::CircuitBreaker>> breakers_;
+  std::unique_ptr<budget::BudgetLedger> budgets_;
+  std::map<std::string, gateway::CircuitBreaker*, std::less<>> breaker_index_;
   std::unique_ptr<revocation::RevocationSet> revocations_;
   std::unique_ptr<audit::AuditLog> audit_;
   std::unique_ptr<gateway::Pipeline> pipeline_;
   std::unique_ptr<PolicyReloader> reloader_;
+  std::unique_ptr<AuditIndexer> audit_index_;
   std::unique_ptr<TokenExchange> token_exchange_;
   net::HttpClient http_client_;
   std::vector<std::unique_ptr<adapters::mcp::McpUpstream>> upstreams_;

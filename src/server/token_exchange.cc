@@ -35,9 +35,17 @@ std::string JoinScope(const std::vector<std::string>& v) {
 }  // namespace
 
 net::HttpResponse TokenExchange::Refuse(int status, std::string_view error, const std::string& description,
-                                        const std::string& parent_sid, const std::string& audience) const {
+                                        const std::string& parent_sid, const std::string& audience,
+                                        const gateway::Caller* caller) const {
   core::Json rec = core::Json::MakeObject();
   rec.Set("type", "session.delegation_refused");
+  if (caller != nullptr) {
+    // The asking session's run, so the refusal shows in its replay.
+    rec.Set("run", caller->run());
+    rec.Set("sid", caller->sid());
+    rec.Set("agent", caller->agent());
+    rec.Set("human", caller->human());
+  }
   rec.Set("error", std::string(error));
   rec.Set("reason", description);
   rec.Set("parent_sid", parent_sid.empty() ? core::Json() : core::Json(parent_sid));
@@ -56,17 +64,17 @@ net::HttpResponse TokenExchange::Refuse(int status, std::string_view error, cons
 // the run's maximum lifetime, its root session's creation + tokens.max_ttl.
 net::HttpResponse TokenExchange::Refresh(const gateway::Caller& caller, const std::string& scope_param) const {
   auto root = deps_.store->GetSession(caller.run());
-  if (!root.ok()) return Refuse(400, "invalid_request", "the session's run is unknown: " + root.error().message, caller.sid(), "");
+  if (!root.ok()) return Refuse(400, "invalid_request", "the session's run is unknown: " + root.error().message, caller.sid(), "", &caller);
   const int64_t now = deps_.clock->NowUnixSeconds();
   const int64_t cap = root->created_at + deps_.config->tokens.max_ttl_seconds;
   if (cap <= now) {
-    return Refuse(400, "invalid_request", "the session has reached its maximum lifetime (tokens.max_ttl)", caller.sid(), "");
+    return Refuse(400, "invalid_request", "the session has reached its maximum lifetime (tokens.max_ttl)", caller.sid(), "", &caller);
   }
   std::vector<std::string> scope = SplitScope(scope_param);
   if (scope.empty()) scope = caller.claims->scope;
   if (!gateway::ScopeCovers(caller.claims->scope, scope)) {
     return Refuse(400, "invalid_scope", "a refreshed token cannot widen the scope \"" + JoinScope(caller.claims->scope) + "\"",
-                  caller.sid(), "");
+                  caller.sid(), "", &caller);
   }
   identity::Claims c = *caller.claims;
   c.jti = core::NewId("tok");
@@ -75,7 +83,7 @@ net::HttpResponse TokenExchange::Refresh(const gateway::Caller& caller, const st
   c.nbf = now;
   c.exp = std::min(now + deps_.config->tokens.ttl_seconds, cap);
   auto token = deps_.issuer->Mint(c);
-  if (!token.ok()) return Refuse(500, "server_error", token.error().message, caller.sid(), "");
+  if (!token.ok()) return Refuse(500, "server_error", token.error().message, caller.sid(), "", &caller);
   core::Json rec = core::Json::MakeObject();
   rec.Set("type", "session.refreshed");
   rec.Set("run", caller.run());
@@ -86,7 +94,7 @@ net::HttpResponse TokenExchange::Refresh(const gateway::Caller& caller, const st
   rec.Set("scope", core::Json::StringArray(scope));
   rec.Set("expires_at", c.exp);
   if (auto st = deps_.pipeline->Record(std::move(rec)); !st.ok()) {
-    return Refuse(500, "server_error", "the audit log cannot be written: " + st.error().message, caller.sid(), "");
+    return Refuse(500, "server_error", "the audit log cannot be written: " + st.error().message, caller.sid(), "", &caller);
   }
   core::Json out = core::Json::MakeObject();
   out.Set("access_token", *token);
@@ -134,7 +142,7 @@ net::HttpResponse TokenExchange::Handle(const net::HttpRequest& req) const {
   const gateway::Caller& caller = *parent;
   if (audience.empty()) return Refresh(caller, get("scope"));
   if (!deps_.store->GetAgent(audience).ok()) {
-    return Refuse(400, "invalid_target", "no agent named \"" + audience + "\" is registered", caller.sid(), audience);
+    return Refuse(400, "invalid_target", "no agent named \"" + audience + "\" is registered", caller.sid(), audience, &caller);
   }
   // Depth: hops below the root. The parent's chain has depth + 1 agents.
   const size_t child_depth = caller.chain.size();
@@ -142,27 +150,27 @@ net::HttpResponse TokenExchange::Handle(const net::HttpRequest& req) const {
     return Refuse(400, "invalid_request",
                   "delegation deeper than tokens.max_delegation_depth (" +
                       std::to_string(deps_.config->tokens.max_delegation_depth) + ")",
-                  caller.sid(), audience);
+                  caller.sid(), audience, &caller);
   }
   std::vector<std::string> scope = SplitScope(get("scope"));
   if (scope.empty()) scope = caller.claims->scope;
-  if (scope.size() > core::kScopeEntriesMax) return Refuse(400, "invalid_scope", "too many scope entries", caller.sid(), audience);
+  if (scope.size() > core::kScopeEntriesMax) return Refuse(400, "invalid_scope", "too many scope entries", caller.sid(), audience, &caller);
   for (const auto& s : scope) {
     bool known = s == "*";
     const auto colon = s.find(':');
     if (!known && colon != std::string::npos && colon > 0 && colon + 1 < s.size()) {
       known = std::find(upstream_names_.begin(), upstream_names_.end(), s.substr(0, colon)) != upstream_names_.end();
     }
-    if (!known) return Refuse(400, "invalid_scope", "scope entry \"" + s + "\" names no configured upstream", caller.sid(), audience);
+    if (!known) return Refuse(400, "invalid_scope", "scope entry \"" + s + "\" names no configured upstream", caller.sid(), audience, &caller);
   }
   if (!gateway::ScopeCovers(caller.claims->scope, scope)) {
     return Refuse(400, "invalid_scope",
                   "the requested scope \"" + JoinScope(scope) + "\" exceeds the parent's \"" + JoinScope(caller.claims->scope) + "\"",
-                  caller.sid(), audience);
+                  caller.sid(), audience, &caller);
   }
   core::Decision d = deps_.pipeline->DecideDelegation(caller, audience);
   if (!d.allowed()) {
-    return Refuse(400, "invalid_target", "policy does not permit this delegation: " + d.reason, caller.sid(), audience);
+    return Refuse(400, "invalid_target", "policy does not permit this delegation: " + d.reason, caller.sid(), audience, &caller);
   }
 
   SessionGrant grant;
@@ -178,7 +186,7 @@ net::HttpResponse TokenExchange::Handle(const net::HttpRequest& req) const {
   if (!minted.ok()) {
     return Refuse(minted.error().code == core::ErrorCode::kInternal ? 500 : 400,
                   minted.error().code == core::ErrorCode::kInternal ? "server_error" : "invalid_request",
-                  minted.error().message, caller.sid(), audience);
+                  minted.error().message, caller.sid(), audience, &caller);
   }
   core::Json out = core::Json::MakeObject();
   out.Set("access_token", minted->token);

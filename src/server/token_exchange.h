@@ -42,8 +42,11 @@ class TokenExchange {
 
  private:
   net::HttpResponse Refresh(const gateway::Caller& caller, const std::string& scope) const;
+  // Audits the refusal (with the asking session's run, sid, agent and human when `caller`
+  // is known) and answers the OAuth error.
   net::HttpResponse Refuse(int status, std::string_view error, const std::string& description,
-                           const std::string& parent_sid, const std::string& audience) const;
+                           const std::string& parent_sid, const std::string& audience,
+                           const gateway::Caller* caller = nullptr) const;
 
   SessionDeps deps_;
   std::vector<std::string> upstream_names_;

@@ -67,6 +67,31 @@ CREATE TABLE revocations (
   reason  TEXT NOT NULL
 );
 )sql",
+    // 1 -> 2: the audit index (store.h, AuditIndexRow). Text columns are NULL when the record
+    // has no such member; each lookup column has an index ending in seq, so a filtered page in
+    // seq order is one index range scan.
+    R"sql(
+CREATE TABLE audit_index (
+  seq          INTEGER PRIMARY KEY NOT NULL,
+  ts           INTEGER NOT NULL,
+  type         TEXT,
+  run          TEXT,
+  sid          TEXT,
+  agent        TEXT,
+  human        TEXT,
+  action       TEXT,
+  decision     TEXT,
+  segment      INTEGER NOT NULL,
+  offset_bytes INTEGER NOT NULL
+);
+CREATE INDEX audit_index_by_run ON audit_index(run, seq);
+CREATE INDEX audit_index_by_sid ON audit_index(sid, seq);
+CREATE INDEX audit_index_by_agent ON audit_index(agent, seq);
+CREATE INDEX audit_index_by_human ON audit_index(human, seq);
+CREATE INDEX audit_index_by_action ON audit_index(action, seq);
+CREATE INDEX audit_index_by_type ON audit_index(type, seq);
+CREATE INDEX audit_index_by_ts ON audit_index(ts);
+)sql",
 };
 static_assert(std::size(kMigrations) == SqliteStore::kSchemaVersion,
               "one migration per schema version");
@@ -118,6 +143,16 @@ constexpr char kSqlInsertRevocation[] =
     "INSERT INTO revocations (kind, subject, at, reason) VALUES (?1, ?2, ?3, ?4)";
 constexpr char kSqlListRevocations[] =
     "SELECT kind, subject, at, reason FROM revocations ORDER BY id";
+
+constexpr char kSqlInsertAuditRow[] =
+    "INSERT INTO audit_index (seq, ts, type, run, sid, agent, human, action, decision, segment, "
+    "offset_bytes) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)";
+constexpr char kSqlAuditHasSeq[] = "SELECT 1 FROM audit_index WHERE seq = ?1";
+constexpr char kSqlAuditMaxSeq[] = "SELECT max(seq) FROM audit_index";
+constexpr char kSqlAuditDeleteFrom[] = "DELETE FROM audit_index WHERE seq >= ?1";
+constexpr char kSqlAuditSelect[] =
+    "SELECT seq, ts, type, run, sid, agent, human, action, decision, segment, offset_bytes "
+    "FROM audit_index";
 
 std::string Quoted(const std::string& s) {
   std::string out;
@@ -221,6 +256,7 @@ SqliteStore::SqliteStore(sqlite3* db) : db_(db) {}
 
 SqliteStore::~SqliteStore() {
   for (auto& [sql, stmt] : stmts_) sqlite3_finalize(stmt);
+  for (auto& [sql, stmt] : assembled_stmts_) sqlite3_finalize(stmt);
   sqlite3_close_v2(db_);
 }
 
@@ -291,6 +327,18 @@ core::Result<SqliteStore::Statement> SqliteStore::Prepare(const char* sql) {
     return DbError("preparing a statement");
   }
   stmts_.emplace(sql, stmt);
+  return Statement(stmt);
+}
+
+core::Result<SqliteStore::Statement> SqliteStore::PrepareAssembled(const std::string& sql) {
+  auto it = assembled_stmts_.find(sql);
+  if (it != assembled_stmts_.end()) return Statement(it->second);
+  sqlite3_stmt* stmt = nullptr;
+  if (sqlite3_prepare_v3(db_, sql.c_str(), -1, SQLITE_PREPARE_PERSISTENT, &stmt, nullptr) !=
+      SQLITE_OK) {
+    return DbError("preparing a statement");
+  }
+  assembled_stmts_.emplace(sql, stmt);
   return Statement(stmt);
 }
 
@@ -668,6 +716,163 @@ core::Result<std::vector<std::string>> SqliteStore::RevokeSessionTree(const std:
   MANDATE_RETURN_IF_ERROR(ins.Run());
   MANDATE_RETURN_IF_ERROR(tx.Commit());
   return sids;
+}
+
+// --- Audit index ------------------------------------------------------------------------
+
+namespace {
+
+constexpr uint64_t kSeqMax = static_cast<uint64_t>(std::numeric_limits<int64_t>::max());
+
+core::Status ValidateAuditRow(const AuditIndexRow& r) {
+  if (r.seq >= kSeqMax) return MakeError(ErrorCode::kBadRequest, "audit index: seq too large");
+  if (r.segment == 0 || r.segment >= kSeqMax || r.offset >= kSeqMax) {
+    return MakeError(ErrorCode::kBadRequest, "audit index: invalid record position");
+  }
+  for (const std::string* f : {&r.type, &r.run, &r.sid, &r.agent, &r.human, &r.action,
+                               &r.decision}) {
+    if (f->size() > core::kAuditIndexFieldBytesMax || !core::IsValidUtf8(*f)) {
+      return MakeError(ErrorCode::kBadRequest,
+                       "audit index: a field is longer than kAuditIndexFieldBytesMax or not "
+                       "UTF-8 (seq " + std::to_string(r.seq) + ")");
+    }
+  }
+  return core::OkStatus();
+}
+
+}  // namespace
+
+core::Status SqliteStore::IndexAuditRecords(const std::vector<AuditIndexRow>& rows) {
+  for (size_t i = 0; i < rows.size(); ++i) {
+    MANDATE_RETURN_IF_ERROR(ValidateAuditRow(rows[i]));
+    if (i > 0 && rows[i].seq <= rows[i - 1].seq) {
+      return MakeError(ErrorCode::kBadRequest, "audit index: rows must be in increasing seq order");
+    }
+  }
+  if (rows.empty()) return core::OkStatus();
+  std::lock_guard<std::mutex> lock(mu_);
+  MANDATE_ASSIGN_OR_RETURN(Transaction tx, Transaction::Begin(this));
+  for (const AuditIndexRow& r : rows) {
+    {
+      MANDATE_ASSIGN_OR_RETURN(Statement has, Prepare(kSqlAuditHasSeq));
+      has.Bind(1, static_cast<int64_t>(r.seq));
+      MANDATE_ASSIGN_OR_RETURN(bool exists, has.Step());
+      if (exists) {
+        return MakeError(ErrorCode::kConflict,
+                         "audit index: seq " + std::to_string(r.seq) + " is already indexed");
+      }
+    }
+    MANDATE_ASSIGN_OR_RETURN(Statement ins, Prepare(kSqlInsertAuditRow));
+    ins.Bind(1, static_cast<int64_t>(r.seq)).Bind(2, r.ts);
+    int col = 3;
+    for (const std::string* f : {&r.type, &r.run, &r.sid, &r.agent, &r.human, &r.action,
+                                 &r.decision}) {
+      if (f->empty()) {
+        ins.BindNull(col);
+      } else {
+        ins.Bind(col, std::string_view(*f));
+      }
+      ++col;
+    }
+    ins.Bind(10, static_cast<int64_t>(r.segment)).Bind(11, static_cast<int64_t>(r.offset));
+    MANDATE_RETURN_IF_ERROR(ins.Run());
+  }
+  return tx.Commit();
+}
+
+core::Result<uint64_t> SqliteStore::AuditIndexedUpTo() {
+  std::lock_guard<std::mutex> lock(mu_);
+  MANDATE_ASSIGN_OR_RETURN(Statement q, Prepare(kSqlAuditMaxSeq));
+  MANDATE_ASSIGN_OR_RETURN(bool row, q.Step());
+  if (!row || q.IsNull(0)) return uint64_t{0};
+  const int64_t max = q.Int(0);
+  if (max < 0) return MakeError(ErrorCode::kInternal, "corrupt seq column in the audit index");
+  return static_cast<uint64_t>(max) + 1;
+}
+
+core::Result<std::vector<AuditIndexRow>> SqliteStore::QueryAuditIndex(const AuditIndexFilter& f) {
+  if (f.limit == 0) return MakeError(ErrorCode::kBadRequest, "audit index: limit must be positive");
+  if ((f.after_seq && *f.after_seq >= kSeqMax) || (f.before_seq && *f.before_seq >= kSeqMax)) {
+    return MakeError(ErrorCode::kBadRequest, "audit index: seq bound too large");
+  }
+  // The statement's shape depends only on which filters are set; every value is bound.
+  struct Text {
+    const char* clause;
+    const std::string* value;
+  };
+  const Text texts[] = {{"run = ?", &f.run},       {"sid = ?", &f.sid},
+                        {"agent = ?", &f.agent},   {"human = ?", &f.human},
+                        {"action = ?", &f.action}, {"type = ?", &f.type}};
+  std::string sql = kSqlAuditSelect;
+  std::vector<std::string_view> text_binds;
+  std::vector<int64_t> int_binds;
+  std::string where;
+  auto add = [&](const char* clause) {
+    where += where.empty() ? " WHERE " : " AND ";
+    where += clause;
+  };
+  for (const Text& t : texts) {
+    if (t.value->empty()) continue;
+    add(t.clause);
+    text_binds.push_back(*t.value);
+  }
+  if (f.since_us) {
+    add("ts >= ?");
+    int_binds.push_back(*f.since_us);
+  }
+  if (f.until_us) {
+    add("ts < ?");
+    int_binds.push_back(*f.until_us);
+  }
+  if (f.after_seq) {
+    add("seq > ?");
+    int_binds.push_back(static_cast<int64_t>(*f.after_seq));
+  }
+  if (f.before_seq) {
+    add("seq < ?");
+    int_binds.push_back(static_cast<int64_t>(*f.before_seq));
+  }
+  sql += where;
+  sql += f.descending ? " ORDER BY seq DESC LIMIT ?" : " ORDER BY seq LIMIT ?";
+  int_binds.push_back(static_cast<int64_t>(std::min(f.limit, core::kAuditIndexQueryRowsMax)));
+
+  std::lock_guard<std::mutex> lock(mu_);
+  MANDATE_ASSIGN_OR_RETURN(Statement q, PrepareAssembled(sql));
+  int i = 1;
+  for (std::string_view v : text_binds) q.Bind(i++, v);
+  for (int64_t v : int_binds) q.Bind(i++, v);
+  std::vector<AuditIndexRow> out;
+  while (true) {
+    MANDATE_ASSIGN_OR_RETURN(bool row, q.Step());
+    if (!row) break;
+    AuditIndexRow r;
+    if (q.Int(0) < 0 || q.Int(9) <= 0 || q.Int(10) < 0) {
+      return MakeError(ErrorCode::kInternal, "corrupt row in the audit index");
+    }
+    r.seq = static_cast<uint64_t>(q.Int(0));
+    r.ts = q.Int(1);
+    r.type = q.Text(2);
+    r.run = q.Text(3);
+    r.sid = q.Text(4);
+    r.agent = q.Text(5);
+    r.human = q.Text(6);
+    r.action = q.Text(7);
+    r.decision = q.Text(8);
+    r.segment = static_cast<uint64_t>(q.Int(9));
+    r.offset = static_cast<uint64_t>(q.Int(10));
+    out.push_back(std::move(r));
+  }
+  return out;
+}
+
+core::Status SqliteStore::DeleteAuditIndexFrom(uint64_t from_seq) {
+  if (from_seq >= kSeqMax) return core::OkStatus();  // nothing can be that large
+  std::lock_guard<std::mutex> lock(mu_);
+  MANDATE_ASSIGN_OR_RETURN(Transaction tx, Transaction::Begin(this));
+  MANDATE_ASSIGN_OR_RETURN(Statement del, Prepare(kSqlAuditDeleteFrom));
+  del.Bind(1, static_cast<int64_t>(from_seq));
+  MANDATE_RETURN_IF_ERROR(del.Run());
+  return tx.Commit();
 }
 
 }  // namespace mandate::store

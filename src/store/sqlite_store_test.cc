@@ -468,5 +468,211 @@ TEST_F(SqliteStoreTest, ConcurrentWritersAreSerialized) {
   EXPECT_EQ(sessions->size(), 8u * 20);
 }
 
+// --- Audit index ---------------------------------------------------------------------------
+
+AuditIndexRow Row(uint64_t seq, const std::string& type, const std::string& run,
+                  const std::string& agent, const std::string& action = "") {
+  AuditIndexRow r;
+  r.seq = seq;
+  r.ts = 1767000000000000 + static_cast<int64_t>(seq) * 1000;
+  r.type = type;
+  r.run = run;
+  r.sid = run.empty() ? "" : run + "-s";
+  r.agent = agent;
+  r.human = agent.empty() ? "" : "alice";
+  r.action = action;
+  r.decision = type == "call.decided" ? "allow" : "";
+  r.segment = 1 + seq / 100;
+  r.offset = seq * 200;
+  return r;
+}
+
+std::vector<uint64_t> Seqs(const std::vector<AuditIndexRow>& rows) {
+  std::vector<uint64_t> out;
+  for (const auto& r : rows) out.push_back(r.seq);
+  return out;
+}
+
+TEST_F(SqliteStoreTest, AuditIndexRoundTripsRowsAndKnowsWhereItIsUpTo) {
+  auto empty = store_->AuditIndexedUpTo();
+  ASSERT_TRUE(empty.ok());
+  EXPECT_EQ(*empty, 0u);
+  std::vector<AuditIndexRow> rows = {Row(0, "policy.loaded", "", ""),
+                                     Row(1, "session.started", "ses_a", "bot"),
+                                     Row(2, "call.decided", "ses_a", "bot", "jira:get")};
+  ASSERT_TRUE(store_->IndexAuditRecords(rows).ok());
+  auto upto = store_->AuditIndexedUpTo();
+  ASSERT_TRUE(upto.ok());
+  EXPECT_EQ(*upto, 3u);
+  AuditIndexFilter all;
+  auto got = store_->QueryAuditIndex(all);
+  ASSERT_TRUE(got.ok()) << got.error().message;
+  EXPECT_EQ(*got, rows);  // empty fields come back empty (stored as NULL)
+
+  // Stored as NULL: an empty filter value means "any", never "equals NULL".
+  sqlite3* db = nullptr;
+  ASSERT_EQ(sqlite3_open_v2(path_.c_str(), &db, SQLITE_OPEN_READONLY, nullptr), SQLITE_OK);
+  sqlite3_stmt* q = nullptr;
+  ASSERT_EQ(sqlite3_prepare_v2(db, "SELECT count(*) FROM audit_index WHERE run IS NULL", -1, &q,
+                               nullptr),
+            SQLITE_OK);
+  ASSERT_EQ(sqlite3_step(q), SQLITE_ROW);
+  EXPECT_EQ(sqlite3_column_int(q, 0), 1);
+  sqlite3_finalize(q);
+  sqlite3_close_v2(db);
+}
+
+TEST_F(SqliteStoreTest, AuditIndexFiltersByEveryFieldAndTime) {
+  std::vector<AuditIndexRow> rows;
+  for (uint64_t i = 0; i < 30; ++i) {
+    const std::string run = i % 3 == 0 ? "ses_a" : (i % 3 == 1 ? "ses_b" : "");
+    const std::string agent = i % 2 == 0 ? "bot" : "helper";
+    rows.push_back(Row(i, i % 5 == 0 ? "call.decided" : "call.completed", run, agent,
+                       i % 4 == 0 ? "jira:get" : "jira:put"));
+  }
+  rows[7].human = "bob";
+  ASSERT_TRUE(store_->IndexAuditRecords(rows).ok());
+  auto expect = [&](AuditIndexFilter f, auto pred) {
+    std::vector<uint64_t> want;
+    for (const auto& r : rows) {
+      if (pred(r)) want.push_back(r.seq);
+    }
+    f.limit = 1000;
+    auto got = store_->QueryAuditIndex(f);
+    ASSERT_TRUE(got.ok()) << got.error().message;
+    EXPECT_EQ(Seqs(*got), want);
+  };
+  AuditIndexFilter f;
+  f.run = "ses_a";
+  expect(f, [](const AuditIndexRow& r) { return r.run == "ses_a"; });
+  f = {};
+  f.sid = "ses_b-s";
+  expect(f, [](const AuditIndexRow& r) { return r.sid == "ses_b-s"; });
+  f = {};
+  f.agent = "helper";
+  f.action = "jira:put";
+  expect(f, [](const AuditIndexRow& r) { return r.agent == "helper" && r.action == "jira:put"; });
+  f = {};
+  f.human = "bob";
+  expect(f, [](const AuditIndexRow& r) { return r.human == "bob"; });
+  f = {};
+  f.type = "call.decided";
+  f.run = "ses_a";
+  expect(f, [](const AuditIndexRow& r) { return r.type == "call.decided" && r.run == "ses_a"; });
+  f = {};
+  f.since_us = rows[10].ts;
+  f.until_us = rows[20].ts;
+  expect(f, [](const AuditIndexRow& r) { return r.seq >= 10 && r.seq < 20; });
+  f = {};
+  f.after_seq = 25;
+  expect(f, [](const AuditIndexRow& r) { return r.seq > 25; });
+  f = {};
+  f.before_seq = 3;
+  expect(f, [](const AuditIndexRow& r) { return r.seq < 3; });
+  f = {};
+  f.run = "nobody";
+  expect(f, [](const AuditIndexRow&) { return false; });
+
+  AuditIndexFilter newest;
+  newest.descending = true;
+  newest.limit = 3;
+  auto got = store_->QueryAuditIndex(newest);
+  ASSERT_TRUE(got.ok());
+  EXPECT_EQ(Seqs(*got), (std::vector<uint64_t>{29, 28, 27}));
+}
+
+TEST_F(SqliteStoreTest, AuditIndexPagesCoverEveryRowExactlyOnce) {
+  std::vector<AuditIndexRow> rows;
+  for (uint64_t i = 0; i < 57; ++i) rows.push_back(Row(i, "call.completed", "ses_a", "bot"));
+  // Two batches, as the indexer writes them.
+  ASSERT_TRUE(store_->IndexAuditRecords({rows.begin(), rows.begin() + 20}).ok());
+  ASSERT_TRUE(store_->IndexAuditRecords({rows.begin() + 20, rows.end()}).ok());
+  std::vector<uint64_t> seen;
+  AuditIndexFilter f;
+  f.agent = "bot";
+  f.limit = 10;
+  for (int page = 0; page < 10; ++page) {
+    auto got = store_->QueryAuditIndex(f);
+    ASSERT_TRUE(got.ok());
+    if (got->empty()) break;
+    for (const auto& r : *got) seen.push_back(r.seq);
+    f.after_seq = got->back().seq;
+  }
+  EXPECT_EQ(seen, Seqs(rows));
+}
+
+TEST_F(SqliteStoreTest, AuditIndexRefusesBadBatchesWhole) {
+  ASSERT_TRUE(store_->IndexAuditRecords({Row(0, "a", "", ""), Row(1, "b", "", "")}).ok());
+  // A seq already indexed: nothing of the batch is written.
+  auto dup = store_->IndexAuditRecords({Row(2, "c", "", ""), Row(1, "b", "", "")});
+  ASSERT_FALSE(dup.ok());
+  EXPECT_EQ(dup.error().code, ErrorCode::kBadRequest);  // out of order, caught before writing
+  auto again = store_->IndexAuditRecords({Row(1, "b", "", ""), Row(2, "c", "", "")});
+  ASSERT_FALSE(again.ok());
+  EXPECT_EQ(again.error().code, ErrorCode::kConflict);
+  EXPECT_EQ(*store_->AuditIndexedUpTo(), 2u);
+  AuditIndexRow bad = Row(5, "x", "", "");
+  bad.segment = 0;
+  EXPECT_EQ(store_->IndexAuditRecords({bad}).error().code, ErrorCode::kBadRequest);
+  bad = Row(5, "x", "", "");
+  bad.agent = std::string(core::kAuditIndexFieldBytesMax + 1, 'a');
+  EXPECT_EQ(store_->IndexAuditRecords({bad}).error().code, ErrorCode::kBadRequest);
+  bad = Row(5, "x", "", "");
+  bad.run = "\xff\xfe";
+  EXPECT_EQ(store_->IndexAuditRecords({bad}).error().code, ErrorCode::kBadRequest);
+  EXPECT_EQ(*store_->AuditIndexedUpTo(), 2u);
+  AuditIndexFilter zero;
+  zero.limit = 0;
+  EXPECT_EQ(store_->QueryAuditIndex(zero).error().code, ErrorCode::kBadRequest);
+  // Values are bound, never interpolated.
+  AuditIndexFilter evil;
+  evil.agent = "x' OR '1'='1";
+  auto none = store_->QueryAuditIndex(evil);
+  ASSERT_TRUE(none.ok());
+  EXPECT_TRUE(none->empty());
+}
+
+TEST_F(SqliteStoreTest, AuditIndexCanBeCutBackForARebuild) {
+  std::vector<AuditIndexRow> rows;
+  for (uint64_t i = 0; i < 10; ++i) rows.push_back(Row(i, "t", "", ""));
+  ASSERT_TRUE(store_->IndexAuditRecords(rows).ok());
+  ASSERT_TRUE(store_->DeleteAuditIndexFrom(4).ok());
+  EXPECT_EQ(*store_->AuditIndexedUpTo(), 4u);
+  ASSERT_TRUE(store_->IndexAuditRecords({Row(4, "t2", "", "")}).ok());
+  ASSERT_TRUE(store_->DeleteAuditIndexFrom(0).ok());
+  EXPECT_EQ(*store_->AuditIndexedUpTo(), 0u);
+}
+
+TEST(SqliteStore, AVersionOneDatabaseUpgradesAndKeepsItsData) {
+  TempDir tmp;
+  const std::string path = tmp.Sub("old.db");
+  {
+    auto s = MustOpen(path);
+    ASSERT_NE(s, nullptr);
+    ASSERT_TRUE(s->PutHuman({"alice", {"eng"}, 1}).ok());
+  }
+  // Make it what version 1 wrote: no audit index, version 1.
+  sqlite3* db = nullptr;
+  ASSERT_EQ(sqlite3_open(path.c_str(), &db), SQLITE_OK);
+  ASSERT_EQ(sqlite3_exec(db, "DROP TABLE audit_index; UPDATE schema_version SET version = 1",
+                         nullptr, nullptr, nullptr),
+            SQLITE_OK);
+  sqlite3_close(db);
+
+  auto s = MustOpen(path);
+  ASSERT_NE(s, nullptr);
+  EXPECT_TRUE(s->GetHuman("alice").ok());
+  ASSERT_TRUE(s->IndexAuditRecords({Row(0, "policy.loaded", "", "")}).ok());
+  EXPECT_EQ(*s->AuditIndexedUpTo(), 1u);
+  ASSERT_EQ(sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READONLY, nullptr), SQLITE_OK);
+  sqlite3_stmt* q = nullptr;
+  ASSERT_EQ(sqlite3_prepare_v2(db, "SELECT version FROM schema_version", -1, &q, nullptr),
+            SQLITE_OK);
+  ASSERT_EQ(sqlite3_step(q), SQLITE_ROW);
+  EXPECT_EQ(sqlite3_column_int(q, 0), 2);
+  sqlite3_finalize(q);
+  sqlite3_close_v2(db);
+}
+
 }  // namespace
 }  // namespace mandate::store

@@ -1,7 +1,9 @@
 // Audit log end to end: calls through Mandate leave call.decided / call.completed records that
 // explain the decision, `mandate audit verify` accepts the untouched log and names the record
-// after a one-byte edit, and the upstream credential never appears in the log.
+// after a one-byte edit, and the upstream credential never appears in the log or the server's
+// output, in any common encoding (raw, base64 and base64url at any alignment, percent, hex).
 import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
 import { closeSync, openSync, readFileSync, readdirSync, statSync, writeSync } from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -26,6 +28,18 @@ const m = new Mandate({
   policies: { 'main.cedar': POLICY },
   tools: { echo: 'read', 'get-env': 'read', 'get-tiny-image': 'read', 'get-sum': 'write' },
 });
+
+// A secret whose encodings all differ from it and from each other: '/', '+', ' ', '&', '=',
+// ':', '?' and '>' change under percent-encoding; and of the three consecutive characters
+// '?', '>', '~' one sits at a byte offset 2 mod 3, where its low six bits (111111 or 111110)
+// become a base64 '/' or '+', so base64 and base64url differ. (The harness's default,
+// e2e-secret-<base64url>, is its own percent-encoding.)
+function oddSecret() {
+  const s = `e2e/secret+${randomBytes(12).toString('base64url')} &=:?>~${randomBytes(6).toString('hex')}`;
+  assert.match(Buffer.from(s).toString('base64'), /[+/]/, 'oddSecret: base64 equals base64url');
+  return s;
+}
+m.secret = oddSecret();
 
 const opts = { timeout: T.test };
 let ses;
@@ -54,6 +68,44 @@ function keysSorted(v) {
   return true;
 }
 
+/**
+ * Every form the secret could be written in: [{form, needle}]. Base64 is matched at all three
+ * byte alignments (the secret embedded in a larger base64 text shifts it), using only the
+ * characters that depend on the secret's bytes alone, so an embedded copy is found too.
+ */
+function secretForms(secret) {
+  const raw = Buffer.from(secret, 'utf8');
+  const forms = [
+    ['raw', secret],
+    ['JSON-escaped', JSON.stringify(secret).slice(1, -1)],
+    ['percent-encoded (encodeURIComponent)', encodeURIComponent(secret)],
+    ['percent-encoded, lowercase hex', encodeURIComponent(secret).replace(/%[0-9A-F]{2}/g, (x) => x.toLowerCase())],
+    ['form-urlencoded', new URLSearchParams({ s: secret }).toString().slice(2)],
+    ['hex', raw.toString('hex')],
+    ['HEX', raw.toString('hex').toUpperCase()],
+  ];
+  for (const alphabet of ['base64', 'base64url']) {
+    const unpadded = raw.toString(alphabet).replace(/=+$/, '');
+    forms.push([`${alphabet} (padded)`, unpadded + '='.repeat((4 - (unpadded.length % 4)) % 4)]);
+    forms.push([`${alphabet} (unpadded)`, unpadded]);
+    for (let shift = 0; shift < 3; shift++) {
+      const enc = Buffer.concat([Buffer.alloc(shift, 0x78), raw]).toString(alphabet);
+      const start = shift === 0 ? 0 : 4; // the first group mixes in the bytes before the secret
+      const end = Math.floor((shift + raw.length) / 3) * 4; // full groups only
+      forms.push([`${alphabet} at byte offset ${shift} mod 3`, enc.slice(start, end)]);
+    }
+  }
+  const seen = new Set();
+  return forms.filter(([, needle]) => needle.length >= 16 && !seen.has(needle) && seen.add(needle))
+    .map(([form, needle]) => ({ form, needle }));
+}
+
+/** The forms of the secret found in `buf` (a Buffer or string): [{form, offset}]. */
+function findSecret(buf, forms) {
+  const b = Buffer.isBuffer(buf) ? buf : Buffer.from(String(buf), 'utf8');
+  return forms.map(({ form, needle }) => ({ form, offset: b.indexOf(needle) })).filter((h) => h.offset >= 0);
+}
+
 /** The record id fields a verifier could name a record by. */
 function recordIds(rec) {
   return ['seq', 'index', 'idx', 'id'].filter((k) => rec[k] !== undefined).map((k) => [k, rec[k]]);
@@ -72,6 +124,10 @@ describe('audit', () => {
     assertRefused(await callTool(m.mcpUrl, ses.token, 'get-tiny-image', {}), 'policy_denied');
     assertAllowed(await callTool(m.mcpUrl, ses.token, 'get-env', {}), 'get-env');
     assertAllowed(await callTool(m.mcpUrl, ses.token, 'echo', { message: `leak:${m.secret}:end` }), 'echo secret');
+    // The encoded forms Mandate's scrubber handles, each through a call (args and echoed result).
+    const b = Buffer.from(m.secret, 'utf8');
+    const encoded = `b64:${b.toString('base64')} b64url:${b.toString('base64url')} pct:${encodeURIComponent(m.secret)}`;
+    assertAllowed(await callTool(m.mcpUrl, ses.token, 'echo', { message: encoded }), 'echo encoded secret');
   }, { timeout: T.test });
 
   after(() => m.stop(), { timeout: 20_000 });
@@ -134,23 +190,78 @@ describe('audit', () => {
     assert.ok(at >= all.length - 4, 'audit tail -n 2 is not among the newest records');
   }));
 
-  test('the credential never appears in the audit log or the server log', opts, m.guard(async () => {
-    // Not vacuous: the secret flowed back through Mandate in get-env's output and in an echo.
+  test('the secret scanner finds every encoded form (self-check)', opts, m.guard(async () => {
+    const forms = secretForms(m.secret);
+    const names = forms.map((f) => f.form);
+    for (const want of ['raw', 'percent-encoded (encodeURIComponent)', 'hex', 'HEX', 'base64 (padded)',
+      'base64url (unpadded)', 'base64 at byte offset 1 mod 3', 'base64url at byte offset 2 mod 3']) {
+      assert.ok(names.includes(want), `the scanner has no "${want}" form; it has: ${names.join(', ')}`);
+    }
+    // Each form, embedded in other text, is found; and so is the secret inside a larger
+    // text that was then encoded, at every alignment.
+    const raw = Buffer.from(m.secret, 'utf8');
+    for (const { form, needle } of forms) {
+      const hits = findSecret(`{"x":"before ${needle} after"}`, forms);
+      assert.ok(hits.some((h) => h.form === form), `the scanner misses the ${form} form in a synthetic buffer`);
+    }
+    for (const pre of ['', 'a', 'ab', 'abc', 'Authorization: Bearer ']) {
+      const text = Buffer.concat([Buffer.from(pre), raw, Buffer.from(' tail')]);
+      for (const enc of ['base64', 'base64url', 'hex']) {
+        assert.ok(findSecret(text.toString(enc), forms).length > 0,
+          `the scanner misses the secret inside ${enc}(${JSON.stringify(pre)} + secret + " tail")`);
+      }
+      assert.ok(findSecret(encodeURIComponent(text.toString('utf8')), forms).length > 0,
+        `the scanner misses the secret inside encodeURIComponent(${JSON.stringify(pre)} + secret)`);
+    }
+    // No false positives on text without it (another random secret of the same shape).
+    const other = oddSecret();
+    const decoy = [other, Buffer.from(other).toString('base64'), Buffer.from(other).toString('hex'), encodeURIComponent(other)].join('\n');
+    assert.deepEqual(findSecret(decoy, forms), [], 'the scanner finds the secret in text that does not contain it');
+  }));
+
+  test('the credential never appears, in any encoding, in the audit directory, the data dir or the server output', opts, m.guard(async () => {
+    const forms = secretForms(m.secret);
+    // Not vacuous: the secret was injected into the upstream, flowed back through Mandate in
+    // get-env's output (the upstream's environment), and went out in call arguments raw and
+    // base64/base64url/percent-encoded (the tee log, written before the upstream sees a
+    // message, holds them).
+    const env = m.upstreamEnv();
+    assert.equal(env?.DEMO_SECRET, m.secret, 'Mandate did not inject the credential into the upstream env (DEMO_SECRET)');
     const recs = m.auditRecords();
     assert.ok(recs.some((r) => recordType(r.rec) === 'call.decided' && mentions(r.rec, 'everything:get-env')),
       'get-env is not in the audit log, so this check would prove nothing');
+    const tee = readFileSync(m.logPath, 'utf8');
+    const b = Buffer.from(m.secret, 'utf8');
+    for (const [form, value] of [['raw', m.secret], ['base64', b.toString('base64')],
+      ['base64url', b.toString('base64url')], ['percent-encoded', encodeURIComponent(m.secret)]]) {
+      assert.ok(tee.includes(value), `the ${form} secret never reached the upstream (tee log), so this check would prove nothing`);
+    }
+    assert.ok(findSecret(readFileSync(`${m.logPath}.env.json`), forms).some((h) => h.form === 'raw'),
+      'positive control: the scanner does not find the secret in the upstream env dump that holds it');
+
     const walk = (dir) => readdirSync(dir).flatMap((n) => {
       const p = path.join(dir, n);
       return statSync(p).isDirectory() ? walk(p) : [p];
     });
-    for (const file of walk(m.auditDir)) {
-      const lines = readFileSync(file, 'utf8').split('\n');
-      lines.forEach((line, i) => {
-        assert.ok(!line.includes(m.secret), `${path.relative(m.dir, file)}:${i + 1} contains the credential secret`);
-      });
+    // Every file under the audit dir (segments, checkpoints, log.pub, audit.lock) and the rest
+    // of the data dir (store, token keys, admin files). Skipped: audit/log.key, the log's own
+    // Ed25519 private key, a secret of Mandate's by design (not an upstream credential).
+    const skipped = new Set([path.join(m.auditDir, 'log.key')]);
+    const files = [...new Set([...walk(m.auditDir), ...walk(m.dataDir)])].filter((f) => !skipped.has(f));
+    assert.ok(files.some((f) => /audit-\d+\.jsonl$/.test(f)) && files.some((f) => path.basename(f) === 'checkpoints'),
+      `expected segments and checkpoints under ${m.auditDir}, scanned: ${files.map((f) => path.relative(m.dir, f))}`);
+    const leaks = [];
+    for (const file of files) {
+      const buf = readFileSync(file);
+      for (const h of findSecret(buf, forms)) {
+        const line = buf.subarray(0, h.offset).toString('utf8').split('\n').length;
+        leaks.push(`${path.relative(m.dir, file)}:${line} (byte ${h.offset}): ${h.form}`);
+      }
     }
-    assert.ok(!m.stderr.includes(m.secret), 'the server log (stderr) contains the credential secret');
-    assert.ok(!m.stdout.includes(m.secret), 'the server stdout contains the credential secret');
+    for (const [name, text] of [['stderr', m.stderr], ['stdout', m.stdout]]) {
+      for (const h of findSecret(text, forms)) leaks.push(`server ${name} (char ${h.offset}): ${h.form}`);
+    }
+    assert.deepEqual(leaks, [], `the credential secret appears (scanned ${files.length} files and the server's stdout/stderr):\n${leaks.join('\n')}`);
   }));
 
   test('a one-byte edit in the middle of the log makes audit verify fail naming that record', opts, m.guard(async () => {
@@ -212,5 +323,23 @@ describe('audit', () => {
     // Undoing the edit makes the log verify again: the failure was the edit, nothing else.
     const r2 = await m.cli(['audit', 'verify']);
     assert.equal(r2.code, 0, `audit verify after restoring the byte exited ${r2.code}\n${r2.stdout}\n${r2.stderr}`);
+  }));
+
+  // The scrubber (src/broker/credentials.cc) also matches the hex form and base64 of a text in
+  // which the secret starts at any offset: neither may reach the agent in a result nor the
+  // audit log in the arguments. Runs last: it writes those forms to the log on purpose.
+  test('hex and unaligned base64 forms of the secret are scrubbed too', opts, m.guard(async () => {
+    const forms = secretForms(m.secret);
+    const marker = nonce('enc');
+    const hex = Buffer.from(m.secret, 'utf8').toString('hex');
+    const shifted = Buffer.from(`x${m.secret}`, 'utf8').toString('base64');
+    const text = assertAllowed(await callTool(m.mcpUrl, ses.token, 'echo', { message: `${marker} hex:${hex} b64:${shifted}` }), 'echo');
+    const decided = m.auditRecords().filter((r) => recordType(r.rec) === 'call.decided' && r.raw.includes(marker));
+    assert.equal(decided.length, 1, `expected one call.decided carrying ${marker}`);
+    const problems = [
+      ...findSecret(text, forms).map((h) => `in the result returned to the agent: ${h.form}`),
+      ...findSecret(decided[0].raw, forms).map((h) => `in the audit record (seq ${decided[0].rec.seq}): ${h.form}`),
+    ];
+    assert.deepEqual(problems, [], 'encoded forms of the secret were not scrubbed');
   }));
 });

@@ -103,6 +103,7 @@ export class Mandate {
     this.secret = `e2e-secret-${randomBytes(18).toString('base64url')}`;
     this.stderr = '';
     this.stdout = '';
+    this.runs = []; // earlier runs of this instance (restart()): {stderr, stdout, exit}
     this.failed = false;
     this.child = null;
     this.exit = null; // {code, signal} once exited
@@ -158,7 +159,44 @@ ${this.extraYaml}`;
     this.configPath = path.join(this.dir, 'mandate.yaml');
     this.logPath = path.join(this.dir, 'upstream-everything.jsonl');
     this.writeConfig();
+    return this.spawnServer();
+  }
+
+  /**
+   * Start `mandate serve` again in the same temp dir, on the same data_dir (after kill() or
+   * shutdown()). The previous run's output moves to `this.runs`; ports are new.
+   */
+  async restart() {
+    assert.ok(this.dir, 'restart() before start()');
+    assert.ok(this.exit, 'restart() while the previous mandate serve is still running');
+    this.runs.push({ stderr: this.stderr, stdout: this.stdout, exit: this.exit });
+    this.stderr = '';
+    this.stdout = '';
+    this.exit = null;
+    return this.spawnServer();
+  }
+
+  /** Send `signal` to the server process (not its group) and wait for it to exit. */
+  async kill(signal = 'SIGKILL') {
+    assert.ok(this.child && !this.exit, 'kill(): no running mandate serve');
+    this.child.kill(signal);
+    const res = await Promise.race([this.exited, idle(T.stop).then(() => null)]);
+    assert.ok(res, `mandate serve did not exit within ${T.stop} ms of ${signal}`);
+    return res;
+  }
+
+  /** SIGTERM; the server must exit 0 within 10 s. Keeps the temp dir (for restart()). */
+  async shutdown() {
+    const res = await this.kill('SIGTERM');
+    assert.equal(res.code, 0, `mandate serve exited with ${JSON.stringify(res)} after SIGTERM, expected code 0`);
+    this.shutDown = true; // stop() need not complain that it is gone
+    return res;
+  }
+
+  async spawnServer() {
+    const bin = mandateBin();
     this.startFailed = true; // until both listeners are ready
+    this.shutDown = false;
 
     const env = { ...this.baseEnv(), E2E_DEMO_SECRET: this.secret };
     // detached: own process group, so an emergency kill also reaches the upstream children.
@@ -220,7 +258,7 @@ ${this.extraYaml}`;
       } else if (res.code !== 0) {
         problem = `mandate serve exited with ${JSON.stringify(res)} after SIGTERM, expected code 0`;
       }
-    } else if (!this.startFailed) {
+    } else if (!this.startFailed && !this.shutDown) {
       problem = `mandate serve had already exited (${JSON.stringify(this.exit)}) before the end of the tests`;
     }
     // Reap anything left in the group (upstream children); not an assertion, just hygiene.
@@ -235,7 +273,11 @@ ${this.extraYaml}`;
   }
 
   dump() {
-    let s = `--- mandate stderr (tail) ---\n${tail(this.stderr)}\n`;
+    let s = '';
+    this.runs.forEach((r, i) => {
+      s += `--- mandate stderr of run ${i + 1} (exit ${JSON.stringify(r.exit)}, tail) ---\n${tail(r.stderr, 3000)}\n`;
+    });
+    s += `--- mandate stderr (tail) ---\n${tail(this.stderr)}\n`;
     if (this.stdout) s += `--- mandate stdout (tail) ---\n${tail(this.stdout, 2000)}\n`;
     if (this.dir) s += `--- temp dir: ${this.dir} ---\n`;
     return s;

@@ -1092,5 +1092,126 @@ TEST_F(ServerIntegrationTest, ServerStopsCleanly) {
   server_.reset();
 }
 
+// --- audit query, replay and export (docs/formats/audit.md, "Query, replay and export") ------
+
+TEST_F(ServerIntegrationTest, AuditQueryReplayAndExportFindARunsRecords) {
+  auto [token, sid] = StartSession();
+  const std::string mcp = McpInitialize(token);
+  Json args = Json::MakeObject();
+  args.Set("msg", "audited");
+  ASSERT_EQ(Agent("POST", "/mcp/up", CallParams("echo", args), token, mcp).status, 200);
+  ASSERT_EQ(Agent("POST", "/mcp/up", CallParams("wipe"), token, mcp).status, 200);  // denied
+  auto [other_token, other_sid] = StartSession();
+
+  // Filters: the indexed fields, and every answer is a page with its cursor.
+  Answer decided = Admin("GET", "/admin/v1/audit?agent=bot&type=call.decided&run=" + sid);
+  ASSERT_EQ(decided.status, 200) << decided.body;
+  const auto& calls = decided.json.FindArray("records")->as_array();
+  ASSERT_EQ(calls.size(), 2u) << decided.body;
+  EXPECT_EQ(calls[0].GetString("action"), "up:echo");
+  EXPECT_EQ(calls[1].GetString("action"), "up:wipe");
+  EXPECT_EQ(calls[1].FindObject("decision")->GetString("decision"), "deny");
+  EXPECT_TRUE(decided.json.Find("next_after_seq")->is_null());
+  Answer denied = Admin("GET", "/admin/v1/audit?action=up%3Awipe");
+  ASSERT_EQ(denied.status, 200) << denied.body;
+  EXPECT_EQ(denied.json.FindArray("records")->as_array().size(), 1u);
+
+  Answer first = Admin("GET", "/admin/v1/audit?run=" + sid + "&limit=1");
+  ASSERT_EQ(first.status, 200) << first.body;
+  ASSERT_EQ(first.json.FindArray("records")->as_array().size(), 1u);
+  const Json* next = first.json.Find("next_after_seq");
+  ASSERT_TRUE(next != nullptr && next->is_int()) << first.body;
+  EXPECT_EQ(next->as_int(), first.json.FindArray("records")->as_array()[0].GetInt("seq", -1));
+  Answer rest = Admin("GET", "/admin/v1/audit?run=" + sid + "&after_seq=" + std::to_string(next->as_int()));
+  ASSERT_EQ(rest.status, 200);
+  for (const Json& r : rest.json.FindArray("records")->as_array()) {
+    EXPECT_GT(r.GetInt("seq", -1), next->as_int());
+    EXPECT_EQ(r.GetString("run"), sid);
+  }
+
+  // Replay: the run's records in seq order, and nothing of the other run.
+  Answer replay = Admin("GET", "/admin/v1/audit/replay?run=" + sid);
+  ASSERT_EQ(replay.status, 200) << replay.body;
+  EXPECT_EQ(replay.json.GetString("run"), sid);
+  std::vector<std::string> types;
+  int64_t last = -1;
+  for (const Json& r : replay.json.FindArray("records")->as_array()) {
+    EXPECT_GT(r.GetInt("seq", -1), last);
+    last = r.GetInt("seq", -1);
+    EXPECT_NE(r.GetString("sid"), other_sid);
+    types.push_back(r.GetString("type"));
+  }
+  EXPECT_EQ(types.front(), "session.started");
+  EXPECT_EQ(std::count(types.begin(), types.end(), "call.decided"), 2);
+
+  // JSONL export: streamed, each line exactly as stored in the log.
+  Answer jsonl = Admin("GET", "/admin/v1/audit/export?format=jsonl&run=" + sid);
+  ASSERT_EQ(jsonl.status, 200) << jsonl.body;
+  ASSERT_NE(jsonl.Header("Content-Type"), nullptr);
+  EXPECT_EQ(*jsonl.Header("Content-Type"), "application/x-ndjson");
+  const std::string stored = ReadFile(dir_.Sub("data/audit/audit-000001.jsonl"));
+  size_t lines = 0;
+  std::istringstream in(jsonl.body);
+  for (std::string line; std::getline(in, line);) {
+    ++lines;
+    EXPECT_NE(stored.find(line + "\n"), std::string::npos) << "not a stored line: " << line;
+    EXPECT_EQ(Json::Parse(line)->GetString("run"), sid);
+  }
+  EXPECT_EQ(lines, replay.json.FindArray("records")->as_array().size());
+
+  // OTLP: one trace, the session span and a span per call under it.
+  Answer otlp = Admin("GET", "/admin/v1/audit/export?format=otlp&run=" + sid);
+  ASSERT_EQ(otlp.status, 200) << otlp.body;
+  const auto& spans = otlp.json.FindArray("resourceSpans")->as_array()[0].FindArray("scopeSpans")->as_array()[0]
+                          .FindArray("spans")->as_array();
+  ASSERT_EQ(spans.size(), 3u) << otlp.body;
+  EXPECT_EQ(spans[0].Find("parentSpanId"), nullptr);
+  for (size_t i = 1; i < spans.size(); ++i) {
+    EXPECT_EQ(spans[i].GetString("parentSpanId"), spans[0].GetString("spanId"));
+    EXPECT_EQ(spans[i].GetString("traceId"), spans[0].GetString("traceId"));
+  }
+  EXPECT_EQ(spans[2].FindObject("status")->GetInt("code", 0), 2);  // the denied wipe
+
+  // The index survives a restart and keeps following the log.
+  server_->Stop();
+  server_.reset();
+  StartServer();
+  Answer after = Admin("GET", "/admin/v1/audit?run=" + sid + "&type=call.decided");
+  ASSERT_EQ(after.status, 200) << after.body;
+  EXPECT_EQ(after.json.FindArray("records")->as_array().size(), 2u);
+  ASSERT_EQ(Admin("POST", "/admin/v1/revocations", R"({"kind":"session","subject":")" + sid + R"("})").status, 200);
+  Answer revoked = Admin("GET", "/admin/v1/audit?type=session.revoked&run=" + sid);
+  ASSERT_EQ(revoked.status, 200) << revoked.body;
+  ASSERT_EQ(revoked.json.FindArray("records")->as_array().size(), 1u) << revoked.body;
+  EXPECT_EQ(revoked.json.FindArray("records")->as_array()[0].GetString("sid"), sid);
+}
+
+TEST_F(ServerIntegrationTest, AuditQueryEndpointsNeedTheAdminTokenAndRefuseBadFilters) {
+  for (const char* path : {"/admin/v1/audit?agent=bot", "/admin/v1/audit/replay?run=ses_x",
+                           "/admin/v1/audit/export?format=jsonl", "/admin/v1/audit/export?format=otlp&run=x"}) {
+    Answer none = Admin("GET", path, "", std::string());
+    EXPECT_EQ(none.status, 401) << path;
+    EXPECT_EQ(none.ErrorCode(), "unauthenticated") << path;
+    EXPECT_EQ(Admin("GET", path, "", std::string("mdt_wrong")).status, 401) << path;
+  }
+  struct Bad {
+    const char* path;
+    const char* says;
+  };
+  for (const Bad& b : {Bad{"/admin/v1/audit?since=tomorrow", "since: "}, Bad{"/admin/v1/audit?until=2026-02-30T00:00:00Z", "until: "},
+                       Bad{"/admin/v1/audit?agnet=bot", "unknown parameter"}, Bad{"/admin/v1/audit?after_seq=x", "after_seq"},
+                       Bad{"/admin/v1/audit?agent=", "agent must be"}, Bad{"/admin/v1/audit?since=1h&until=2h", "before until"},
+                       Bad{"/admin/v1/audit/replay", "run is required"}, Bad{"/admin/v1/audit/replay?run=x&agent=y", "unknown parameter"},
+                       Bad{"/admin/v1/audit/export?format=xml", "format must be"}, Bad{"/admin/v1/audit/export?since=x", "since: "}}) {
+    Answer a = Admin("GET", b.path);
+    EXPECT_EQ(a.status, 400) << b.path << ": " << a.body;
+    EXPECT_EQ(a.ErrorCode(), "bad_request") << b.path;
+    EXPECT_NE(a.body.find(b.says), std::string::npos) << b.path << ": " << a.body;
+  }
+  EXPECT_EQ(Admin("GET", "/admin/v1/audit/replay?run=ses_nobody").status, 404);
+  EXPECT_EQ(Admin("GET", "/admin/v1/audit/export?format=otlp&run=ses_nobody").status, 404);
+  EXPECT_EQ(Admin("POST", "/admin/v1/audit/replay?run=x").status, 405);
+}
+
 }  // namespace
 }  // namespace mandate

@@ -3,7 +3,7 @@
 // docs/formats/audit.md.
 //
 // This header is the interface the rest of Mandate uses. It says nothing about how integrity
-// is achieved (today a SHA-256 hash chain, later an RFC 6962 Merkle tree), so the
+// is achieved (an RFC 6962 Merkle tree with signed checkpoints, merkle_log.h), so the
 // implementation can be replaced without touching callers.
 #pragma once
 
@@ -12,8 +12,11 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
+#include "mandate/audit/checkpoint.h"
+#include "mandate/audit/merkle.h"
 #include "mandate/core/clock.h"
 #include "mandate/core/json.h"
 #include "mandate/core/result.h"
@@ -28,8 +31,8 @@ class AuditLog {
 
   // Appends one record and returns its sequence number (0-based, consecutive, no gaps) once
   // the record is durable (written and fdatasync'ed). `record` must be a JSON object; the log
-  // adds "seq", "ts" (Unix microseconds, from the log's Clock) and its integrity members, so
-  // the record must not carry "seq", "ts", "prev" or "hash" itself.
+  // adds "seq", "ts" (Unix microseconds, from the log's Clock) and "prev" (its integrity
+  // member), so the record must not carry "seq", "ts" or "prev" itself.
   //
   // Blocks while kAuditQueueMax appends are already waiting (back-pressure, never a silent
   // drop), then until the batch holding this record has been synced.
@@ -61,27 +64,74 @@ class AuditLog {
 };
 
 // Opens (creating if needed) the node's audit log in directory `dir` with the current
-// implementation. See HashChainLog::Open for the errors. `clock` must outlive the log.
+// implementation and default options. See MerkleLog::Open for the errors. `clock` must outlive
+// the log.
 core::Result<std::unique_ptr<AuditLog>> OpenAuditLog(const std::string& dir,
                                                      const core::Clock& clock);
 
 // The outcome of checking a log's integrity. When !ok, the other members name the first
-// record that is not what it should be.
+// record or checkpoint that is not what it should be.
 struct VerifyReport {
   bool ok = true;
   uint64_t records = 0;                   // records that verified before the first problem
   std::optional<uint64_t> first_bad_seq;  // the seq the first bad position should have held
-  std::string file;     // segment file name (not the path), e.g. audit-000001.jsonl
+                                          // (for a checkpoint mismatch: the first seq of the
+                                          // range it could not vouch for)
+  std::string file;     // file name (not the path), e.g. audit-000001.jsonl or checkpoints
   size_t line = 0;      // 1-based line in `file`; 0 when not about one line
   std::string problem;  // readable: what is wrong and what it suggests
+  // Checkpoints.
+  std::string origin;                   // of the verifier key used
+  uint64_t checkpoints = 0;             // checkpoints that verified (signature and root)
+  uint64_t checkpointed_records = 0;    // tree size of the newest verified checkpoint
 };
 
-// Recomputes the log's integrity from its files (docs/formats/audit.md, "Verification").
+struct VerifyOptions {
+  // The log's verifier key text (docs/formats/audit.md, "Keys"); empty: read <dir>/log.pub.
+  // An auditor passes the key they pinned, since whoever can rewrite the directory can also
+  // replace log.pub.
+  std::string verifier_key;
+};
+
+// Recomputes the log's integrity from its files (docs/formats/audit.md, "Verification"):
+// every record line by line, the Merkle tree, every checkpoint's signature, and each
+// checkpoint's root against the tree at its size (so successive checkpoints are consistent).
 // Detects an edited, removed, reordered or inserted record, a truncated file, a missing
-// segment and garbage, and reports the first. A tampered log is a successful call with
-// report.ok == false. Verify a closed log, or expect a torn last line while one is writing.
-// Errors: kNotFound when `dir` does not exist; kInternal when a file cannot be read.
-core::Result<VerifyReport> VerifyLog(const std::string& dir);
+// segment, garbage, a replaced or forged checkpoint, a log rewritten after a checkpoint and
+// records removed from the end, and reports the first. Records after the newest checkpoint
+// are checked but not yet vouched for by a signature (records - checkpointed_records).
+// A tampered log is a successful call with report.ok == false. Verify a closed log, or expect
+// a torn last line while one is writing.
+// Errors: kNotFound when `dir` does not exist; kBadRequest when the verifier key is
+// malformed or missing; kInternal when a file cannot be read.
+core::Result<VerifyReport> VerifyLog(const std::string& dir, const VerifyOptions& options = {});
+
+// An inclusion proof of one record against a checkpoint (docs/formats/audit.md, "Proofs"):
+// what `mandate audit prove` prints and `mandate audit verify-proof` checks offline.
+struct InclusionProofBundle {
+  uint64_t seq = 0;
+  std::string record;             // the record's line, without its newline
+  uint64_t tree_size = 0;         // of the checkpoint
+  std::vector<Hash> proof;        // RFC 6962 audit path, deepest first
+  std::string checkpoint;         // the signed checkpoint note, verbatim
+  core::Json ToJson() const;
+  // Errors: kBadRequest naming the malformed member.
+  static core::Result<InclusionProofBundle> FromJson(const core::Json& j);
+};
+
+// Builds the inclusion proof of record `seq` against the newest checkpoint of the log in
+// `dir`, after checking that checkpoint's signature with <dir>/log.pub.
+// Errors: kNotFound when `dir` does not exist or seq is not covered by the newest checkpoint
+// (the message says to retry after the next one); kInternal when a file cannot be read, the
+// log is damaged, or it holds more than kAuditProofRecordsMax records.
+core::Result<InclusionProofBundle> ProveInclusion(const std::string& dir, uint64_t seq);
+
+// Checks a bundle offline with only the verifier key: the checkpoint's signature, that the
+// record is canonical with "seq" equal to the bundle's seq, and the audit path from its leaf
+// hash to the checkpoint's root. Returns the checkpoint. Errors: kBadRequest for a malformed
+// key or bundle; kUnauthenticated when the signature, the record or the path does not verify.
+core::Result<Checkpoint> VerifyInclusionBundle(const InclusionProofBundle& bundle,
+                                               std::string_view verifier_key);
 
 // The last `n` complete lines of the log (oldest first), as stored. A final line without its
 // newline (a write in progress, or a torn tail) is not returned.

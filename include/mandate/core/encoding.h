@@ -12,6 +12,9 @@ std::string Base64UrlEncode(std::string_view bytes);
 // Accepts unpadded input only (JOSE); rejects '=' padding, whitespace and non-canonical tails.
 std::optional<std::string> Base64UrlDecode(std::string_view text);
 std::string Base64Encode(std::string_view bytes);
+// Standard base64 (RFC 4648 section 4) with its '=' padding required, as C2SP signed notes use;
+// rejects missing or extra padding, whitespace and non-canonical tails.
+std::optional<std::string> Base64Decode(std::string_view text);
 std::string HexEncode(std::string_view bytes);
 std::optional<std::string> HexDecode(std::string_view text);
 

@@ -89,6 +89,21 @@ inline constexpr int kAuditFlushIntervalMillis = 20;
 // A record is refused unless its canonical form plus this overhead fits kAuditRecordBytesMax.
 inline constexpr size_t kAuditFramingBytesMax = 256;
 inline constexpr size_t kAuditTailLinesMax = 100000;  // lines one TailLog call may return
+// Signed checkpoints: at least every this many records or this long (while records are
+// uncovered), and at shutdown. Configurable (audit.checkpoint_records/_interval).
+inline constexpr uint64_t kAuditCheckpointRecordsDefault = 10000;
+inline constexpr int64_t kAuditCheckpointIntervalMicrosDefault = 1000000;
+// Proofs are built from every leaf hash held in memory (32 bytes per record).
+// Circuit breakers (per upstream; config `circuit_breaker`).
+inline constexpr uint32_t kBreakerFailuresDefault = 5;
+inline constexpr uint32_t kBreakerFailuresMax = 1000;
+inline constexpr int64_t kBreakerCoolDownMillisDefault = 30 * 1000;
+inline constexpr int64_t kBreakerCoolDownMillisMax = 3600 * 1000;
+// Side-effect references extracted per upstream or tool (config `audit.side_effects`), and
+// the bytes one extracted value may keep.
+inline constexpr size_t kAuditSideEffectRulesMax = 16;
+inline constexpr size_t kAuditSideEffectBytesMax = 2048;
+inline constexpr uint64_t kAuditProofRecordsMax = 512ull * 1024 * 1024;
 static_assert(kAuditRecordBytesMax + 1 <= kAuditSegmentBytesMax, "a record must fit a segment");
 static_assert(kAuditFramingBytesMax < kAuditRecordBytesMax);
 inline constexpr int kStoreBusyTimeoutMillis = 5000;  // waiting for another writer's lock
@@ -145,5 +160,56 @@ inline constexpr size_t kStreamMessagesQueuedMax = 1024;   // per streamed HTTP 
 inline constexpr size_t kIdleConnectionsPerHostMax = 64;  // HTTP client keep-alive pool
 inline constexpr size_t kAdminAuditPageMax = 10000;       // GET /admin/v1/audit?limit=
 static_assert(kAdminAuditPageMax <= kAuditTailLinesMax);
+// A page of GET /admin/v1/audit (query) or /audit/replay stops before its records would pass
+// this many bytes (at least one record is always returned), so the CLI can read any page.
+inline constexpr size_t kAdminAuditPageBytesMax = 8 * 1024 * 1024;
+static_assert(kAdminAuditPageBytesMax >= kAuditRecordBytesMax &&
+              kAdminAuditPageBytesMax <= kHttpResponseBodyBytesMax / 2,
+              "a page holds any one record and fits a client's response limit");
+
+// --- Audit index, query, replay and export (src/server/audit_*.cc) --------------------------
+// Records the indexer reads and writes to the store in one transaction.
+inline constexpr size_t kAuditIndexBatchMax = 4096;
+// How often the indexer looks for new records when nobody wakes it.
+inline constexpr int kAuditIndexIntervalMillis = 200;
+// Indexed fields (run, sid, agent, human, action, type, decision) longer than this are cut:
+// they come from records (ids and names are far shorter), and they must stay cheap to index.
+inline constexpr size_t kAuditIndexFieldBytesMax = 1024;
+// Segment files one RecordReader keeps open.
+inline constexpr size_t kAuditReaderOpenSegmentsMax = 16;
+// Rows one store query returns (QueryAuditIndex caps its limit to it): a page, and one more
+// to know whether another page follows.
+inline constexpr size_t kAuditIndexQueryRowsMax = kAdminAuditPageMax + 1;
+// How long a query waits for the audit index to reach the end of the log before answering
+// from what is indexed (with "index_behind": true): only a rebuild of a large log takes longer.
+inline constexpr int64_t kAuditIndexCatchUpMillisMax = 5000;
+// Records of one run that replay and the OTLP export read; the rest is left off and the
+// answer says it was truncated.
+inline constexpr size_t kAuditRunRecordsMax = 100000;
+// Runs one OTLP export without `run` covers (one ExportTraceServiceRequest line each).
+inline constexpr size_t kAuditExportRunsMax = 100000;
+// The OTLP export `mandate audit export --format otlp` reads in one answer (JSONL is paged).
+inline constexpr size_t kAuditExportResponseBytesMax = 1024ull * 1024 * 1024;
+static_assert(kAuditIndexQueryRowsMax <= kAuditRunRecordsMax);
+
+// --- Budgets (src/budget) ------------------------------------------------------------------
+// Live buckets (one budget x one scope value x one window instance) the ledger holds at once.
+// Beyond it a Reserve that needs a new bucket is refused (fail closed: forgetting old usage
+// would let a budget overrun). Each bucket costs ~100 bytes plus its key, plus ~0.5 KiB for a
+// sliding window's slots.
+inline constexpr size_t kBudgetBucketsMax = 1 << 16;
+// Scope values and run ids come from token claims, so none is longer than a token; the key
+// of a bucket is at most about twice this.
+inline constexpr size_t kBudgetSubjectBytesMax = kTokenBytesMax;
+// Longest sliding window (`window: 366d`).
+inline constexpr int64_t kBudgetWindowSecondsMax = 366LL * 24 * 60 * 60;
+// A run's calls are all admitted within its maximum lifetime (root creation + tokens.max_ttl,
+// itself at most kTokenTtlSecondsMax) plus the clock skew tokens are allowed; a `window: run`
+// bucket idle for longer can never be used again and is collected.
+inline constexpr int64_t kBudgetRunIdleSecondsMax = kTokenTtlSecondsMax + kTokenClockSkewSeconds;
+// Values of one field of a budget's match (agents, humans, upstreams, actions, classes).
+inline constexpr size_t kBudgetMatchValuesMax = 256;
+static_assert(kBudgetRunIdleSecondsMax > kTokenTtlSecondsMax);
+static_assert(kBudgetsMax <= kBudgetBucketsMax, "every budget must be able to hold a bucket");
 
 }  // namespace mandate::core

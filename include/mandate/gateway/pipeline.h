@@ -5,8 +5,10 @@
 // Order of a call: authenticate (signature, expiry, revocation of the session, every
 // ancestor, its agent, human and task) -> authorize (scope, then Cedar policy for the human
 // and for every agent of the delegation chain; forbid wins; default deny; any policy
-// evaluation error denies) -> audit the decision durably (fail closed) -> forward -> audit the
-// completion -> scrub secrets from the result.
+// evaluation error denies) -> the upstream's circuit breaker (open: upstream_unavailable) ->
+// budgets (reserve on every matching budget, or budget_exceeded) -> audit the decision durably
+// (fail closed; it carries the reservation, so budgets survive a restart) -> forward -> settle
+// the budgets -> audit the completion (with the settlement) -> scrub secrets from the result.
 //
 // Thread safety: every method may be called concurrently. Dependencies are not owned and must
 // outlive the pipeline.
@@ -15,6 +17,7 @@
 #include <atomic>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <unordered_map>
 #include <memory>
 #include <shared_mutex>
@@ -24,7 +27,9 @@
 
 #include "mandate/audit/audit_log.h"
 #include "mandate/broker/credentials.h"
+#include "mandate/budget/budget.h"
 #include "mandate/core/action.h"
+#include "mandate/gateway/circuit_breaker.h"
 #include "mandate/core/cancel.h"
 #include "mandate/core/clock.h"
 #include "mandate/core/decision.h"
@@ -86,6 +91,34 @@ class UpstreamInvoker {
                                const std::string& decision_id) = 0;
 };
 
+// What the audit log keeps of one action's payloads (DESIGN.md section 7, docs/configuration.md
+// `audit`): by default the scrubbed arguments and result in full, or only their SHA-256; plus
+// side-effect references (e.g. a created PR's html_url) extracted from the result by JSON
+// pointer (RFC 6901). A pointer step that meets a string holding JSON (an MCP text content
+// block) parses it and continues inside.
+struct AuditRule {
+  bool hash_only = false;
+  std::vector<std::pair<std::string, std::string>> side_effects;  // name, pointer
+};
+
+// The audit rules of every upstream and tool, built once from the config.
+class AuditRules {
+ public:
+  void SetUpstream(const std::string& upstream, AuditRule rule);
+  void SetTool(const std::string& action_id, AuditRule rule);  // "<upstream>:<tool>"
+  // The tool's rule, else its upstream's, else the default (full payloads, no references).
+  const AuditRule& For(const core::Action& action) const;
+
+ private:
+  std::map<std::string, AuditRule, std::less<>> upstreams_;
+  std::map<std::string, AuditRule, std::less<>> tools_;
+  AuditRule default_;
+};
+
+// The value at `pointer` in `result` (entering strings that hold JSON), or nullopt when the
+// path does not exist. Bounded: at most kJsonDepthMax steps.
+std::optional<core::Json> ExtractSideEffect(const core::Json& result, std::string_view pointer);
+
 struct PipelineDeps {
   const core::Clock* clock = nullptr;
   const identity::TokenVerifier* verifier = nullptr;
@@ -94,6 +127,13 @@ struct PipelineDeps {
   const Directory* directory = nullptr;
   audit::AuditLog* audit = nullptr;
   const broker::Scrubber* scrubber = nullptr;
+  const AuditRules* audit_rules = nullptr;  // null: every action gets the default rule
+  // Budgets (DESIGN.md section 6); null: no budget is enforced. Every call reserves its
+  // estimated cost on every matching budget before it is forwarded (all or nothing, exact
+  // under concurrency), settles after, and releases when the upstream was never reached.
+  budget::BudgetLedger* budgets = nullptr;
+  // One breaker per upstream name; an upstream without one is never refused by a breaker.
+  const std::map<std::string, CircuitBreaker*, std::less<>>* breakers = nullptr;
 };
 
 class Pipeline {
@@ -151,6 +191,10 @@ class Pipeline {
                           const policy::EntityUid& action_uid, const policy::EntityUid& resource_uid,
                           const policy::Value& context, const policy::Entities& entities) const;
   core::Json CallRecord(std::string_view type, const Caller& caller, const core::Action& action) const;
+  // A payload as the audit log keeps it: scrubbed, or a {_truncated, _bytes} marker when its
+  // canonical form exceeds kAuditArgsBytesMax.
+  core::Json PayloadForAudit(const core::Json& payload, size_t canonical_bytes) const;
+  static core::Json TruncatedPayload(size_t bytes);
 
   PipelineDeps deps_;
   mutable std::mutex inflight_mu_;

@@ -2,7 +2,7 @@
 //
 // The database file is created with mode 0600 (an existing file is tightened to 0600: it
 // names every principal and session). On first open the schema is created and recorded in a
-// `schema_version` table (version 1); a later version of Mandate migrates forward from the
+// `schema_version` table (kSchemaVersion); a later version of Mandate migrates forward from the
 // version found, and a database newer than this build is refused.
 //
 // Settings and why:
@@ -35,7 +35,8 @@ namespace mandate::store {
 class SqliteStore final : public Store {
  public:
   // The schema version this build creates and understands.
-  static constexpr int kSchemaVersion = 1;
+  // 1: humans, agents, sessions, revocations. 2: the audit index (audit_index).
+  static constexpr int kSchemaVersion = 2;
 
   // Opens (creating if needed) the database at `path`; its directory must exist.
   // Errors: kInternal when the file cannot be created or opened, is not a database, cannot be
@@ -60,6 +61,10 @@ class SqliteStore final : public Store {
   core::Result<std::vector<Revocation>> ListRevocations() override;
   core::Result<std::vector<std::string>> RevokeSessionTree(const std::string& sid, int64_t at,
                                                            const std::string& reason) override;
+  core::Status IndexAuditRecords(const std::vector<AuditIndexRow>& rows) override;
+  core::Result<uint64_t> AuditIndexedUpTo() override;
+  core::Result<std::vector<AuditIndexRow>> QueryAuditIndex(const AuditIndexFilter& filter) override;
+  core::Status DeleteAuditIndexFrom(uint64_t from_seq) override;
 
  private:
   class Statement;
@@ -69,6 +74,9 @@ class SqliteStore final : public Store {
   core::Status Migrate();
   // The cached prepared statement for `sql` (a string literal: cached by its address).
   core::Result<Statement> Prepare(const char* sql);
+  // The cached prepared statement for `sql` assembled from fixed fragments (never from
+  // input), cached by its text.
+  core::Result<Statement> PrepareAssembled(const std::string& sql);
   core::Status Exec(const char* sql);  // fixed SQL only: never built from input
   core::Error DbError(const std::string& what) const;
   // Bodies of the public methods; mu_ is held.
@@ -80,6 +88,7 @@ class SqliteStore final : public Store {
   std::mutex mu_;  // serializes all use of db_ and stmts_
   sqlite3* db_;
   std::unordered_map<const char*, sqlite3_stmt*> stmts_;
+  std::unordered_map<std::string, sqlite3_stmt*> assembled_stmts_;  // at most 2^9 shapes
 };
 
 }  // namespace mandate::store

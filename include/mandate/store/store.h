@@ -62,6 +62,39 @@ struct Revocation {
   bool operator==(const Revocation&) const = default;
 };
 
+// One audit record as the audit index holds it, so queries can find records by who and what
+// without reading the log (docs/formats/audit.md, "Query, replay and export"). The index is
+// derived from the log and can be rebuilt from it; the log stays the evidence.
+// Text fields are empty when the record has no such member (stored as NULL); each is valid
+// UTF-8 of at most kAuditIndexFieldBytesMax bytes.
+struct AuditIndexRow {
+  uint64_t seq = 0;    // < 2^63
+  int64_t ts = 0;      // the record's "ts", Unix microseconds
+  std::string type;    // "call.decided", "session.started", ...
+  std::string run;     // the run (root session id)
+  std::string sid;     // the session
+  std::string agent;
+  std::string human;
+  std::string action;  // "<upstream>:<tool>"
+  std::string decision;  // decision.decision of a call.decided record: allow | deny | ...
+  uint64_t segment = 0;  // where the record's line starts (audit::RecordPosition), >= 1
+  uint64_t offset = 0;
+
+  bool operator==(const AuditIndexRow&) const = default;
+};
+
+// Which rows QueryAuditIndex returns: those matching every field that is set (text fields:
+// equality), in seq order.
+struct AuditIndexFilter {
+  std::string run, sid, agent, human, action, type;  // empty: any
+  std::optional<int64_t> since_us;     // ts >= since_us
+  std::optional<int64_t> until_us;     // ts < until_us
+  std::optional<uint64_t> after_seq;   // seq > after_seq
+  std::optional<uint64_t> before_seq;  // seq < before_seq
+  size_t limit = 100;                  // capped at kAuditIndexQueryRowsMax
+  bool descending = false;             // newest first
+};
+
 // Thread safety: every method may be called concurrently from any thread. Every write is one
 // transaction: it happens completely or not at all. Errors common to every method:
 // kInternal when the database fails (I/O, lock timeout after kStoreBusyTimeoutMillis, a
@@ -119,6 +152,22 @@ class Store {
   virtual core::Result<std::vector<std::string>> RevokeSessionTree(const std::string& sid,
                                                                    int64_t at,
                                                                    const std::string& reason) = 0;
+
+  // --- The audit index (see AuditIndexRow) ---
+
+  // Adds rows, all in one transaction. Rows must be in increasing seq order, each seq new.
+  // Errors: kBadRequest (seqs out of order or >= 2^63, segment 0, a text field too long or
+  // not UTF-8), nothing written; kConflict when a seq is already indexed, nothing written.
+  virtual core::Status IndexAuditRecords(const std::vector<AuditIndexRow>& rows) = 0;
+  // One past the highest indexed seq: the seq to index next (0 for an empty index).
+  virtual core::Result<uint64_t> AuditIndexedUpTo() = 0;
+  // The matching rows, at most filter.limit (capped at kAuditIndexQueryRowsMax), in increasing
+  // seq order (decreasing with `descending`). Errors: kBadRequest when limit is 0 or a seq
+  // bound is >= 2^63.
+  virtual core::Result<std::vector<AuditIndexRow>> QueryAuditIndex(const AuditIndexFilter& filter) = 0;
+  // Removes every row with seq >= `from_seq` (to rebuild the index after the log changed
+  // underneath it, e.g. was restored from a backup).
+  virtual core::Status DeleteAuditIndexFrom(uint64_t from_seq) = 0;
 };
 
 }  // namespace mandate::store

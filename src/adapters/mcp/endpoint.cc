@@ -136,7 +136,9 @@ class McpEndpoint::Invoker final : public gateway::UpstreamInvoker {
   explicit Invoker(const UpstreamBinding& up) : up_(up) {}
   core::Outcome Invoke(const core::Action& action, const gateway::Caller&, const std::string&) override {
     core::Outcome out;
-    auto res = up_.upstream->CallTool(action.name, action.args, up_.timeout_millis);
+    auto per_tool = up_.tool_timeouts_millis.find(action.name);
+    const int timeout = per_tool != up_.tool_timeouts_millis.end() ? per_tool->second : up_.timeout_millis;
+    auto res = up_.upstream->CallTool(action.name, action.args, timeout);
     if (!res.ok()) {
       out.ok = false;
       out.error = res.error().code;

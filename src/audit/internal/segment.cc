@@ -1,12 +1,14 @@
 #include "audit/internal/segment.h"
 
 #include <dirent.h>
+#include <fcntl.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
 
+#include "audit/internal/canonical.h"
 #include "mandate/core/crypto.h"
 #include "mandate/core/json.h"
 #include "mandate/core/limits.h"
@@ -18,7 +20,7 @@ constexpr std::string_view kSegmentPrefix = "audit-";
 constexpr std::string_view kSegmentSuffix = ".jsonl";
 constexpr size_t kReadChunkBytes = 64 * 1024;
 
-bool IsLowerHex64(const std::string& s) {
+bool IsLowerHex64(std::string_view s) {
   if (s.size() != 64) return false;
   return std::all_of(s.begin(), s.end(),
                      [](char c) { return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'); });
@@ -79,6 +81,48 @@ core::Result<std::vector<Segment>> ListSegments(const std::string& dir) {
   return out;
 }
 
+// Why a line that is not a canonical record fails, in the words of the format's rules.
+std::string SlowProblem(std::string_view line) {
+  auto parsed = core::Json::Parse(line, core::kAuditRecordBytesMax);
+  if (!parsed.ok()) return "unparsable line (garbage): " + parsed.error().message;
+  const core::Json& record = parsed.value();
+  if (!record.is_object()) return "line is not a JSON object (garbage)";
+  const core::Json* seq = record.Find("seq");
+  const core::Json* ts = record.Find("ts");
+  const std::string* prev = record.FindString("prev");
+  if (seq == nullptr || !seq->is_int() || seq->as_int() < 0 || ts == nullptr || !ts->is_int() ||
+      prev == nullptr || !IsLowerHex64(*prev)) {
+    return "record lacks a valid seq, ts or prev member (garbage or an edited record)";
+  }
+  return "line is not in canonical form (record edited)";
+}
+
+core::Result<NoteVerifier> LoadVerifier(const std::string& dir, std::string_view key_text) {
+  std::string text(key_text);
+  if (text.empty()) {
+    const std::string path = dir + "/" + std::string(kPublicKeyFileName);
+    int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+      return core::MakeError(core::ErrorCode::kBadRequest,
+                             "no verifier key: cannot read " + path + " (" +
+                                 std::strerror(errno) + "); pass the log's key with --key");
+    }
+    char buf[1024];
+    ssize_t n;
+    while ((n = ::read(fd, buf, sizeof buf)) > 0 && text.size() < 4096) {
+      text.append(buf, static_cast<size_t>(n));
+    }
+    ::close(fd);
+  }
+  while (!text.empty() && (text.back() == '\n' || text.back() == '\r')) text.pop_back();
+  auto v = NoteVerifier::Parse(text);
+  if (!v.ok()) {
+    return core::MakeError(core::ErrorCode::kBadRequest,
+                           "invalid verifier key: " + v.error().message);
+  }
+  return v;
+}
+
 LineReader::LineReader(int fd, size_t line_bytes_max) : fd_(fd), line_bytes_max_(line_bytes_max) {}
 
 core::Result<bool> LineReader::Next(Line* line) {
@@ -125,32 +169,19 @@ core::Result<bool> LineReader::Next(Line* line) {
 }
 
 std::optional<std::string> ChainChecker::Check(std::string_view line) {
-  auto parsed = core::Json::Parse(line, core::kAuditRecordBytesMax);
-  if (!parsed.ok()) return "unparsable line (garbage): " + parsed.error().message;
-  core::Json record = std::move(parsed).value();
-  if (!record.is_object()) return std::string("line is not a JSON object (garbage)");
-  const core::Json* seq = record.Find("seq");
-  const core::Json* ts = record.Find("ts");
-  const std::string* prev = record.FindString("prev");
-  const std::string* hash = record.FindString("hash");
-  if (seq == nullptr || !seq->is_int() || seq->as_int() < 0 || ts == nullptr || !ts->is_int() ||
-      prev == nullptr || !IsLowerHex64(*prev) || hash == nullptr || !IsLowerHex64(*hash)) {
-    return std::string(
-        "record lacks a valid seq, ts, prev or hash member (garbage or an edited record)");
+  prev_mismatch_ = false;
+  // The fast path: one pass that proves the line is exactly a canonical record and extracts
+  // its seq, ts and prev (ScanCanonicalRecord agrees with Parse + Canonical on every input,
+  // differentially tested and fuzzed). Only a failing line takes the slow path, which names
+  // what is wrong with it.
+  const CanonicalScan scan = ScanCanonicalRecord(line, core::kAuditRecordBytesMax);
+  if (!scan.ok) return SlowProblem(line);
+  if (!scan.has_seq || scan.seq < 0 || !scan.has_ts || !scan.has_prev ||
+      !IsLowerHex64(scan.prev)) {
+    return std::string("record lacks a valid seq, ts or prev member (garbage or an edited record)");
   }
-  // Canonical form is part of the format: any byte that differs from it was changed after
-  // the record was written (even where the hash alone would not notice, e.g. whitespace).
-  if (record.Canonical() != line) {
-    return std::string("line is not in canonical form (record edited)");
-  }
-  const std::string claimed_hash = *hash;
-  const uint64_t claimed_seq = static_cast<uint64_t>(seq->as_int());
-  const std::string claimed_prev = *prev;
-  record.Erase("hash");
-  if (core::Sha256Hex(record.Canonical()) != claimed_hash) {
-    return std::string(
-        "hash mismatch: the record's content does not match its hash (record edited)");
-  }
+  const uint64_t claimed_seq = static_cast<uint64_t>(scan.seq);
+  const std::string_view claimed_prev = scan.prev;
   if (expected_seq_ && claimed_seq != *expected_seq_) {
     if (claimed_seq > *expected_seq_) {
       return "seq gap: expected " + std::to_string(*expected_seq_) + ", found " +
@@ -160,14 +191,83 @@ std::optional<std::string> ChainChecker::Check(std::string_view line) {
            std::to_string(claimed_seq) + " (records reordered, duplicated or inserted)";
   }
   if (expected_prev_ && claimed_prev != *expected_prev_) {
+    prev_mismatch_ = true;
     return std::string(
-        "prev does not match the hash of the previous line (a record was removed, inserted, "
-        "reordered or edited before this one)");
+        "prev does not match the leaf hash of the previous line (the previous record was "
+        "edited, or a record was removed, inserted or reordered before this one)");
   }
+  last_leaf_ = LeafHash(line);
   expected_seq_ = claimed_seq + 1;
-  expected_prev_ = core::Sha256Hex(line);
+  expected_prev_ = core::DigestHex(last_leaf_);
   ++accepted_;
   return std::nullopt;
+}
+
+core::Result<bool> NoteReader::NextLine() {
+  if (have_line_) return true;
+  MANDATE_ASSIGN_OR_RETURN(bool more, lines_.Next(&line_));
+  if (more) {
+    have_line_ = true;
+    ++line_no_;
+  }
+  return more;
+}
+
+core::Result<bool> NoteReader::Next(Note* note, std::optional<Malformed>* malformed) {
+  malformed->reset();
+  note->text.clear();
+  MANDATE_ASSIGN_OR_RETURN(bool more, NextLine());
+  if (!more) return false;
+  note->offset = line_.offset;
+  note->line = line_no_;
+  auto bad = [&](std::string problem) -> core::Result<bool> {
+    Malformed m;
+    m.offset = note->offset;
+    m.line = note->line;
+    m.problem = std::move(problem);
+    // A torn write leaves a prefix of one note: no complete line after this note's start
+    // begins another note. Drain to see whether anything but this note follows.
+    bool later_note = false;
+    size_t lines_after = 0;
+    while (true) {
+      auto r = NextLine();
+      if (!r.ok()) return std::move(r).error();
+      if (!*r) break;
+      have_line_ = false;
+      ++lines_after;
+      if (lines_after > 5 || line_.overlong) later_note = true;
+    }
+    m.at_end = !later_note;
+    *malformed = std::move(m);
+    return true;
+  };
+  size_t text_lines = 0;
+  // Text lines up to the blank line.
+  for (;;) {
+    MANDATE_ASSIGN_OR_RETURN(bool got, NextLine());
+    if (!got) return bad("note cut short before its signature");
+    if (line_.overlong) return bad("line longer than a note");
+    if (!line_.terminated) return bad("note cut short (no final newline)");
+    have_line_ = false;
+    note->text.append(line_.bytes).push_back('\n');
+    if (line_.bytes.empty()) break;
+    ++text_lines;
+  }
+  if (text_lines == 0) return bad("note without text");
+  size_t sig_lines = 0;
+  static constexpr std::string_view kDash = "\xE2\x80\x94 ";
+  for (;;) {
+    MANDATE_ASSIGN_OR_RETURN(bool got, NextLine());
+    if (!got) break;
+    if (std::string_view(line_.bytes).substr(0, kDash.size()) != kDash) break;
+    if (!line_.terminated) return bad("signature line cut short");
+    have_line_ = false;
+    note->text.append(line_.bytes).push_back('\n');
+    ++sig_lines;
+  }
+  if (sig_lines == 0) return bad("note without a signature line");
+  if (note->text.size() > kNoteBytesMax) return bad("note larger than kNoteBytesMax");
+  return true;
 }
 
 }  // namespace mandate::audit::internal

@@ -1,5 +1,6 @@
-// Pieces of the hash-chain log format shared by the writer (hash_chain_log.cc) and the
-// readers (verify.cc): segment naming, a bounded line reader and the per-line chain check.
+// Pieces of the Merkle log format shared by the writer (merkle_log.cc) and the readers
+// (verify.cc, proof.cc): segment and key file naming, a bounded line reader, the per-line
+// check, and a reader of the checkpoints file.
 // Format: docs/formats/audit.md.
 #pragma once
 
@@ -11,6 +12,8 @@
 #include <utility>
 #include <vector>
 
+#include "mandate/audit/checkpoint.h"
+#include "mandate/audit/merkle.h"
 #include "mandate/core/result.h"
 
 namespace mandate::audit::internal {
@@ -19,6 +22,9 @@ namespace mandate::audit::internal {
 inline constexpr std::string_view kGenesisPrev =
     "0000000000000000000000000000000000000000000000000000000000000000";
 inline constexpr std::string_view kLockFileName = "audit.lock";
+inline constexpr std::string_view kKeyFileName = "log.key";         // NoteSigner text, 0600
+inline constexpr std::string_view kPublicKeyFileName = "log.pub";   // NoteVerifier text
+inline constexpr std::string_view kCheckpointsFileName = "checkpoints";
 
 struct Segment {
   uint64_t number = 0;  // 1-based
@@ -32,6 +38,10 @@ std::string SegmentName(uint64_t number);
 // The segment files of `dir`, in increasing number order. Other files are ignored.
 // Errors: kNotFound when `dir` does not exist; kInternal when it cannot be listed.
 core::Result<std::vector<Segment>> ListSegments(const std::string& dir);
+
+// The verifier key: `key_text` when non-empty, else the text of <dir>/log.pub.
+// Errors: kBadRequest when the key is malformed, or missing (naming the file).
+core::Result<NoteVerifier> LoadVerifier(const std::string& dir, std::string_view key_text);
 
 // Reads lines from a file descriptor (not owned) without ever holding more than
 // line_bytes_max + 1 bytes of one line.
@@ -57,7 +67,7 @@ class LineReader {
   bool eof_ = false;
 };
 
-// Checks lines one after another against the rules of docs/formats/audit.md.
+// Checks lines one after another against the rules of docs/formats/audit.md ("Records").
 class ChainChecker {
  public:
   // Expect the first line to have seq `first_seq` and prev `first_prev`. Without them (Open
@@ -72,14 +82,51 @@ class ChainChecker {
 
   // The seq the next line must have (nullopt before the first line when unanchored).
   std::optional<uint64_t> expected_seq() const { return expected_seq_; }
-  // Hex SHA-256 of the last accepted line (the chain tip), or the anchor.
+  // Hex leaf hash of the last accepted line (the chain tip), or the anchor.
   const std::optional<std::string>& tip() const { return expected_prev_; }
+  // Leaf hash of the last accepted line (valid after a successful Check).
+  const Hash& last_leaf() const { return last_leaf_; }
+  // Whether the last failed Check failed only on "prev": the line itself is well-formed and in
+  // sequence, but the previous line's bytes are not those its writer hashed, i.e. the
+  // previous record was edited.
+  bool prev_mismatch() const { return prev_mismatch_; }
   uint64_t accepted() const { return accepted_; }
 
  private:
   std::optional<uint64_t> expected_seq_;
   std::optional<std::string> expected_prev_;
   uint64_t accepted_ = 0;
+  Hash last_leaf_{};
+  bool prev_mismatch_ = false;
+};
+
+// Reads the checkpoints file note by note (each note ends with its signature lines), never
+// holding more than kNoteBytesMax of one.
+class NoteReader {
+ public:
+  struct Note {
+    std::string text;   // the whole signed note
+    uint64_t offset = 0;
+    size_t line = 0;    // 1-based line of its first line
+  };
+  explicit NoteReader(int fd) : lines_(fd, kNoteBytesMax) {}
+  // Returns false at the end of the file. A note that is malformed (including cut short at
+  // the end of the file) is reported in `malformed` with the offset where it starts, and
+  // reading stops. Errors: kInternal when read() fails.
+  struct Malformed {
+    uint64_t offset = 0;
+    size_t line = 0;
+    bool at_end = false;  // nothing but this note's bytes follows: a torn write
+    std::string problem;
+  };
+  core::Result<bool> Next(Note* note, std::optional<Malformed>* malformed);
+
+ private:
+  core::Result<bool> NextLine();
+  LineReader lines_;
+  LineReader::Line line_;
+  bool have_line_ = false;  // line_ is read and not yet consumed
+  size_t line_no_ = 0;
 };
 
 }  // namespace mandate::audit::internal

@@ -40,6 +40,7 @@ struct UpstreamBinding {
   std::map<std::string, core::ActionClass> tool_classes;  // config overrides annotations
   std::optional<ResourceTemplate> resource;
   int timeout_millis = 30000;
+  std::map<std::string, int> tool_timeouts_millis;  // per-tool overrides of timeout_millis
 };
 
 inline constexpr std::string_view kLatestProtocolVersion = "2025-11-25";

@@ -1,0 +1,178 @@
+// MerkleLog: the AuditLog implementation. Records are canonical JSON lines in segment files
+// <dir>/audit-NNNNNN.jsonl; the records form an RFC 6962 Merkle tree (leaf = SHA-256(0x00 ||
+// line)), each record also names the leaf hash of its predecessor ("prev") so a damaged
+// record is located exactly, and signed checkpoints (C2SP tlog-checkpoint notes, signed with
+// the log's own Ed25519 key in <dir>/log.key) are appended to <dir>/checkpoints every
+// Options::checkpoint_records records or checkpoint_interval_micros, and at Close. Format:
+// docs/formats/audit.md.
+//
+// Durability (group commit, leader/follower): a record is sequenced and chained when it is
+// appended, under the log's mutex. The first Append that finds no write in progress becomes
+// the leader: it takes every record sequenced so far, writes them with one write() per
+// segment touched and makes them durable with one fdatasync(), then wakes the Appends of that
+// batch and hands the lead to the next waiting Append. Appends arriving during a sync wait and
+// go out together in the next batch. So a lone Append costs no thread hand-off at all, and
+// under load one fdatasync covers many records. Submit()ted records are queued: the next
+// group commit writes and syncs them with its batch, or a background thread does within
+// kAuditFlushIntervalMillis when no Append comes. The same background thread signs and
+// writes checkpoints, off the appenders' path; a checkpoint only ever covers synced records.
+//
+// Crash recovery: Open rehashes every record to rebuild the tree, checks the newest segment
+// line by line and the newest checkpoint against the tree. A torn last line (bytes after the
+// final newline, left by a crash mid-write) or a torn last checkpoint is truncated away and an
+// "audit.truncated" record naming the dropped bytes is appended. Any other damage makes Open
+// fail: the log is evidence and is never repaired silently.
+#pragma once
+
+#include <condition_variable>
+#include <cstddef>
+#include <cstdint>
+#include <string_view>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "mandate/audit/audit_log.h"
+#include "mandate/audit/checkpoint.h"
+#include "mandate/audit/merkle.h"
+#include "mandate/core/clock.h"
+#include "mandate/core/json.h"
+#include "mandate/core/limits.h"
+#include "mandate/core/result.h"
+
+namespace mandate::audit {
+
+class MerkleLog final : public AuditLog {
+ public:
+  struct Options {
+    // A segment rolls before a record would take it past this size. Tests make it small.
+    size_t segment_bytes_max = core::kAuditSegmentBytesMax;
+    // A checkpoint is written once this many records are durable past the last one, or once
+    // checkpoint_interval_micros has passed with any record not yet covered, and at Close.
+    uint64_t checkpoint_records = core::kAuditCheckpointRecordsDefault;
+    int64_t checkpoint_interval_micros = core::kAuditCheckpointIntervalMicrosDefault;
+    // The origin line of the checkpoints and the signing key's name, used only when the log
+    // is created (it is then stored with the key); empty: "mandate.local/audit/<random id>".
+    std::string origin;
+  };
+
+  // Opens the log in `dir`, creating the directory (mode 0700), the first segment (mode 0600)
+  // and the log's signing key (log.key, mode 0600; log.pub, the verifier key) if needed, and
+  // takes an exclusive lock on <dir>/audit.lock for the log's lifetime. `clock` must outlive
+  // the log.
+  // Errors: kInternal when the directory or a file cannot be created, opened, read, locked
+  // or synced, when the key is missing from a log that has records, or when the existing log
+  // is damaged anywhere but in its torn last line or torn last checkpoint (run VerifyLog to
+  // locate it); kConflict when another MerkleLog (in any process) holds it; kBadRequest when
+  // options are invalid (origin not a note name, zero checkpoint_records or interval).
+  static core::Result<std::unique_ptr<MerkleLog>> Open(const std::string& dir,
+                                                          const core::Clock& clock);
+  static core::Result<std::unique_ptr<MerkleLog>> Open(const std::string& dir,
+                                                          const core::Clock& clock,
+                                                          Options options);
+
+  ~MerkleLog() override;
+  MerkleLog(const MerkleLog&) = delete;
+  MerkleLog& operator=(const MerkleLog&) = delete;
+
+  core::Result<uint64_t> Append(core::Json record) override;
+  core::Status Submit(core::Json record) override;
+  void Close() override;
+
+  // How many fdatasync() calls committed batches so far (observability and tests: fewer
+  // syncs than appends means group commit is batching).
+  uint64_t SyncCount() const;
+  // The size of the tree covered by the last checkpoint written (0 before the first).
+  uint64_t CheckpointedSize() const;
+  // The verifier key text of the log's signing key (what an auditor pins).
+  const std::string& VerifierKey() const { return verifier_key_; }
+
+ private:
+  struct Waiter;
+  struct Prepared;
+  struct Queued {
+    std::string line;
+    Hash leaf;
+  };
+  struct PendingCheckpoint {
+    uint64_t size = 0;
+    Hash root{};
+  };
+
+  MerkleLog(std::string dir, const core::Clock& clock, Options options);
+  // Reads log.key (and checks log.pub against it), or creates both when the log is new.
+  core::Status LoadOrCreateKey(bool log_has_records);
+  // Validates `record` and renders its members canonically (the one serialization of a
+  // record); the validation errors of Append.
+  core::Result<Prepared> Prepare(const core::Json& record) const;
+  // Assigns the next seq, timestamps and chains the prepared record and queues its line.
+  // Returns its seq. Errors: log failed or closed. Needs mu_ held.
+  core::Result<uint64_t> Sequence(const Prepared& prepared, std::unique_lock<std::mutex>& lock);
+  // Called with mu_ held and no leader active: writes every queued line (and fdatasyncs when
+  // `sync`, or when anything written earlier is still unsynced and `sync`), releasing mu_
+  // during the I/O. Wakes the Appends made durable and the next leader.
+  void Lead(std::unique_lock<std::mutex>& lock, bool sync);
+  // Writes `lines` (each without '\n'), rolling segments; syncs before each roll and at the
+  // end when `sync`. Sets how many leading lines a sync covered and counts the syncs. Leader
+  // only. On failure truncates the segment to its last synced size.
+  core::Status WriteLines(const std::vector<Queued>& lines, bool sync, size_t* synced,
+                          uint64_t* sync_calls);
+  core::Status RollSegment();
+  void FlusherLoop();
+  // Sets pending_checkpoint_ to the tree's current head when a checkpoint is due (or `force`
+  // and any record is not covered). Needs mu_ held, no leader active and every written record
+  // durable (then acc_ covers exactly [0, durable_)).
+  void MaybeSnapshot(bool force);
+  // Signs and appends pending checkpoint `cp` to the checkpoints file and syncs it. Flusher
+  // only (or Close once the flusher has exited), without mu_.
+  core::Status WriteCheckpoint(const PendingCheckpoint& cp);
+
+  const std::string dir_;
+  const core::Clock& clock_;
+  const Options options_;
+
+  // Files. Touched only by the thread that holds the lead (leading_ == true), or by Open and
+  // Close when no one can.
+  int dir_fd_ = -1;
+  int lock_fd_ = -1;
+  int segment_fd_ = -1;
+  uint64_t segment_number_ = 0;
+  uint64_t segment_bytes_ = 0;
+  uint64_t synced_bytes_ = 0;  // of the current segment
+  // The tree of every written record; touched only by the leader (like the files). When no
+  // leader is active and written_ == durable_, it covers exactly the durable records.
+  MerkleAccumulator acc_;
+
+  // Checkpoints: the key, and the file, written only by the flusher thread.
+  std::unique_ptr<NoteSigner> signer_;
+  std::string verifier_key_;
+  int checkpoints_fd_ = -1;
+
+  mutable std::mutex mu_;
+  // Invariant: next_seq_ is the seq of the next record and tip_ the hex leaf hash of the last
+  // sequenced line (64 zeros before the first record). Guarded by mu_.
+  uint64_t next_seq_ = 0;
+  std::string tip_;
+  std::vector<Queued> queued_;            // sequenced, not yet written; guarded by mu_
+  uint64_t written_ = 0;                  // records [0, written_) are written; guarded by mu_
+  uint64_t durable_ = 0;                  // records [0, durable_) are synced; guarded by mu_
+  bool leading_ = false;                  // a thread is writing; guarded by mu_
+  std::vector<Waiter*> waiters_;          // Appends waiting for durability; guarded by mu_
+  std::condition_variable not_full_;      // appenders wait for queue room
+  std::condition_variable flusher_cv_;
+  bool flusher_armed_ = false;            // guarded by mu_; the flusher is not idle-waiting
+  bool closing_ = false;                  // guarded by mu_
+  bool failed_ = false;                   // guarded by mu_; sticky after an I/O failure
+  std::string failure_;                   // guarded by mu_
+  uint64_t syncs_ = 0;                    // guarded by mu_
+  std::optional<PendingCheckpoint> pending_checkpoint_;  // guarded by mu_; for the flusher
+  uint64_t checkpointed_ = 0;             // guarded by mu_; size of the last checkpoint
+  int64_t checkpointed_at_micros_ = 0;    // guarded by mu_; steady time of the last snapshot
+  std::thread flusher_;
+  std::once_flag close_once_;
+};
+
+}  // namespace mandate::audit

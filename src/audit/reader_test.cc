@@ -1,0 +1,270 @@
+#include "mandate/audit/reader.h"
+
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "audit/internal/segment.h"
+#include "mandate/audit/merkle_log.h"
+#include "mandate/core/clock.h"
+#include "mandate/core/limits.h"
+
+namespace mandate::audit {
+namespace {
+
+namespace fs = std::filesystem;
+using core::ErrorCode;
+using core::Json;
+
+class TempDir {
+ public:
+  TempDir() {
+    std::string tmpl = (fs::temp_directory_path() / "mandate-reader-XXXXXX").string();
+    EXPECT_NE(::mkdtemp(tmpl.data()), nullptr);
+    path_ = tmpl;
+  }
+  ~TempDir() {
+    std::error_code ec;
+    fs::remove_all(path_, ec);
+  }
+  std::string Sub(const std::string& name) const { return path_ + "/" + name; }
+
+ private:
+  std::string path_;
+};
+
+std::string ReadFile(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+void AppendBytes(const std::string& path, const std::string& bytes) {
+  std::ofstream out(path, std::ios::binary | std::ios::app);
+  out << bytes;
+}
+
+Json Rec(int64_t n) {
+  Json j = Json::MakeObject();
+  j.Set("type", "test.record");
+  j.Set("n", n);
+  j.Set("pad", std::string(40, 'x'));
+  return j;
+}
+
+// Writes `n` records with segments of at most `segment_bytes` and closes the log.
+void WriteLog(const std::string& dir, int n, size_t segment_bytes) {
+  core::FakeClock clock;
+  MerkleLog::Options o;
+  o.segment_bytes_max = segment_bytes;
+  auto log = MerkleLog::Open(dir, clock, o);
+  ASSERT_TRUE(log.ok()) << log.error().message;
+  for (int i = 0; i < n; ++i) ASSERT_TRUE((*log)->Append(Rec(i)).ok());
+  (*log)->Close();
+}
+
+struct Seen {
+  uint64_t seq;
+  std::string line;
+  RecordPosition position;
+};
+
+core::Result<ScanCursor> Scan(const std::string& dir, const ScanCursor& from, size_t max,
+                              std::vector<Seen>* seen) {
+  return ScanLog(dir, from, max, [&](const ScannedRecord& r) {
+    EXPECT_EQ(r.record->GetInt("seq", -1), static_cast<int64_t>(r.seq));
+    seen->push_back({r.seq, std::string(r.line), r.position});
+    return core::OkStatus();
+  });
+}
+
+TEST(ScanLog, DeliversEveryRecordInOrderAcrossSegmentsWithItsPosition) {
+  TempDir tmp;
+  const std::string dir = tmp.Sub("audit");
+  WriteLog(dir, 40, 512);
+  ASSERT_TRUE(fs::exists(dir + "/audit-000003.jsonl")) << "the test needs several segments";
+  std::vector<Seen> seen;
+  auto cur = Scan(dir, {}, 1000, &seen);
+  ASSERT_TRUE(cur.ok()) << cur.error().message;
+  ASSERT_EQ(seen.size(), 40u);
+  RecordReader reader(dir);
+  for (size_t i = 0; i < seen.size(); ++i) {
+    EXPECT_EQ(seen[i].seq, i);
+    auto line = reader.ReadAt(seen[i].position);
+    ASSERT_TRUE(line.ok()) << line.error().message;
+    EXPECT_EQ(*line, seen[i].line);
+  }
+  EXPECT_EQ(cur->next_seq, 40u);
+  ASSERT_TRUE(cur->at.has_value());
+  // The cursor points at the end of the newest segment, where seq 40 will start.
+  const std::string last = ReadFile(dir + "/" + internal::SegmentName(cur->at->segment));
+  EXPECT_EQ(cur->at->offset, last.size());
+}
+
+TEST(ScanLog, ResumesFromACursorAndInBatches) {
+  TempDir tmp;
+  const std::string dir = tmp.Sub("audit");
+  WriteLog(dir, 25, 700);
+  std::vector<Seen> seen;
+  ScanCursor cur;
+  for (int round = 0; round < 20; ++round) {
+    auto next = Scan(dir, cur, 3, &seen);
+    ASSERT_TRUE(next.ok()) << next.error().message;
+    cur = *next;
+  }
+  ASSERT_EQ(seen.size(), 25u);
+  for (size_t i = 0; i < seen.size(); ++i) EXPECT_EQ(seen[i].seq, i);
+}
+
+TEST(ScanLog, LocatesASeqWithoutAPosition) {
+  TempDir tmp;
+  const std::string dir = tmp.Sub("audit");
+  WriteLog(dir, 30, 600);
+  std::vector<Seen> seen;
+  auto cur = Scan(dir, ScanCursor{17, std::nullopt}, 1000, &seen);
+  ASSERT_TRUE(cur.ok()) << cur.error().message;
+  ASSERT_EQ(seen.size(), 13u);
+  EXPECT_EQ(seen.front().seq, 17u);
+  EXPECT_EQ(seen.back().seq, 29u);
+}
+
+TEST(ScanLog, AWrongPositionFallsBackToLocatingTheSeq) {
+  TempDir tmp;
+  const std::string dir = tmp.Sub("audit");
+  WriteLog(dir, 10, core::kAuditSegmentBytesMax);
+  std::vector<Seen> all;
+  ASSERT_TRUE(Scan(dir, {}, 100, &all).ok());
+  std::vector<Seen> seen;
+  // The position of seq 2 given for seq 6: the line there does not carry 6.
+  auto cur = Scan(dir, ScanCursor{6, all[2].position}, 100, &seen);
+  ASSERT_TRUE(cur.ok()) << cur.error().message;
+  ASSERT_EQ(seen.size(), 4u);
+  EXPECT_EQ(seen.front().seq, 6u);
+  // A position past the end of the file, too.
+  seen.clear();
+  cur = Scan(dir, ScanCursor{8, RecordPosition{1, 1u << 30}}, 100, &seen);
+  ASSERT_TRUE(cur.ok()) << cur.error().message;
+  ASSERT_EQ(seen.size(), 2u);
+  EXPECT_EQ(seen.front().seq, 8u);
+}
+
+TEST(ScanLog, StopsBeforeATornTailAndReadsItOnceComplete) {
+  TempDir tmp;
+  const std::string dir = tmp.Sub("audit");
+  WriteLog(dir, 3, core::kAuditSegmentBytesMax);
+  std::vector<Seen> seen;
+  auto cur = Scan(dir, {}, 100, &seen);
+  ASSERT_TRUE(cur.ok());
+  ASSERT_EQ(seen.size(), 3u);
+  // A line being written: its first bytes only.
+  const std::string full = R"({"n":3,"prev":"x","seq":3,"ts":1,"type":"late"})";
+  AppendBytes(dir + "/audit-000001.jsonl", full.substr(0, 10));
+  seen.clear();
+  auto again = Scan(dir, *cur, 100, &seen);
+  ASSERT_TRUE(again.ok()) << again.error().message;
+  EXPECT_TRUE(seen.empty());
+  EXPECT_EQ(again->next_seq, 3u);
+  EXPECT_EQ(again->at, cur->at);
+  AppendBytes(dir + "/audit-000001.jsonl", full.substr(10) + "\n");
+  auto done = Scan(dir, *again, 100, &seen);
+  ASSERT_TRUE(done.ok()) << done.error().message;
+  ASSERT_EQ(seen.size(), 1u);
+  EXPECT_EQ(seen[0].line, full);
+  EXPECT_EQ(done->next_seq, 4u);
+}
+
+TEST(ScanLog, ReportsGarbageAndGapsAsInternal) {
+  TempDir tmp;
+  const std::string dir = tmp.Sub("audit");
+  WriteLog(dir, 2, core::kAuditSegmentBytesMax);
+  std::vector<Seen> seen;
+  auto cur = Scan(dir, {}, 100, &seen);
+  ASSERT_TRUE(cur.ok());
+  AppendBytes(dir + "/audit-000001.jsonl", R"({"seq":5,"type":"gap"})" "\n");
+  auto gap = Scan(dir, *cur, 100, &seen);
+  ASSERT_FALSE(gap.ok());
+  EXPECT_EQ(gap.error().code, ErrorCode::kInternal);
+  EXPECT_NE(gap.error().message.find("expected seq 2"), std::string::npos) << gap.error().message;
+
+  TempDir tmp2;
+  const std::string dir2 = tmp2.Sub("audit");
+  WriteLog(dir2, 1, core::kAuditSegmentBytesMax);
+  AppendBytes(dir2 + "/audit-000001.jsonl", "not json\n");
+  seen.clear();
+  auto garbage = Scan(dir2, {}, 100, &seen);
+  ASSERT_FALSE(garbage.ok());
+  EXPECT_EQ(garbage.error().code, ErrorCode::kInternal);
+}
+
+TEST(ScanLog, AMissingDirectoryIsNotFoundAndAnEmptyLogHasNothing) {
+  TempDir tmp;
+  std::vector<Seen> seen;
+  auto missing = Scan(tmp.Sub("nope"), {}, 10, &seen);
+  ASSERT_FALSE(missing.ok());
+  EXPECT_EQ(missing.error().code, ErrorCode::kNotFound);
+  fs::create_directories(tmp.Sub("empty"));
+  auto empty = Scan(tmp.Sub("empty"), {}, 10, &seen);
+  ASSERT_TRUE(empty.ok());
+  EXPECT_EQ(empty->next_seq, 0u);
+  EXPECT_TRUE(seen.empty());
+}
+
+TEST(ScanLog, ACallbackErrorStopsTheScan) {
+  TempDir tmp;
+  const std::string dir = tmp.Sub("audit");
+  WriteLog(dir, 5, core::kAuditSegmentBytesMax);
+  int calls = 0;
+  auto r = ScanLog(dir, {}, 100, [&](const ScannedRecord&) -> core::Status {
+    if (++calls == 2) return core::MakeError(ErrorCode::kConflict, "stop");
+    return core::OkStatus();
+  });
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.error().code, ErrorCode::kConflict);
+  EXPECT_EQ(calls, 2);
+}
+
+TEST(RecordReader, RefusesPositionsThatAreNotRecords) {
+  TempDir tmp;
+  const std::string dir = tmp.Sub("audit");
+  WriteLog(dir, 2, core::kAuditSegmentBytesMax);
+  const std::string seg = ReadFile(dir + "/audit-000001.jsonl");
+  auto past = ReadRecordAt(dir, RecordPosition{1, seg.size()});
+  ASSERT_FALSE(past.ok());
+  EXPECT_EQ(past.error().code, ErrorCode::kNotFound);
+  auto no_segment = ReadRecordAt(dir, RecordPosition{9, 0});
+  ASSERT_FALSE(no_segment.ok());
+  EXPECT_EQ(no_segment.error().code, ErrorCode::kNotFound);
+  AppendBytes(dir + "/audit-000001.jsonl", "{\"torn\":");
+  auto torn = ReadRecordAt(dir, RecordPosition{1, seg.size()});
+  ASSERT_FALSE(torn.ok());
+  EXPECT_EQ(torn.error().code, ErrorCode::kInternal);
+  auto first = ReadRecordAt(dir, RecordPosition{1, 0});
+  ASSERT_TRUE(first.ok());
+  EXPECT_EQ(*first, seg.substr(0, seg.find('\n')));
+}
+
+TEST(RecordReader, ReadsARecordLargerThanItsFirstRead) {
+  TempDir tmp;
+  const std::string dir = tmp.Sub("audit");
+  core::FakeClock clock;
+  auto log = MerkleLog::Open(dir, clock);
+  ASSERT_TRUE(log.ok());
+  Json big = Json::MakeObject();
+  big.Set("type", "big");
+  big.Set("blob", std::string(300000, 'b'));
+  ASSERT_TRUE((*log)->Append(big).ok());
+  (*log)->Close();
+  auto line = ReadRecordAt(dir, RecordPosition{1, 0});
+  ASSERT_TRUE(line.ok()) << line.error().message;
+  EXPECT_GT(line->size(), 300000u);
+  EXPECT_EQ(line->back(), '}');
+}
+
+}  // namespace
+}  // namespace mandate::audit
