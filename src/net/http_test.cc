@@ -1,4 +1,7 @@
 #include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <atomic>
 #include <chrono>
@@ -35,6 +38,112 @@ std::unique_ptr<HttpServer> StartEcho() {
   });
   EXPECT_TRUE(server.ok());
   return std::move(server).value();
+}
+
+// A raw HTTP/1.1 peer on 127.0.0.1 that answers the first request of each connection with a
+// keep-alive 200, then either closes the idle connection at once (`close_idle`) or reads the
+// next request and dies without answering. Counts the requests it read.
+class DyingPeer {
+ public:
+  explicit DyingPeer(bool close_idle) : close_idle_(close_idle) {
+    listen_fd_ = ::socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    EXPECT_EQ(::bind(listen_fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+    EXPECT_EQ(::listen(listen_fd_, 8), 0);
+    socklen_t len = sizeof addr;
+    ::getsockname(listen_fd_, reinterpret_cast<sockaddr*>(&addr), &len);
+    port_ = ntohs(addr.sin_port);
+    thread_ = std::thread([this] { Serve(); });
+  }
+  ~DyingPeer() {
+    ::shutdown(listen_fd_, SHUT_RDWR);
+    ::close(listen_fd_);
+    thread_.join();
+  }
+  std::string Url() const { return "http://127.0.0.1:" + std::to_string(port_) + "/x"; }
+  int requests() const { return requests_.load(); }
+
+ private:
+  // Reads one request (headers and a Content-Length body); false when the peer closed.
+  bool ReadRequest(int fd) {
+    std::string buf;
+    char c[4096];
+    while (true) {
+      size_t end = buf.find("\r\n\r\n");
+      if (end != std::string::npos) {
+        size_t body = 0;
+        size_t cl = buf.find("Content-Length: ");
+        if (cl != std::string::npos) body = std::stoul(buf.substr(cl + 16));
+        if (buf.size() >= end + 4 + body) break;
+      }
+      ssize_t n = ::read(fd, c, sizeof c);
+      if (n <= 0) return false;
+      buf.append(c, static_cast<size_t>(n));
+    }
+    ++requests_;
+    return true;
+  }
+  void Serve() {
+    while (true) {
+      int fd = ::accept(listen_fd_, nullptr, nullptr);
+      if (fd < 0) return;
+      if (ReadRequest(fd)) {
+        static constexpr char kOk[] = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: keep-alive\r\n\r\nok";
+        (void)!::write(fd, kOk, sizeof kOk - 1);
+        if (!close_idle_) ReadRequest(fd);  // then die without answering
+      }
+      ::close(fd);
+    }
+  }
+  bool close_idle_;
+  int listen_fd_ = -1;
+  int port_ = 0;
+  std::atomic<int> requests_{0};
+  std::thread thread_;
+};
+
+TEST(Http, APostIsNotReplayedWhenAReusedConnectionDiesAfterReadingIt) {
+  DyingPeer peer(/*close_idle=*/false);
+  HttpClient client;
+  HttpClientRequest req;
+  req.method = "POST";
+  req.url = peer.Url();
+  req.body = "{}";
+  ASSERT_TRUE(client.Do(req).ok());
+  auto second = client.Do(req);  // reuses the connection; the peer reads it and dies
+  EXPECT_FALSE(second.ok());
+  // The peer may have acted on it: it must have seen it exactly once (no resend on a new
+  // connection, which would repeat a side effect).
+  EXPECT_EQ(peer.requests(), 2);
+}
+
+TEST(Http, AGetIsRetriedOnceOnAFreshConnection) {
+  DyingPeer peer(/*close_idle=*/false);
+  HttpClient client;
+  HttpClientRequest req;
+  req.method = "GET";
+  req.url = peer.Url();
+  ASSERT_TRUE(client.Do(req).ok());
+  auto second = client.Do(req);
+  ASSERT_TRUE(second.ok()) << second.error().message;
+  EXPECT_EQ(second->body, "ok");
+  EXPECT_EQ(peer.requests(), 3);  // the lost one, then the retry
+}
+
+TEST(Http, AnIdleConnectionTheServerClosedIsNotUsed) {
+  DyingPeer peer(/*close_idle=*/true);
+  HttpClient client;
+  HttpClientRequest req;
+  req.method = "POST";
+  req.url = peer.Url();
+  req.body = "{}";
+  ASSERT_TRUE(client.Do(req).ok());
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));  // the peer's close arrives
+  auto second = client.Do(req);
+  ASSERT_TRUE(second.ok()) << second.error().message;
+  EXPECT_EQ(peer.requests(), 2);
 }
 
 std::string Url(const HttpServer& s, std::string_view path) {
