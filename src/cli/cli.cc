@@ -548,6 +548,36 @@ int Run(int argc, char** argv) {
   });
 
   // keys
+  // budgets: usage of every budget's live buckets
+  auto* budgets = app.add_subcommand("budgets", "usage of every budget (used, reserved, limit, reset)");
+  budgets->callback([&] {
+    auto r = admin_or_fail("GET", "/admin/v1/budgets", nullptr);
+    if (!r) return;
+    std::string text;
+    const Json* list = r->FindArray("budgets");
+    if (list == nullptr || list->as_array().empty()) text = "no budgets configured\n";
+    for (const Json& b : list ? list->as_array() : Json::Array{}) {
+      text += b.GetString("name") + ": " + b.GetString("metric") + " <= " +
+              std::to_string(b.GetInt("limit", 0)) + " per " + b.GetString("scope") + ", window " +
+              b.GetString("window") + "\n";
+      const Json* buckets = b.FindArray("buckets");
+      if (buckets == nullptr || buckets->as_array().empty()) text += "  (no usage yet)\n";
+      for (const Json& k : buckets ? buckets->as_array() : Json::Array{}) {
+        text += "  " + k.GetString("key") + ": used " + std::to_string(k.GetInt("used", 0)) +
+                ", reserved " + std::to_string(k.GetInt("reserved", 0)) + " of " +
+                std::to_string(k.GetInt("limit", 0));
+        const int64_t reset = k.GetInt("reset_at_unix_micros", 0);
+        if (reset > 0) text += ", resets " + UtcTime(reset / 1000000);
+        text += "\n";
+      }
+    }
+    if (json) {
+      std::cout << r->Dump() << "\n";
+    } else {
+      std::cout << text;
+    }
+  });
+
   auto* keys = app.add_subcommand("keys", "token-signing keys");
   keys->require_subcommand(1);
   auto* keys_list = keys->add_subcommand("list", "the keys that verify tokens now, the signer first");

@@ -140,6 +140,20 @@ net::HttpResponse AdminApi::Handle(const net::HttpRequest& req) {
     return PostExplain(body);
   } else if (p == "/admin/v1/keys" && req.method == "GET") {
     return GetKeys();
+  } else if (p == "/admin/v1/budgets" && req.method == "GET") {
+    if (!ctx_.budget_usage) {
+      Json none = Json::MakeObject();
+      none.Set("budgets", Json::MakeArray());
+      return Ok(none);
+    }
+    return Ok(ctx_.budget_usage());
+  } else if (p == "/admin/v1/upstreams" && req.method == "GET") {
+    if (!ctx_.upstream_health) {
+      Json none = Json::MakeObject();
+      none.Set("upstreams", Json::MakeArray());
+      return Ok(none);
+    }
+    return Ok(ctx_.upstream_health());
   } else if (p == "/admin/v1/keys/rotate" && req.method == "POST") {
     return PostKeysRotate();
   } else if (p == "/admin/v1/policies/reload" && req.method == "POST") {

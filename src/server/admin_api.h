@@ -41,6 +41,10 @@ struct AdminContext {
   // The token-signing keys, and what to do after a rotation (drop the verifier's cache).
   identity::SigningKeys* keys = nullptr;
   std::function<void()> on_keys_rotated;
+  // GET /admin/v1/budgets: every budget with its live buckets (used, reserved, limit,
+  // reset); GET /admin/v1/upstreams: each upstream's circuit breaker. Unset: empty answers.
+  std::function<core::Json()> budget_usage;
+  std::function<core::Json()> upstream_health;
   // The audit index (query, replay, export). Null: those answer 404 (tail still works).
   AuditIndexer* audit_index = nullptr;
 };

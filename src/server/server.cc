@@ -184,6 +184,14 @@ class ServerImpl final : public Server {
     // Cached verifications must not outlive a key that was retired early.
     admin.on_keys_rotated = [this] { verifier_->ClearCache(); };
     admin.audit_index = audit_index_.get();
+    if (budgets_) admin.budget_usage = [this] { return budgets_->Usage(); };
+    admin.upstream_health = [this] {
+      core::Json list = core::Json::MakeArray();
+      for (const auto& b : breakers_) list.Push(b->Snapshot());
+      core::Json out = core::Json::MakeObject();
+      out.Set("upstreams", std::move(list));
+      return out;
+    };
     admin.action_for = [this](std::string_view upstream, std::string_view tool, core::Json args) {
       return mcp_->ActionFor(upstream, tool, std::move(args));
     };
