@@ -4,6 +4,8 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <deque>
+#include <future>
 #include <cerrno>
 #include <cstring>
 #include <optional>
@@ -88,6 +90,47 @@ core::Status TailSegment(const internal::Segment& seg, size_t need, std::vector<
     out->push_back(std::move(line));
   }
   return core::OkStatus();
+}
+
+// One line of a segment, examined ahead of the sequential check.
+struct PreparedLine {
+  bool overlong = false;
+  bool terminated = true;
+  internal::ChainChecker::LineFacts facts;
+};
+
+struct PreparedSegment {
+  core::Status status;  // reading failed
+  std::vector<PreparedLine> lines;
+};
+
+// Segments examined ahead of the one being checked (each holds ~150 bytes per record).
+constexpr size_t kVerifySegmentsAhead = 2;
+
+// Reads every line of `seg` and examines it; stops after an overlong or unterminated line.
+PreparedSegment PrepareSegment(const internal::Segment& seg) {
+  PreparedSegment out;
+  Fd fd(::open(seg.path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (fd.get() < 0) {
+    out.status = OpenError(seg.path);
+    return out;
+  }
+  internal::LineReader reader(fd.get(), core::kAuditRecordBytesMax);
+  internal::LineReader::Line line;
+  while (true) {
+    auto more = reader.Next(&line);
+    if (!more.ok()) {
+      out.status = std::move(more).error();
+      return out;
+    }
+    if (!*more) break;
+    PreparedLine& p = out.lines.emplace_back();
+    p.overlong = line.overlong;
+    p.terminated = line.terminated;
+    if (p.overlong || !p.terminated) break;
+    p.facts = internal::ChainChecker::Examine(line.bytes);
+  }
+  return out;
 }
 
 }  // namespace
@@ -189,22 +232,33 @@ core::Result<VerifyReport> VerifyLog(const std::string& dir, const VerifyOptions
 
   std::string prev_file;  // where the last accepted line is
   size_t prev_line = 0;
+  // Each segment is read and examined (canonical form, seq, prev, leaf hash) ahead, on
+  // another thread, while this one checks the previous segment's lines in order: the
+  // examination is most of the work and needs no state, so verification uses two cores.
+  // At most kVerifySegmentsAhead prepared segments are held (bounded memory).
+  std::deque<std::future<PreparedSegment>> ahead;
+  size_t next_to_prepare = 0;
+  auto refill = [&] {
+    while (ahead.size() < kVerifySegmentsAhead && next_to_prepare < segments.size()) {
+      const internal::Segment* seg = &segments[next_to_prepare++];
+      ahead.push_back(std::async(std::launch::async, [seg] { return PrepareSegment(*seg); }));
+    }
+  };
+  refill();
   uint64_t expected_number = 1;
   for (const internal::Segment& seg : segments) {
+    PreparedSegment prepared = ahead.front().get();
+    ahead.pop_front();
+    refill();
     if (seg.number != expected_number) {
       return bad(
           internal::SegmentName(expected_number), 0,
           "missing segment " + internal::SegmentName(expected_number) + " (records removed)");
     }
     ++expected_number;
-    Fd fd(::open(seg.path.c_str(), O_RDONLY | O_CLOEXEC));
-    if (fd.get() < 0) return OpenError(seg.path);
-    internal::LineReader reader(fd.get(), core::kAuditRecordBytesMax);
-    internal::LineReader::Line line;
+    MANDATE_RETURN_IF_ERROR(prepared.status);
     size_t line_no = 0;
-    while (true) {
-      MANDATE_ASSIGN_OR_RETURN(bool more, reader.Next(&line));
-      if (!more) break;
+    for (const PreparedLine& line : prepared.lines) {
       ++line_no;
       if (line.overlong) {
         return bad(seg.name, line_no, "line is longer than kAuditRecordBytesMax (garbage)");
@@ -214,7 +268,7 @@ core::Result<VerifyReport> VerifyLog(const std::string& dir, const VerifyOptions
                    "truncated: the last line has no newline (file truncated, or a torn write "
                    "that reopening the log would repair)");
       }
-      if (std::optional<std::string> problem = checker.Check(line.bytes)) {
+      if (std::optional<std::string> problem = checker.CheckFacts(line.facts)) {
         if (checker.prev_mismatch() && checker.accepted() > report.checkpointed_records) {
           // This line is sound and in sequence, so the bytes before it are not those its
           // writer hashed: the previous record is the edited one. Unless a verified

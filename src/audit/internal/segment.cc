@@ -81,8 +81,17 @@ core::Result<std::vector<Segment>> ListSegments(const std::string& dir) {
   return out;
 }
 
+// Lowercase hex of a hash into 64 chars (no allocation: once per record in verification).
+static void HexInto(const Hash& h, char* out) {
+  static constexpr char kHex[] = "0123456789abcdef";
+  for (size_t i = 0; i < h.size(); ++i) {
+    out[2 * i] = kHex[h[i] >> 4];
+    out[2 * i + 1] = kHex[h[i] & 15];
+  }
+}
+
 // Why a line that is not a canonical record fails, in the words of the format's rules.
-std::string SlowProblem(std::string_view line) {
+static std::string SlowProblem(std::string_view line) {
   auto parsed = core::Json::Parse(line, core::kAuditRecordBytesMax);
   if (!parsed.ok()) return "unparsable line (garbage): " + parsed.error().message;
   const core::Json& record = parsed.value();
@@ -168,20 +177,36 @@ core::Result<bool> LineReader::Next(Line* line) {
   }
 }
 
-std::optional<std::string> ChainChecker::Check(std::string_view line) {
-  prev_mismatch_ = false;
+ChainChecker::LineFacts ChainChecker::Examine(std::string_view line) {
+  LineFacts f;
   // The fast path: one pass that proves the line is exactly a canonical record and extracts
   // its seq, ts and prev (ScanCanonicalRecord agrees with Parse + Canonical on every input,
   // differentially tested and fuzzed). Only a failing line takes the slow path, which names
   // what is wrong with it.
   const CanonicalScan scan = ScanCanonicalRecord(line, core::kAuditRecordBytesMax);
-  if (!scan.ok) return SlowProblem(line);
-  if (!scan.has_seq || scan.seq < 0 || !scan.has_ts || !scan.has_prev ||
-      !IsLowerHex64(scan.prev)) {
-    return std::string("record lacks a valid seq, ts or prev member (garbage or an edited record)");
+  if (!scan.ok) {
+    f.problem = SlowProblem(line);
+    return f;
   }
-  const uint64_t claimed_seq = static_cast<uint64_t>(scan.seq);
-  const std::string_view claimed_prev = scan.prev;
+  if (!scan.has_seq || scan.seq < 0 || !scan.has_ts || !scan.has_prev || !IsLowerHex64(scan.prev)) {
+    f.problem = "record lacks a valid seq, ts or prev member (garbage or an edited record)";
+    return f;
+  }
+  f.seq = static_cast<uint64_t>(scan.seq);
+  std::copy(scan.prev.begin(), scan.prev.end(), f.prev.begin());
+  f.leaf = LeafHash(line);
+  return f;
+}
+
+std::optional<std::string> ChainChecker::Check(std::string_view line) {
+  return CheckFacts(Examine(line));
+}
+
+std::optional<std::string> ChainChecker::CheckFacts(const LineFacts& f) {
+  prev_mismatch_ = false;
+  if (f.problem) return f.problem;
+  const uint64_t claimed_seq = f.seq;
+  const std::string_view claimed_prev(f.prev.data(), f.prev.size());
   if (expected_seq_ && claimed_seq != *expected_seq_) {
     if (claimed_seq > *expected_seq_) {
       return "seq gap: expected " + std::to_string(*expected_seq_) + ", found " +
@@ -196,9 +221,10 @@ std::optional<std::string> ChainChecker::Check(std::string_view line) {
         "prev does not match the leaf hash of the previous line (the previous record was "
         "edited, or a record was removed, inserted or reordered before this one)");
   }
-  last_leaf_ = LeafHash(line);
+  last_leaf_ = f.leaf;
   expected_seq_ = claimed_seq + 1;
-  expected_prev_ = core::DigestHex(last_leaf_);
+  if (!expected_prev_) expected_prev_.emplace(64, '0');
+  HexInto(last_leaf_, expected_prev_->data());
   ++accepted_;
   return std::nullopt;
 }

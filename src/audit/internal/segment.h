@@ -4,6 +4,7 @@
 // Format: docs/formats/audit.md.
 #pragma once
 
+#include <array>
 #include <cstddef>
 #include <cstdint>
 #include <optional>
@@ -80,6 +81,18 @@ class ChainChecker {
   // failure returns the problem and does not advance.
   std::optional<std::string> Check(std::string_view line);
 
+  // What Check needs to know of one line, computable on any thread ahead of the sequential
+  // check (verification prepares whole segments in parallel).
+  struct LineFacts {
+    std::optional<std::string> problem;  // the line alone is not a well-formed record
+    uint64_t seq = 0;
+    std::array<char, 64> prev{};         // its "prev" member (64 lowercase hex)
+    Hash leaf{};
+  };
+  static LineFacts Examine(std::string_view line);
+  // Check(line) == CheckFacts(Examine(line)).
+  std::optional<std::string> CheckFacts(const LineFacts& facts);
+
   // The seq the next line must have (nullopt before the first line when unanchored).
   std::optional<uint64_t> expected_seq() const { return expected_seq_; }
   // Hex leaf hash of the last accepted line (the chain tip), or the anchor.
@@ -94,7 +107,7 @@ class ChainChecker {
 
  private:
   std::optional<uint64_t> expected_seq_;
-  std::optional<std::string> expected_prev_;
+  std::optional<std::string> expected_prev_;  // hex
   uint64_t accepted_ = 0;
   Hash last_leaf_{};
   bool prev_mismatch_ = false;
