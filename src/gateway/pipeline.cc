@@ -520,7 +520,11 @@ Pipeline::CallResult Pipeline::Call(const Caller& caller, core::Action action, U
     auto reserved = deps_.budgets->Reserve(facts, &why);
     if (reserved.ok()) {
       reservation = std::move(reserved).value();
-      if (!reservation.empty()) decided.Set("budgets", reservation.ToJson());
+      if (!reservation.empty()) {
+        // Top level: what recovery replays; in the decision: what was consulted (invariant 6).
+        decided.Set("budgets", reservation.ToJson());
+        out.decision.budgets = reservation.ToJson();
+      }
     } else {
       exceeded = why;
       decided.Set("budget_exceeded", why.ToJson());

@@ -744,6 +744,141 @@ TEST_F(PipelineTest, UpstreamFailureIsRecordedAsFailedCompletion) {
     EXPECT_EQ(line.find(kSecret), std::string::npos) << line;
 }
 
+// --- budgets, circuit breaker, payload rules ---------------------------------------------------
+
+TEST_F(PipelineTest, ABudgetRefusesBeforeTheUpstreamAndReleasesWhatNeverReachedIt) {
+  SetPolicies("permit (principal, action, resource);");
+  budget::BudgetSpec spec;
+  spec.name = "two";
+  spec.metric = *budget::ParseMetric("calls");
+  spec.window = *budget::ParseWindow("run");
+  spec.scope = budget::Scope::kSession;
+  spec.limit = 2;
+  auto ledger = budget::BudgetLedger::Create({spec}, clock_);
+  ASSERT_TRUE(ledger.ok()) << ledger.error().message;
+  PipelineDeps deps;
+  deps.clock = &clock_;
+  deps.verifier = verifier_.get();
+  deps.revocations = revocations_.get();
+  deps.policies = &policies_;
+  deps.directory = &directory_;
+  deps.audit = audit_.get();
+  deps.scrubber = &scrubber_;
+  deps.budgets = ledger->get();
+  Pipeline pipeline(deps);
+  Caller caller = MustAuthenticate(RootClaims());
+
+  // An upstream that was never reached does not consume the budget.
+  RecordingInvoker down;
+  down.outcome = core::Outcome{};
+  down.outcome.ok = false;
+  down.outcome.error = ErrorCode::kUpstreamUnavailable;
+  auto failed = pipeline.Call(caller, MakeAction("get_doc"), down);
+  EXPECT_TRUE(failed.decision.allowed());
+  EXPECT_EQ(FindRecord("call.completed", failed.decision.id).Find("budgets")->as_array()[0].GetInt("actual", -1), 0);
+
+  RecordingInvoker invoker;
+  EXPECT_TRUE(pipeline.Call(caller, MakeAction("get_doc"), invoker).decision.allowed());
+  EXPECT_TRUE(pipeline.Call(caller, MakeAction("get_doc"), invoker).decision.allowed());
+  auto third = pipeline.Call(caller, MakeAction("get_doc"), invoker);
+  EXPECT_FALSE(third.decision.allowed());
+  EXPECT_EQ(third.outcome.error, ErrorCode::kBudgetExceeded);
+  EXPECT_EQ(invoker.calls(), 2u);  // the refused call never reached the upstream
+  Json decided = FindRecord("call.decided", third.decision.id);
+  ASSERT_TRUE(decided.is_object());
+  EXPECT_EQ(decided.Find("budget_exceeded")->GetString("budget"), "two");
+  EXPECT_EQ(decided.Find("budget_exceeded")->GetInt("limit", 0), 2);
+}
+
+TEST_F(PipelineTest, AnOpenCircuitBreakerRefusesWithoutForwarding) {
+  SetPolicies("permit (principal, action, resource);");
+  CircuitBreakerOptions o;
+  o.failure_threshold = 2;
+  o.cool_down_micros = 60LL * 1000 * 1000;
+  CircuitBreaker breaker("up", o, clock_);
+  std::map<std::string, CircuitBreaker*, std::less<>> breakers{{"up", &breaker}};
+  PipelineDeps deps;
+  deps.clock = &clock_;
+  deps.verifier = verifier_.get();
+  deps.revocations = revocations_.get();
+  deps.policies = &policies_;
+  deps.directory = &directory_;
+  deps.audit = audit_.get();
+  deps.scrubber = &scrubber_;
+  deps.breakers = &breakers;
+  Pipeline pipeline(deps);
+  Caller caller = MustAuthenticate(RootClaims());
+  RecordingInvoker invoker;
+  invoker.outcome = core::Outcome{};
+  invoker.outcome.ok = false;
+  invoker.outcome.error = ErrorCode::kUpstreamError;
+  for (int i = 0; i < 2; ++i) EXPECT_TRUE(pipeline.Call(caller, MakeAction("get_doc"), invoker).decision.allowed());
+  EXPECT_EQ(breaker.state(), CircuitBreaker::State::kOpen);
+  auto refused = pipeline.Call(caller, MakeAction("get_doc"), invoker);
+  EXPECT_FALSE(refused.decision.allowed());
+  EXPECT_EQ(refused.outcome.error, ErrorCode::kUpstreamUnavailable);
+  EXPECT_EQ(invoker.calls(), 2u);
+  EXPECT_NE(refused.decision.reason.find("circuit breaker is open"), std::string::npos) << refused.decision.reason;
+  // A tool-level error is an answer: it does not count as an upstream failure.
+  clock_.AdvanceSeconds(61);
+  invoker.outcome = core::Outcome{};
+  invoker.outcome.ok = true;
+  invoker.outcome.tool_error = true;
+  EXPECT_TRUE(pipeline.Call(caller, MakeAction("get_doc"), invoker).decision.allowed());
+  EXPECT_EQ(breaker.state(), CircuitBreaker::State::kClosed);
+}
+
+TEST_F(PipelineTest, HashOnlyPayloadsAndSideEffectReferences) {
+  SetPolicies("permit (principal, action, resource);");
+  AuditRules rules;
+  rules.SetUpstream("up", AuditRule{false, {{"pr_url", "/content/0/text/html_url"}, {"missing", "/nope"}}});
+  rules.SetTool("up:secret_tool", AuditRule{true, {}});
+  PipelineDeps deps;
+  deps.clock = &clock_;
+  deps.verifier = verifier_.get();
+  deps.revocations = revocations_.get();
+  deps.policies = &policies_;
+  deps.directory = &directory_;
+  deps.audit = audit_.get();
+  deps.scrubber = &scrubber_;
+  deps.audit_rules = &rules;
+  Pipeline pipeline(deps);
+  Caller caller = MustAuthenticate(RootClaims());
+  RecordingInvoker invoker;
+  invoker.outcome = core::Outcome{};
+  invoker.outcome.ok = true;
+  auto result = Json::Parse(R"({"content":[{"type":"text","text":"{\"html_url\":\"https://example.test/pr/7\"}"}]})");
+  ASSERT_TRUE(result.ok());
+  invoker.outcome.result = *result;
+  Json args = Json::MakeObject();
+  args.Set("title", "t");
+  auto full = pipeline.Call(caller, MakeAction("open_pr", ActionClass::kWrite, args), invoker);
+  Json completed = FindRecord("call.completed", full.decision.id);
+  ASSERT_TRUE(completed.is_object());
+  EXPECT_EQ(completed.Find("side_effects")->GetString("pr_url"), "https://example.test/pr/7");
+  EXPECT_EQ(completed.Find("side_effects")->Find("missing"), nullptr);
+  EXPECT_TRUE(completed.Find("result") != nullptr);
+  EXPECT_TRUE(FindRecord("call.decided", full.decision.id).Find("args") != nullptr);
+
+  auto hashed = pipeline.Call(caller, MakeAction("secret_tool", ActionClass::kRead, args), invoker);
+  Json decided = FindRecord("call.decided", hashed.decision.id);
+  EXPECT_EQ(decided.Find("args"), nullptr);
+  EXPECT_EQ(decided.GetString("payload"), "hash");
+  EXPECT_EQ(decided.GetString("args_hash"), core::Sha256Hex(args.Canonical()));
+  EXPECT_EQ(FindRecord("call.completed", hashed.decision.id).Find("result"), nullptr);
+}
+
+TEST(ExtractSideEffect, FollowsPointersIntoObjectsArraysAndJsonText) {
+  auto j = Json::Parse(R"({"a":{"b~/c":[10,{"d":"x"}]},"t":"{\"k\":[1,2]}"})");
+  ASSERT_TRUE(j.ok());
+  EXPECT_EQ(ExtractSideEffect(*j, "/a/b~0~1c/1/d")->as_string(), "x");
+  EXPECT_EQ(ExtractSideEffect(*j, "/t/k/1")->as_int(), 2);
+  EXPECT_FALSE(ExtractSideEffect(*j, "/a/b~0~1c/2").has_value());
+  EXPECT_FALSE(ExtractSideEffect(*j, "/a/b~0~1c/01").has_value());
+  EXPECT_FALSE(ExtractSideEffect(*j, "a").has_value());
+  EXPECT_TRUE(ExtractSideEffect(*j, "")->is_object());
+}
+
 // --- authentication and revocation ---------------------------------------------------------------
 
 TEST_F(PipelineTest, RevokedSessionIsRefused) {
