@@ -26,8 +26,21 @@
 #                         MCP scenarios: durable audit appends vs SQLite (WAL, synchronous=FULL)
 #                         with 1, 8 and 64 writers, and verification (about 45 s; its data in
 #                         the temp dir below). BENCH_SCENARIOS=audit runs only that.
+#                         "budget" (not in the default either; docs/performance.md, "Budgets: 64
+#                         callers on one hot budget"): Mandate alone at saturation with
+#                         BENCH_BUDGET_CONNECTIONS=64 callers, started afresh for every test (a new
+#                         data dir each, so both sides start from an empty audit log) once with
+#                         the bench config and once with the same config plus one budget that
+#                         every call matches and none exhausts, `hot` below; the two alternate
+#                         over BENCH_RUNS rounds, and the script prints calls/s of each, the ratio
+#                         budget/no-budget, the loss and the verdict against the issue's target
+#                         (loss <= 5%), and checks in each test's audit log that every call.decided
+#                         of the budget side carries its reservation on `hot` and every
+#                         call.completed its settlement (and none on the other side).
+#                         BENCH_SCENARIOS=budget runs only that (BENCH_RUNS=3: about 1.5 min).
 #   BENCH_PERF=DIR        profile Mandate during each governed test:
 #                         perf record -e cpu-clock --call-graph dwarf into DIR/<scenario>.perf.data
+#                         (budget scenario: DIR/no-budget.perf.data and DIR/hot-budget.perf.data)
 # With the defaults the whole script takes about 80 s after the build (6 tests x 11 s);
 # BENCH_RUNS=3 takes about 3.5 minutes.
 set -euo pipefail
@@ -39,13 +52,23 @@ DURATION=${BENCH_DURATION:-10}
 WARMUP=${BENCH_WARMUP:-1}
 CONNS=${BENCH_CONNECTIONS:-32}
 ACCEPT=${BENCH_ACCEPT:-both}
+BUDGET_CONNS=${BENCH_BUDGET_CONNECTIONS:-64}
+# The issue's target for the budget scenario: throughput lost to one hot budget, percent.
+BUDGET_LOSS_MAX_PERCENT=5
 MCP_SCENARIOS=""
 RUN_AUDIT=0
+RUN_BUDGET=0
 for scenario in ${BENCH_SCENARIOS:-rate-1000 rate-3000 saturation}; do
-  if [ "$scenario" = audit ]; then RUN_AUDIT=1; else MCP_SCENARIOS="$MCP_SCENARIOS $scenario"; fi
+  case $scenario in
+    audit) RUN_AUDIT=1 ;;
+    budget) RUN_BUDGET=1 ;;
+    *) MCP_SCENARIOS="$MCP_SCENARIOS $scenario" ;;
+  esac
 done
 TARGETS=()
-if [ -n "$MCP_SCENARIOS" ]; then TARGETS+=(mandate mcp_upstream_fast mcp_load); fi
+if [ -n "$MCP_SCENARIOS" ] || [ "$RUN_BUDGET" = 1 ]; then
+  TARGETS+=(mandate mcp_upstream_fast mcp_load)
+fi
 if [ "$RUN_AUDIT" = 1 ]; then TARGETS+=(mandate_audit_bench); fi
 
 if [ "${BENCH_SKIP_BUILD:-0}" != 1 ]; then
@@ -53,7 +76,6 @@ if [ "${BENCH_SKIP_BUILD:-0}" != 1 ]; then
   cmake --preset release >/dev/null
   cmake --build --preset release --target "${TARGETS[@]}"
 fi
-MANDATE=$ROOT/$BUILD/mandate
 UPSTREAM=$ROOT/$BUILD/bench/mcp_upstream_fast
 LOAD=$ROOT/$BUILD/bench/mcp_load
 
@@ -69,6 +91,11 @@ cleanup() {
   if [ "${BENCH_KEEP:-0}" = 1 ]; then echo "kept $WORK"; else rm -rf "$WORK"; fi
 }
 trap cleanup EXIT
+
+# A copy of the binary: the budget scenario starts Mandate afresh for every test, and a rebuild
+# of build/release during the run (another job on a shared tree) must not change what is measured.
+MANDATE=$WORK/mandate.bin
+if [ -n "$MCP_SCENARIOS" ] || [ "$RUN_BUDGET" = 1 ]; then cp "$ROOT/$BUILD/mandate" "$MANDATE"; fi
 
 # Waits up to 10 s for a line matching $2 in file $1 and prints its port.
 wait_port() {
@@ -95,7 +122,7 @@ if [ "$RUN_AUDIT" = 1 ]; then
     echo "== audit run $run: durable audit appends, Mandate vs SQLite (bench/mandate_audit_bench)"
     "$ROOT/$BUILD/bench/mandate_audit_bench" --dir "$WORK" || FAILED=1
   done
-  if [ -z "$MCP_SCENARIOS" ]; then
+  if [ -z "$MCP_SCENARIOS" ] && [ "$RUN_BUDGET" = 0 ]; then
     if [ "$FAILED" != 0 ]; then
       echo "!!!!! run-bench: the audit benchmark had errors; see above" >&2
       exit 1
@@ -113,37 +140,71 @@ mkdir -p "$WORK/policies" "$WORK/results"
 cat > "$WORK/policies/bench.cedar" <<'EOF'
 permit (principal, action == Action::"fast:echo", resource);
 EOF
-cat > "$WORK/mandate.yaml" <<EOF
+# write_config FILE DATA-DIR MAX-INFLIGHT [EXTRA-YAML]: the bench config (relative paths resolve
+# against $WORK, the config's directory).
+write_config() {
+  cat > "$1" <<EOF
 listen: 127.0.0.1:0
 admin_listen: 127.0.0.1:0
-data_dir: ./data
+data_dir: $2
 policies: ./policies
 upstreams:
-  fast: { kind: mcp, url: "http://127.0.0.1:$UP_PORT/mcp", max_inflight: $CONNS, tools: { echo: { class: read } } }
+  fast: { kind: mcp, url: "http://127.0.0.1:$UP_PORT/mcp", max_inflight: $3, tools: { echo: { class: read } } }
+${4:-}
 EOF
-CFG=$WORK/mandate.yaml
+}
 
-"$MANDATE" serve -c "$CFG" > "$WORK/mandate.out" 2> "$WORK/mandate.log" &
-MANDATE_PID=$!
-AGENT_PORT=$(wait_port "$WORK/mandate.log" "mandate: agent listener ready on ")
-wait_port "$WORK/mandate.log" "mandate: admin listener ready on " > /dev/null
-echo "== mandate ready: agent listener 127.0.0.1:$AGENT_PORT (audit log in $WORK/data/audit)"
+# start_mandate CONFIG LOG-PREFIX: starts `mandate serve`, registers the bench human and agent,
+# starts a session; sets MANDATE_PID, AGENT_PORT, GOVERNED_URL and TOKEN.
+start_mandate() {
+  local cfg=$1 log=$2
+  "$MANDATE" serve -c "$cfg" > "$log.out" 2> "$log.log" &
+  MANDATE_PID=$!
+  AGENT_PORT=$(wait_port "$log.log" "mandate: agent listener ready on ")
+  wait_port "$log.log" "mandate: admin listener ready on " > /dev/null
+  "$MANDATE" -c "$cfg" human add bench > /dev/null
+  "$MANDATE" -c "$cfg" agent add bench-agent --owner bench > /dev/null
+  TOKEN=$("$MANDATE" -c "$cfg" session start --agent bench-agent --for bench --task BENCH --ttl 1h)
+  GOVERNED_URL=http://127.0.0.1:$AGENT_PORT/mcp/fast
+}
 
-"$MANDATE" -c "$CFG" human add bench > /dev/null
-"$MANDATE" -c "$CFG" agent add bench-agent --owner bench > /dev/null
-TOKEN=$("$MANDATE" -c "$CFG" session start --agent bench-agent --for bench --task BENCH --ttl 1h)
+# stop_mandate: SIGTERM (Mandate flushes its audit log and writes a checkpoint), waiting at
+# most 20 s before SIGKILL. A child that exited stays a zombie until waited for, so the state
+# in /proc, not kill -0, says when it is gone.
+stop_mandate() {
+  [ -n "$MANDATE_PID" ] || return 0
+  kill "$MANDATE_PID" 2>/dev/null || true
+  local state
+  for _ in $(seq 1 400); do
+    state=$(awk '{ print $3 }' "/proc/$MANDATE_PID/stat" 2>/dev/null || true)
+    { [ -z "$state" ] || [ "$state" = Z ]; } && break
+    sleep 0.05
+  done
+  if [ -n "$state" ] && [ "$state" != Z ]; then
+    echo "run-bench: mandate (pid $MANDATE_PID) did not stop within 20 s; killing it" >&2
+    kill -KILL "$MANDATE_PID" 2>/dev/null || true
+    FAILED=1
+  fi
+  wait "$MANDATE_PID" 2>/dev/null || true
+  MANDATE_PID=""
+}
 
 # The floor under the audit log: one write + fdatasync of a record-sized line on its disk.
-PROBE=$("$LOAD" fsync-probe --dir "$WORK/data" --count 500)
-FSYNC_P50=$(echo "$PROBE" | sed -n 's/.*"p50":\([0-9.]*\).*/\1/p')
-FSYNC_P99=$(echo "$PROBE" | sed -n 's/.*"p99":\([0-9.]*\).*/\1/p')
-echo "== disk under the audit log: write+fdatasync p50 ${FSYNC_P50} us, p99 ${FSYNC_P99} us (a governed call waits for one)"
+probe_disk() {
+  local probe
+  probe=$("$LOAD" fsync-probe --dir "$1" --count 500)
+  FSYNC_P50=$(echo "$probe" | sed -n 's/.*"p50":\([0-9.]*\).*/\1/p')
+  FSYNC_P99=$(echo "$probe" | sed -n 's/.*"p99":\([0-9.]*\).*/\1/p')
+  echo "== disk under the audit log: write+fdatasync p50 ${FSYNC_P50} us, p99 ${FSYNC_P99} us (a governed call waits for one)"
+}
 
 # CPU seconds (user + system) a process has used so far, in microseconds.
 cpu_micros() { awk -v hz="$(getconf CLK_TCK)" '{ printf "%d", ($14 + $15) * 1000000 / hz }' "/proc/$1/stat"; }
 
 DIRECT_URL=http://127.0.0.1:$UP_PORT/mcp
-GOVERNED_URL=http://127.0.0.1:$AGENT_PORT/mcp/fast
+GOVERNED_URL=""
+RESULTS=$WORK/results  # where run_one writes
+RUN_CONNS=$CONNS       # run_one's connection count
 
 # run_one LABEL TARGET RUN MODE-ARGS...
 run_one() {
@@ -167,27 +228,157 @@ run_one() {
     perf_pid=$!
   fi
   "$LOAD" run --url "$url" "${token_args[@]}" --label "$label" --target "$target" --run "$run" \
-    --duration "$DURATION" --warmup "$WARMUP" --connections "$CONNS" --timeout-ms 5000 \
-    --accept "$ACCEPT" --out "$WORK/results/$label.$target.$run.json" "$@" \
-    > /dev/null 2> "$WORK/results/$label.$target.$run.err" || rc=$?
+    --duration "$DURATION" --warmup "$WARMUP" --connections "$RUN_CONNS" --timeout-ms 5000 \
+    --accept "$ACCEPT" --out "$RESULTS/$label.$target.$run.json" "$@" \
+    > /dev/null 2> "$RESULTS/$label.$target.$run.err" || rc=$?
   [ -n "$perf_pid" ] && wait "$perf_pid"
   m1=$(cpu_micros "$MANDATE_PID")
   u1=$(cpu_micros "$UP_PID")
   if [ "$rc" = 0 ]; then
     # CPU per call is over every call sent, the unrecorded warmup included.
     local calls
-    calls=$(sed -n 's/.*"calls_sent":\([0-9]*\).*/\1/p' "$WORK/results/$label.$target.$run.json")
+    calls=$(sed -n 's/.*"calls_sent":\([0-9]*\).*/\1/p' "$RESULTS/$label.$target.$run.json")
     sed -n 's/.*"count":\([0-9]*\).*"unfinished":\([0-9]*\).*"achieved_rate":\([0-9.]*\).*"p50":\([0-9.]*\).*"p99":\([0-9.]*\).*/\1 calls (\2 unanswered), \3 calls\/s, p50 \4 us, p99 \5 us/p' \
-      "$WORK/results/$label.$target.$run.json" | tr -d '\n'
+      "$RESULTS/$label.$target.$run.json" | tr -d '\n'
     awk -v m=$((m1 - m0)) -v u=$((u1 - u0)) -v n="$calls" 'BEGIN {
       if (n > 0) printf ", CPU/call: mandate %.0f us, upstream %.0f us\n", m / n, u / n; else print "" }'
-    grep -hE "OVERLOADED|DID NOT SUSTAIN" "$WORK/results/$label.$target.$run.err" | sed 's/^/   /' || true
+    # Mandate's CPU per call, for summaries that compare two Mandate configurations.
+    awk -v m=$((m1 - m0)) -v n="$calls" 'BEGIN { if (n > 0) printf "%.1f\n", m / n }' \
+      > "$RESULTS/$label.$target.$run.cpu"
+    grep -hE "OVERLOADED|DID NOT SUSTAIN" "$RESULTS/$label.$target.$run.err" | sed 's/^/   /' || true
   else
     FAILED=1
     echo "FAILED"
-    cat "$WORK/results/$label.$target.$run.err" >&2
+    cat "$RESULTS/$label.$target.$run.err" >&2
   fi
 }
+
+# --- budget: 64 callers on one hot budget vs the same calls with no budget ---------------------
+
+# median: the median of the numbers on stdin, one a line.
+median() { sort -g | awk '{ v[NR] = $1 } END { if (NR == 0) print "nan"; else if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+
+# check_budget_audit SIDE RUN AUDIT-DIR: every call the load generator sent left a call.decided,
+# admitted, and a call.completed; on the hot-budget side each carries its reservation on `hot`
+# (call.decided) and its settlement (call.completed); on the no-budget side none does. Counts
+# records (lines) by their canonical keys: "type", and "budget":"hot" in a budgets entry.
+check_budget_audit() {
+  local side=$1 run=$2 audit=$3 sent counts
+  sent=$(sed -n 's/.*"calls_sent":\([0-9]*\).*/\1/p' "$RESULTS/$side.governed.$run.json")
+  counts=$(cat "$audit"/audit-*.jsonl | awk '
+    index($0, "\"type\":\"call.decided\"") {
+      d++
+      if (index($0, "\"decision\":\"allow\"")) a++
+      if (index($0, "\"budget\":\"hot\"")) r++
+    }
+    index($0, "\"type\":\"call.completed\"") { c++; if (index($0, "\"budget\":\"hot\"")) s++ }
+    index($0, "budget_exceeded") || index($0, "\"type\":\"budget.exceeded\"") { x++ }
+    END { printf "%d %d %d %d %d %d\n", d, a, r, c, s, x }')
+  local decided allowed reserved completed settled exceeded
+  read -r decided allowed reserved completed settled exceeded <<< "$counts"
+  local want=$allowed
+  [ "$side" = hot-budget ] || want=0
+  printf '   %-11s audit   run %s ... %s calls sent; call.decided %s (allowed %s, with a reservation on hot %s), call.completed %s (settled on hot %s), budget_exceeded %s' \
+    "$side" "$run" "$sent" "$decided" "$allowed" "$reserved" "$completed" "$settled" "$exceeded"
+  if [ -n "$sent" ] && [ "$decided" = "$sent" ] && [ "$allowed" = "$decided" ] &&
+     [ "$completed" = "$allowed" ] && [ "$reserved" = "$want" ] && [ "$settled" = "$want" ] &&
+     [ "$exceeded" = 0 ]; then
+    echo ": ok"
+    if [ "$side" = hot-budget ]; then BUDGET_RESERVED_TOTAL=$((BUDGET_RESERVED_TOTAL + reserved)); fi
+  else
+    echo ": MISMATCH"
+    echo "!!!!! run-bench: $side run $run: the audit log does not show one reservation per admitted call" >&2
+    FAILED=1
+  fi
+}
+
+if [ "$RUN_BUDGET" = 1 ]; then
+  HOT_BUDGET='{ name: hot, metric: calls, limit: 1000000000, window: 1d, scope: agent }'
+  RESULTS=$WORK/results-budget
+  RUN_CONNS=$BUDGET_CONNS
+  BUDGET_RESERVED_TOTAL=0
+  mkdir -p "$RESULTS"
+  probe_disk "$WORK"
+  echo "== budget: $RUNS round(s) of no-budget and hot-budget (order alternating); each test: a fresh"
+  echo "   Mandate and data dir, ${WARMUP}s warmup + ${DURATION}s measured at saturation, $BUDGET_CONNS connections (one"
+  echo "   MCP session each, one agent), upstream max_inflight $BUDGET_CONNS, Accept: $ACCEPT"
+  echo "   hot-budget adds: budgets: [ $HOT_BUDGET ]"
+  for run in $(seq 1 "$RUNS"); do
+    if [ $((run % 2)) = 1 ]; then ORDER="no-budget hot-budget"; else ORDER="hot-budget no-budget"; fi
+    for side in $ORDER; do
+      extra=""
+      if [ "$side" = hot-budget ]; then extra=$(printf 'budgets:\n  - %s' "$HOT_BUDGET"); fi
+      write_config "$WORK/$side.$run.yaml" "./data-$side-$run" "$BUDGET_CONNS" "$extra"
+      start_mandate "$WORK/$side.$run.yaml" "$WORK/mandate-$side-$run"
+      if [ "$side" = hot-budget ] && ! grep -q "budgets: 1 enforced" "$WORK/mandate-$side-$run.log"; then
+        echo "!!!!! run-bench: mandate did not report 'budgets: 1 enforced'; log:" >&2
+        cat "$WORK/mandate-$side-$run.log" >&2
+        FAILED=1
+      fi
+      run_one "$side" governed "$run" --mode closed --max-calls 5000000
+      stop_mandate
+      check_budget_audit "$side" "$run" "$WORK/data-$side-$run/audit"
+    done
+  done
+
+  echo
+  echo "== Budgets: $BUDGET_CONNS callers on one hot budget vs no budget ($(nproc) CPUs, load average at end $(cut -d' ' -f1-3 /proc/loadavg))"
+  echo "   disk write+fdatasync p50 ${FSYNC_P50} us, p99 ${FSYNC_P99} us; agents' Accept: $ACCEPT"
+  printf '   %-6s | %21s | %21s | %21s | %21s | %7s\n' round "calls/s" "p50 us" "p99 us" \
+    "Mandate CPU/call us" "hot/no"
+  printf '   %-6s | %10s %10s | %10s %10s | %10s %10s | %10s %10s | %7s\n' "" no-budget hot-budget \
+    no-budget hot-budget no-budget hot-budget no-budget hot-budget thruput
+  field() { sed -n "s/.*\"$2\":\\([0-9.]*\\).*/\\1/p" "$1"; }
+  : > "$WORK/budget-rows"
+  for run in $(seq 1 "$RUNS"); do
+    off=$RESULTS/no-budget.governed.$run
+    on=$RESULTS/hot-budget.governed.$run
+    if [ ! -s "$off.json" ] || [ ! -s "$on.json" ]; then continue; fi  # a failed test: no pair
+    echo "$(field "$off.json" achieved_rate) $(field "$on.json" achieved_rate)" \
+      "$(field "$off.json" p50) $(field "$on.json" p50) $(field "$off.json" p99)" \
+      "$(field "$on.json" p99) $(cat "$off.cpu" 2>/dev/null || echo nan)" \
+      "$(cat "$on.cpu" 2>/dev/null || echo nan)" >> "$WORK/budget-rows"
+  done
+  ROW_FORMAT='   %-6s | %10.0f %10.0f | %10.0f %10.0f | %10.0f %10.0f | %10.0f %10.0f | %6.3fx\n'
+  awk -v f="$ROW_FORMAT" '{ printf f, NR, $1, $2, $3, $4, $5, $6, $7, $8, ($1 > 0 ? $2 / $1 : 0) }' \
+    "$WORK/budget-rows"
+  if [ -s "$WORK/budget-rows" ]; then
+    col() { awk -v c="$1" '{ print $c }' "$WORK/budget-rows" | median; }
+    RATIO=$(awk '{ print ($1 > 0 ? $2 / $1 : 0) }' "$WORK/budget-rows" | median)
+    # shellcheck disable=SC2059  # the row format is ours
+    printf "$ROW_FORMAT" median \
+      "$(col 1)" "$(col 2)" "$(col 3)" "$(col 4)" "$(col 5)" "$(col 6)" "$(col 7)" "$(col 8)" "$RATIO"
+    echo "   (medians over rounds; thruput = hot-budget / no-budget calls/s of the same round; CPU/call over"
+    echo "   every call sent, warmup included)"
+    awk -v r="$RATIO" -v max="$BUDGET_LOSS_MAX_PERCENT" -v n="$(wc -l < "$WORK/budget-rows")" 'BEGIN {
+      loss = (1 - r) * 100
+      printf "verdict: throughput hot-budget/no-budget = %.3fx (median of %d rounds), loss %.1f%%%s (target <= %d%%): %s\n",
+        r, n, loss, (loss < 0 ? ", i.e. the budget side was faster (run-to-run noise)" : ""), max,
+        (loss <= max ? "MET" : "MISSED") }'
+    echo "   audit: $BUDGET_RESERVED_TOTAL call.decided records of the hot-budget tests carried a reservation on hot"
+  else
+    echo "!!!!! no complete round: no ratio" >&2
+    FAILED=1
+  fi
+  RESULTS=$WORK/results
+  RUN_CONNS=$CONNS
+  if [ -z "$MCP_SCENARIOS" ]; then
+    if [ "$FAILED" != 0 ]; then
+      echo "!!!!! run-bench: the budget scenario had errors; see above" >&2
+      exit 1
+    fi
+    exit 0
+  fi
+  echo
+fi
+
+# --- governed vs direct ------------------------------------------------------------------------
+
+write_config "$WORK/mandate.yaml" ./data "$CONNS"
+CFG=$WORK/mandate.yaml
+start_mandate "$CFG" "$WORK/mandate"
+echo "== mandate ready: agent listener 127.0.0.1:$AGENT_PORT (audit log in $WORK/data/audit)"
+probe_disk "$WORK/data"
 
 echo "== $RUNS run(s); each test: ${WARMUP}s warmup + ${DURATION}s measured, $CONNS connections (one MCP session each), Accept: $ACCEPT"
 for run in $(seq 1 "$RUNS"); do

@@ -42,9 +42,9 @@ core::Result<core::Json> ParseRecord(std::string_view line, const internal::Segm
                                      uint64_t offset) {
   auto parsed = core::Json::Parse(line, core::kAuditRecordBytesMax);
   if (!parsed.ok() || !parsed->is_object()) {
-    return MakeError(ErrorCode::kInternal, "audit record at " + seg.name + " offset " +
-                                               std::to_string(offset) +
-                                               " is not a JSON object (run `mandate audit verify`)");
+    return MakeError(ErrorCode::kInternal,
+                     "audit record at " + seg.name + " offset " + std::to_string(offset) +
+                         " is not a JSON object (run `mandate audit verify`)");
   }
   const core::Json* seq = parsed->Find("seq");
   if (seq == nullptr || !seq->is_int() || seq->as_int() < 0) {
@@ -64,8 +64,8 @@ core::Result<std::optional<uint64_t>> FirstSeq(const internal::Segment& seg) {
   MANDATE_ASSIGN_OR_RETURN(bool more, reader.Next(&line));
   if (!more || !line.terminated) return std::optional<uint64_t>();
   if (line.overlong) {
-    return MakeError(ErrorCode::kInternal, "audit segment " + seg.name +
-                                               " starts with a line longer than a record");
+    return MakeError(ErrorCode::kInternal,
+                     "audit segment " + seg.name + " starts with a line longer than a record");
   }
   MANDATE_ASSIGN_OR_RETURN(core::Json rec, ParseRecord(line.bytes, seg, 0));
   return std::optional<uint64_t>(static_cast<uint64_t>(rec.Find("seq")->as_int()));
@@ -170,16 +170,15 @@ core::Result<ScanEnd> ScanFrom(const std::vector<internal::Segment>& segments, s
 
 }  // namespace
 
-core::Result<ScanCursor> ScanLog(const std::string& dir, const ScanCursor& cursor,
-                                 size_t max_records,
-                                 const std::function<core::Status(const ScannedRecord&)>& on_record) {
+core::Result<ScanCursor> ScanLog(
+    const std::string& dir, const ScanCursor& cursor, size_t max_records,
+    const std::function<core::Status(const ScannedRecord&)>& on_record) {
   MANDATE_ASSIGN_OR_RETURN(std::vector<internal::Segment> segments, internal::ListSegments(dir));
   ScanCursor cur = cursor;
   if (segments.empty() || max_records == 0) return cur;
   if (cur.at) {
-    auto it = std::find_if(segments.begin(), segments.end(), [&](const internal::Segment& s) {
-      return s.number == cur.at->segment;
-    });
+    auto it = std::find_if(segments.begin(), segments.end(),
+                           [&](const internal::Segment& s) { return s.number == cur.at->segment; });
     if (it != segments.end()) {
       MANDATE_ASSIGN_OR_RETURN(
           ScanEnd end, ScanFrom(segments, static_cast<size_t>(it - segments.begin()),
@@ -189,8 +188,8 @@ core::Result<ScanCursor> ScanLog(const std::string& dir, const ScanCursor& curso
     cur.at.reset();  // not where next_seq is: locate it
   }
   MANDATE_ASSIGN_OR_RETURN(size_t start, LocateSegment(segments, cur.next_seq));
-  MANDATE_ASSIGN_OR_RETURN(ScanEnd end, ScanFrom(segments, start, 0, /*exact=*/false,
-                                                 max_records, on_record, &cur));
+  MANDATE_ASSIGN_OR_RETURN(
+      ScanEnd end, ScanFrom(segments, start, 0, /*exact=*/false, max_records, on_record, &cur));
   (void)end;
   return cur;
 }

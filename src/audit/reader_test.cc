@@ -186,7 +186,8 @@ TEST(ScanLog, ReportsGarbageAndGapsAsInternal) {
   std::vector<Seen> seen;
   auto cur = Scan(dir, {}, 100, &seen);
   ASSERT_TRUE(cur.ok());
-  AppendBytes(dir + "/audit-000001.jsonl", R"({"seq":5,"type":"gap"})" "\n");
+  AppendBytes(dir + "/audit-000001.jsonl", R"({"seq":5,"type":"gap"})"
+                                           "\n");
   auto gap = Scan(dir, *cur, 100, &seen);
   ASSERT_FALSE(gap.ok());
   EXPECT_EQ(gap.error().code, ErrorCode::kInternal);

@@ -56,7 +56,8 @@ void AddFilterOptions(CLI::App* cmd, Filters* f, bool with_run) {
   cmd->add_option("--action", f->action, "upstream:tool");
   cmd->add_option("--type", f->type, "record type, e.g. call.decided");
   cmd->add_option("--since", f->since,
-                  "from this time: RFC 3339 (2026-11-22T17:05:00Z), Unix seconds, or a duration ago (15m, 2h, 7d)");
+                  "from this time: RFC 3339 (2026-11-22T17:05:00Z), Unix seconds, or a duration "
+                  "ago (15m, 2h, 7d)");
   cmd->add_option("--until", f->until, "before this time (same forms)");
 }
 
@@ -73,7 +74,8 @@ class Output {
     if (path.empty() || path == "-") return o;
     o.fd_ = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
     if (o.fd_ < 0) {
-      return core::MakeError(core::ErrorCode::kBadRequest, "cannot create " + path + ": " + std::strerror(errno));
+      return core::MakeError(core::ErrorCode::kBadRequest,
+                             "cannot create " + path + ": " + std::strerror(errno));
     }
     return o;
   }
@@ -113,8 +115,8 @@ std::string QueryEscape(const std::string& s) {
   static constexpr char kHex[] = "0123456789ABCDEF";
   std::string out;
   for (unsigned char c : s) {
-    if ((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' || c == '.' ||
-        c == '_' || c == '~') {
+    if ((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' ||
+        c == '.' || c == '_' || c == '~') {
       out.push_back(static_cast<char>(c));
     } else {
       out.push_back('%');
@@ -129,28 +131,33 @@ void AddAuditQueryCommands(CLI::App* audit, const AuditCommandContext& ctx) {
   // query
   auto qf = std::make_shared<Filters>();
   auto* query = audit->add_subcommand(
-      "query", "find records by run, session, agent, human, action, type and time (one page, oldest first)");
+      "query",
+      "find records by run, session, agent, human, action, type and time (one page, oldest first)");
   AddFilterOptions(query, qf.get(), true);
-  query->add_option("--after-seq", qf->after_seq, "only records after this seq (the previous page's next_after_seq)");
-  query->add_option("--limit", qf->limit, "records per page (default 100, at most " +
-                                              std::to_string(core::kAdminAuditPageMax) + ")");
+  query
+      ->add_option("--after-seq", qf->after_seq,
+                   "only records after this seq (the previous page's next_after_seq)")
+      ->check(CLI::NonNegativeNumber);
+  qf->limit = 100;
+  query
+      ->add_option("--limit", qf->limit,
+                   "records per page (default 100, at most " +
+                       std::to_string(core::kAdminAuditPageMax) + ")")
+      ->check(CLI::Range(size_t{1}, core::kAdminAuditPageMax));
   query->add_flag("--all", qf->all, "follow every page to the last matching record");
   query->callback([qf, ctx] {
     const Filters& f = *qf;
-    if (f.limit > core::kAdminAuditPageMax) {
-      *ctx.rc = Fail("audit query: --limit must be 1.." + std::to_string(core::kAdminAuditPageMax), kExitUsage);
-      return;
-    }
     std::optional<int64_t> after;
     if (f.after_seq >= 0) after = f.after_seq;
     std::string base = f.Query();
     // Without any filter the endpoint tails the log; "since the epoch" asks for every record
     // from the first instead.
     if (base.empty()) base = "&since=0";
-    Json all_records = Json::MakeArray();
+    Json all_records = Json::MakeArray();  // for --json only; text is printed as it comes
+    size_t printed = 0;
     Json next = Json();
     while (true) {
-      std::string path = "/admin/v1/audit?limit=" + std::to_string(f.limit == 0 ? 100 : f.limit) + base;
+      std::string path = "/admin/v1/audit?limit=" + std::to_string(f.limit) + base;
       if (after) path += "&after_seq=" + std::to_string(*after);
       auto r = ctx.get_json(path);
       if (!r.ok()) {
@@ -163,8 +170,12 @@ void AddAuditQueryCommands(CLI::App* audit, const AuditCommandContext& ctx) {
         return;
       }
       for (const Json& rec : records->as_array()) {
-        if (!*ctx.json) std::cout << server::FormatAuditLine(rec) << "\n";
-        all_records.Push(rec);
+        if (*ctx.json) {
+          all_records.Push(rec);
+        } else {
+          std::cout << server::FormatAuditLine(rec) << "\n";
+          ++printed;
+        }
       }
       next = r->Find("next_after_seq") ? *r->Find("next_after_seq") : Json();
       if (!f.all || !next.is_int()) break;
@@ -176,16 +187,18 @@ void AddAuditQueryCommands(CLI::App* audit, const AuditCommandContext& ctx) {
       out.Set("next_after_seq", next);
       std::cout << out.Dump() << "\n";
     } else if (next.is_int()) {
-      std::cerr << "mandate: more records match: add --after-seq " << next.as_int() << " (or --all)\n";
-    } else if (all_records.as_array().empty()) {
+      std::cerr << "mandate: more records match: add --after-seq " << next.as_int()
+                << " (or --all)\n";
+    } else if (printed == 0) {
       std::cerr << "mandate: no records match\n";
     }
   });
 
   // replay
   auto rf = std::make_shared<Filters>();
-  auto* replay = audit->add_subcommand(
-      "replay", "show a run (its whole delegation tree) as a timeline: who, for whom, what was asked, decided and done");
+  auto* replay = audit->add_subcommand("replay",
+                                       "show a run (its whole delegation tree) as a timeline: who, "
+                                       "for whom, what was asked, decided and done");
   replay->add_option("RUN", rf->replay_run, "the run: its root session id")->required();
   replay->callback([rf, ctx] {
     const std::string run = rf->replay_run;
@@ -229,10 +242,13 @@ void AddAuditQueryCommands(CLI::App* audit, const AuditCommandContext& ctx) {
   // export
   auto ef = std::make_shared<Filters>();
   auto* exp = audit->add_subcommand(
-      "export", "write records as JSONL (as stored, verifiable) or as OpenTelemetry spans (OTLP/JSON)");
-  exp->add_option("--format", ef->format, "jsonl (default) or otlp")->check(CLI::IsMember({"jsonl", "otlp"}));
+      "export",
+      "write records as JSONL (as stored, verifiable) or as OpenTelemetry spans (OTLP/JSON)");
+  exp->add_option("--format", ef->format, "jsonl (default) or otlp")
+      ->check(CLI::IsMember({"jsonl", "otlp"}));
   AddFilterOptions(exp, ef.get(), true);
-  exp->add_option("-o,--output", ef->output, "write to FILE (created with mode 0600) instead of stdout");
+  exp->add_option("-o,--output", ef->output,
+                  "write to FILE (created with mode 0600) instead of stdout");
   exp->callback([ef, ctx] {
     const Filters& f = *ef;
     auto out = Output::Open(f.output);
@@ -248,7 +264,8 @@ void AddAuditQueryCommands(CLI::App* audit, const AuditCommandContext& ctx) {
       if (base.empty()) base = "&since=0";  // every record (without a filter it would tail)
       std::optional<int64_t> after;
       while (true) {
-        std::string path = "/admin/v1/audit?limit=" + std::to_string(core::kAdminAuditPageMax) + base;
+        std::string path =
+            "/admin/v1/audit?limit=" + std::to_string(core::kAdminAuditPageMax) + base;
         if (after) path += "&after_seq=" + std::to_string(*after);
         auto r = ctx.get_json(path);
         if (!r.ok()) {
@@ -281,8 +298,9 @@ void AddAuditQueryCommands(CLI::App* audit, const AuditCommandContext& ctx) {
       if (r->status / 100 != 2) {
         auto parsed = Json::Parse(r->body);
         const Json* e = parsed.ok() ? parsed->FindObject("error") : nullptr;
-        *ctx.rc = Fail("audit export: " + (e ? e->GetString("code") + ": " + e->GetString("message")
-                                             : "admin API answered HTTP " + std::to_string(r->status)));
+        *ctx.rc =
+            Fail("audit export: " + (e ? e->GetString("code") + ": " + e->GetString("message")
+                                       : "admin API answered HTTP " + std::to_string(r->status)));
         return;
       }
       std::string body = std::move(r->body);
@@ -290,7 +308,8 @@ void AddAuditQueryCommands(CLI::App* audit, const AuditCommandContext& ctx) {
       for (char c : body) written += c == '\n';
       // A failure midway ends the stream with an error line instead of a trace.
       const size_t start = body.size() < 2 ? 0 : body.rfind('\n', body.size() - 2);
-      const std::string last_line = body.substr(start == std::string::npos || body.size() < 2 ? 0 : start + 1);
+      const std::string last_line =
+          body.substr(start == std::string::npos || body.size() < 2 ? 0 : start + 1);
       if (last_line.rfind("{\"error\":", 0) == 0) {
         (void)out->Write(body);
         *ctx.rc = Fail("audit export: the export failed midway: " + last_line);
@@ -306,8 +325,8 @@ void AddAuditQueryCommands(CLI::App* audit, const AuditCommandContext& ctx) {
       return;
     }
     if (!f.output.empty() && f.output != "-") {
-      std::cerr << "mandate: wrote " << written << (f.format == "jsonl" ? " records" : " traces") << " to " << f.output
-                << "\n";
+      std::cerr << "mandate: wrote " << written << (f.format == "jsonl" ? " records" : " traces")
+                << " to " << f.output << "\n";
     }
   });
 }

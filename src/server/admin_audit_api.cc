@@ -116,9 +116,10 @@ net::HttpResponse AdminApi::BufferedExport(const net::HttpRequest& req) {
 
 net::HttpResponse AdminApi::GetAudit(const net::HttpRequest& req) {
   const int64_t now = ctx_.clock->NowUnixMicros();
-  auto q = ParseAuditQuery(QueryString(req),
-                           {"limit", "run", "sid", "agent", "human", "action", "type", "since", "until", "after_seq"},
-                           core::kAdminAuditPageMax, now);
+  auto q = ParseAuditQuery(
+      QueryString(req),
+      {"limit", "run", "sid", "agent", "human", "action", "type", "since", "until", "after_seq"},
+      core::kAdminAuditPageMax, now);
   if (!q.ok()) return Error(q.error());
   Json out = Json::MakeObject();
   if (!q->filtered) {
@@ -134,7 +135,8 @@ net::HttpResponse AdminApi::GetAudit(const net::HttpRequest& req) {
     out.Set("next_after_seq", Json());
     return net::HttpResponse::Json(200, out.Dump());
   }
-  if (ctx_.audit_index == nullptr) return Error(ErrorCode::kNotFound, "the audit index is not available");
+  if (ctx_.audit_index == nullptr)
+    return Error(ErrorCode::kNotFound, "the audit index is not available");
   auto caught_up = ctx_.audit_index->CatchUp(core::kAuditIndexCatchUpMillisMax);
   if (!caught_up.ok()) return Error(caught_up.error());
   audit::RecordReader reader(ctx_.config->audit_dir);
@@ -150,29 +152,33 @@ net::HttpResponse AdminApi::GetAudit(const net::HttpRequest& req) {
 }
 
 net::HttpResponse AdminApi::GetAuditReplay(const net::HttpRequest& req) {
-  auto q = ParseAuditQuery(QueryString(req), {"run", "after_seq", "limit"}, core::kAdminAuditPageMax,
-                           ctx_.clock->NowUnixMicros());
+  auto q = ParseAuditQuery(QueryString(req), {"run", "after_seq", "limit"},
+                           core::kAdminAuditPageMax, ctx_.clock->NowUnixMicros());
   if (!q.ok()) return Error(q.error());
   const std::string run = q->filter.run;
   if (run.empty()) return Error(ErrorCode::kBadRequest, "run is required (the root session id)");
-  if (ctx_.audit_index == nullptr) return Error(ErrorCode::kNotFound, "the audit index is not available");
+  if (ctx_.audit_index == nullptr)
+    return Error(ErrorCode::kNotFound, "the audit index is not available");
   auto caught_up = ctx_.audit_index->CatchUp(core::kAuditIndexCatchUpMillisMax);
   if (!caught_up.ok()) return Error(caught_up.error());
   audit::RecordReader reader(ctx_.config->audit_dir);
-  auto page = ReadAuditPage(*ctx_.store, reader, q->filter, q->limit.value_or(core::kAdminAuditPageMax),
-                            core::kAdminAuditPageBytesMax);
+  auto page =
+      ReadAuditPage(*ctx_.store, reader, q->filter, q->limit.value_or(core::kAdminAuditPageMax),
+                    core::kAdminAuditPageBytesMax);
   if (!page.ok()) return Error(page.error());
   if (page->records.empty() && !q->filter.after_seq) {
     return Error(ErrorCode::kNotFound, "no audit records for run \"" + run + "\"");
   }
   // Revocations of the run's agents, humans or task name no run: merged in, in seq order,
   // with the page they fall in.
-  auto related = RelatedRevocations(*ctx_.store, reader, run, q->filter.after_seq, page->next_after_seq);
+  auto related =
+      RelatedRevocations(*ctx_.store, reader, run, q->filter.after_seq, page->next_after_seq);
   if (!related.ok()) return Error(related.error());
   std::vector<Json> records = std::move(page->records);
   for (auto& r : *related) records.push_back(std::move(r));
-  std::stable_sort(records.begin(), records.end(),
-                   [](const Json& a, const Json& b) { return a.GetInt("seq", 0) < b.GetInt("seq", 0); });
+  std::stable_sort(records.begin(), records.end(), [](const Json& a, const Json& b) {
+    return a.GetInt("seq", 0) < b.GetInt("seq", 0);
+  });
   Json arr = Json::MakeArray();
   for (auto& r : records) arr.Push(std::move(r));
   Json out = Json::MakeObject();
@@ -183,10 +189,12 @@ net::HttpResponse AdminApi::GetAuditReplay(const net::HttpRequest& req) {
   return net::HttpResponse::Json(200, out.Dump());
 }
 
-void AdminApi::ExportAudit(const net::HttpRequest& req, const std::shared_ptr<net::ResponseSink>& sink) {
-  auto q = ParseAuditQuery(QueryString(req),
-                           {"format", "run", "sid", "agent", "human", "action", "type", "since", "until", "after_seq"},
-                           core::kAdminAuditPageMax, ctx_.clock->NowUnixMicros());
+void AdminApi::ExportAudit(const net::HttpRequest& req,
+                           const std::shared_ptr<net::ResponseSink>& sink) {
+  auto q = ParseAuditQuery(
+      QueryString(req),
+      {"format", "run", "sid", "agent", "human", "action", "type", "since", "until", "after_seq"},
+      core::kAdminAuditPageMax, ctx_.clock->NowUnixMicros());
   if (!q.ok()) {
     sink->Send(Error(q.error()));
     return;
@@ -195,14 +203,16 @@ void AdminApi::ExportAudit(const net::HttpRequest& req, const std::shared_ptr<ne
     sink->Send(Error(ErrorCode::kNotFound, "the audit index is not available"));
     return;
   }
-  if (auto caught_up = ctx_.audit_index->CatchUp(core::kAuditIndexCatchUpMillisMax); !caught_up.ok()) {
+  if (auto caught_up = ctx_.audit_index->CatchUp(core::kAuditIndexCatchUpMillisMax);
+      !caught_up.ok()) {
     sink->Send(Error(caught_up.error()));
     return;
   }
   audit::RecordReader reader(ctx_.config->audit_dir);
   store::Store& store = *ctx_.store;
   const std::string format = q->format.empty() ? "jsonl" : q->format;
-  const net::Headers ndjson = {{"Content-Type", "application/x-ndjson"}, {"Cache-Control", "no-store"}};
+  const net::Headers ndjson = {{"Content-Type", "application/x-ndjson"},
+                               {"Cache-Control", "no-store"}};
 
   if (format == "jsonl") {
     // Every matching record as stored, byte for byte (so each line still checks against the
@@ -211,7 +221,8 @@ void AdminApi::ExportAudit(const net::HttpRequest& req, const std::shared_ptr<ne
     ChunkWriter out(sink);
     store::AuditIndexFilter filter = q->filter;
     while (true) {
-      auto page = ReadAuditPage(store, reader, filter, core::kAdminAuditPageMax, core::kAdminAuditPageBytesMax);
+      auto page = ReadAuditPage(store, reader, filter, core::kAdminAuditPageMax,
+                                core::kAdminAuditPageBytesMax);
       if (!page.ok()) {
         out.Line(ErrorLine(page.error()));
         break;
@@ -233,9 +244,10 @@ void AdminApi::ExportAudit(const net::HttpRequest& req, const std::shared_ptr<ne
 
   // OTLP: the runs that have a record matching the filters, each whole, one trace each.
   std::vector<std::string> runs;
-  const bool only_run = !q->filter.run.empty() && q->filter.sid.empty() && q->filter.agent.empty() &&
-                        q->filter.human.empty() && q->filter.action.empty() && q->filter.type.empty() &&
-                        !q->filter.since_us && !q->filter.until_us && !q->filter.after_seq;
+  const bool only_run = !q->filter.run.empty() && q->filter.sid.empty() &&
+                        q->filter.agent.empty() && q->filter.human.empty() &&
+                        q->filter.action.empty() && q->filter.type.empty() && !q->filter.since_us &&
+                        !q->filter.until_us && !q->filter.after_seq;
   {
     std::set<std::string> seen;
     store::AuditIndexFilter f = q->filter;
@@ -267,8 +279,9 @@ void AdminApi::ExportAudit(const net::HttpRequest& req, const std::shared_ptr<ne
     f.run = run;
     size_t read = 0;
     while (true) {
-      MANDATE_ASSIGN_OR_RETURN(AuditPage page, ReadAuditPage(store, reader, f, core::kAdminAuditPageMax,
-                                                             core::kAdminAuditPageBytesMax));
+      MANDATE_ASSIGN_OR_RETURN(
+          AuditPage page,
+          ReadAuditPage(store, reader, f, core::kAdminAuditPageMax, core::kAdminAuditPageBytesMax));
       for (const Json& r : page.records) builder.Add(r);
       read += page.records.size();
       if (!page.next_after_seq) break;
@@ -283,7 +296,8 @@ void AdminApi::ExportAudit(const net::HttpRequest& req, const std::shared_ptr<ne
   if (!q->filter.run.empty()) {
     // One run: one ExportTraceServiceRequest, the body a collector's /v1/traces accepts.
     if (runs.empty()) {
-      sink->Send(Error(ErrorCode::kNotFound, "no audit records match for run \"" + q->filter.run + "\""));
+      sink->Send(
+          Error(ErrorCode::kNotFound, "no audit records match for run \"" + q->filter.run + "\""));
       return;
     }
     auto trace = run_trace(runs.front());

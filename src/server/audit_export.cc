@@ -82,7 +82,8 @@ std::string OtlpId(const std::string& text, size_t bytes) {
   core::Sha256Digest d = core::Sha256(text);
   bytes = std::min(bytes, d.size());
   // All zeros is OTLP's "invalid id"; SHA-256 practically never yields it, but never emit it.
-  if (std::all_of(d.begin(), d.begin() + static_cast<ptrdiff_t>(bytes), [](uint8_t b) { return b == 0; })) {
+  if (std::all_of(d.begin(), d.begin() + static_cast<ptrdiff_t>(bytes),
+                  [](uint8_t b) { return b == 0; })) {
     d[bytes - 1] = 1;
   }
   return core::HexEncode(std::string_view(reinterpret_cast<const char*>(d.data()), bytes));
@@ -137,7 +138,8 @@ OtlpTraceBuilder::Span* OtlpTraceBuilder::SessionSpan(const Json& record, const 
   SetAttribute(&s, "mandate.sid", Str(sid));
   if (!s.parent_sid.empty()) SetAttribute(&s, "mandate.parent_sid", Str(s.parent_sid));
   for (const char* key : {"agent", "human", "task"}) {
-    if (const std::string* v = record.FindString(key)) SetAttribute(&s, std::string("mandate.") + key, Str(*v));
+    if (const std::string* v = record.FindString(key))
+      SetAttribute(&s, std::string("mandate.") + key, Str(*v));
   }
   sessions_.emplace(sid, spans_.size());
   spans_.push_back(std::move(s));
@@ -162,9 +164,11 @@ OtlpTraceBuilder::Span* OtlpTraceBuilder::CallSpan(const Json& record, const std
   SetAttribute(&s, "mandate.run", Str(run));
   SetAttribute(&s, "mandate.decision_id", Str(decision_id));
   for (const char* key : {"sid", "agent", "human", "task", "action", "protocol", "resource"}) {
-    if (const std::string* v = record.FindString(key)) SetAttribute(&s, std::string("mandate.") + key, Str(*v));
+    if (const std::string* v = record.FindString(key))
+      SetAttribute(&s, std::string("mandate.") + key, Str(*v));
   }
-  if (const Json* chain = record.FindArray("chain")) SetAttribute(&s, "mandate.chain", StrArray(Strings(chain)));
+  if (const Json* chain = record.FindArray("chain"))
+    SetAttribute(&s, "mandate.chain", StrArray(Strings(chain)));
   calls_.emplace(decision_id, spans_.size());
   spans_.push_back(std::move(s));
   return &spans_.back();
@@ -191,8 +195,10 @@ void OtlpTraceBuilder::Add(const Json& record) {
       } else if (type == "session.started") {
         SetAttribute(session, "mandate.depth", Int(0));
       }
-      if (const Json* chain = record.FindArray("chain")) SetAttribute(session, "mandate.chain", StrArray(Strings(chain)));
-      if (const Json* scope = record.FindArray("scope")) SetAttribute(session, "mandate.scope", StrArray(Strings(scope)));
+      if (const Json* chain = record.FindArray("chain"))
+        SetAttribute(session, "mandate.chain", StrArray(Strings(chain)));
+      if (const Json* scope = record.FindArray("scope"))
+        SetAttribute(session, "mandate.scope", StrArray(Strings(scope)));
     }
     session->end_nanos = std::max(session->end_nanos, at);
   }
@@ -206,21 +212,25 @@ void OtlpTraceBuilder::Add(const Json& record) {
     if (type != "call.decided") {
       // Without its call.decided (not read), the call began latency_micros earlier.
       const int64_t latency = record.GetInt("latency_micros", 0);
-      if (latency > 0 && static_cast<uint64_t>(latency) * 1000 < at) start = at - static_cast<uint64_t>(latency) * 1000;
+      if (latency > 0 && static_cast<uint64_t>(latency) * 1000 < at)
+        start = at - static_cast<uint64_t>(latency) * 1000;
     }
     Span* call = CallSpan(record, run, decision_id, start);
     if (type == "call.decided") {
       if (const Json* d = record.FindObject("decision")) {
         const std::string decision = d->GetString("decision");
         SetAttribute(call, "mandate.decision", Str(decision));
-        if (const std::string* code = d->FindString("code")) SetAttribute(call, "mandate.decision_code", Str(*code));
-        if (const std::string* reason = d->FindString("reason")) SetAttribute(call, "mandate.reason", Str(*reason));
+        if (const std::string* code = d->FindString("code"))
+          SetAttribute(call, "mandate.decision_code", Str(*code));
+        if (const std::string* reason = d->FindString("reason"))
+          SetAttribute(call, "mandate.reason", Str(*reason));
         std::vector<std::string> policies;
         if (const Json* checks = d->FindArray("checks")) {
           for (const Json& c : checks->as_array()) {
             for (const char* k : {"forbids", "permits"}) {
               for (auto& p : Strings(c.FindArray(k))) {
-                if (std::find(policies.begin(), policies.end(), p) == policies.end()) policies.push_back(p);
+                if (std::find(policies.begin(), policies.end(), p) == policies.end())
+                  policies.push_back(p);
               }
             }
           }
@@ -231,15 +241,18 @@ void OtlpTraceBuilder::Add(const Json& record) {
           call->status_message = d->GetString("code", decision) + ": " + d->GetString("reason");
         }
       }
-      if (const std::string* h = record.FindString("args_hash")) SetAttribute(call, "mandate.args_hash", Str(*h));
+      if (const std::string* h = record.FindString("args_hash"))
+        SetAttribute(call, "mandate.args_hash", Str(*h));
     } else if (type == "call.completed") {
       const std::string status = record.GetString("status");
       SetAttribute(call, "mandate.status", Str(status));
       if (const Json* l = record.Find("latency_micros"); l != nullptr && l->is_int()) {
         SetAttribute(call, "mandate.latency_micros", Int(l->as_int()));
       }
-      if (const std::string* h = record.FindString("result_hash")) SetAttribute(call, "mandate.result_hash", Str(*h));
-      if (const std::string* e = record.FindString("error")) SetAttribute(call, "mandate.error", Str(*e));
+      if (const std::string* h = record.FindString("result_hash"))
+        SetAttribute(call, "mandate.result_hash", Str(*h));
+      if (const std::string* e = record.FindString("error"))
+        SetAttribute(call, "mandate.error", Str(*e));
       if (const Json* fx = record.Find("side_effects"); fx != nullptr && !fx->is_null()) {
         SetAttribute(call, "mandate.side_effects", AnyValue(*fx));
       }
@@ -248,7 +261,8 @@ void OtlpTraceBuilder::Add(const Json& record) {
         call->status_message.clear();
       } else {
         call->status_code = 2;
-        call->status_message = status + (record.FindString("message") ? ": " + record.GetString("message") : "");
+        call->status_message =
+            status + (record.FindString("message") ? ": " + record.GetString("message") : "");
       }
     } else {  // call.cancelled
       SetAttribute(call, "mandate.status", Str("cancelled"));
@@ -282,7 +296,8 @@ void OtlpTraceBuilder::Add(const Json& record) {
     return;
   }
   // A run-level record without a session (rare): on the root session's span when known.
-  if (auto it = sessions_.find(run); it != sessions_.end()) AddEvent(&spans_[it->second], record, at);
+  if (auto it = sessions_.find(run); it != sessions_.end())
+    AddEvent(&spans_[it->second], record, at);
 }
 
 core::Json OtlpTraceBuilder::Build() const {
@@ -294,7 +309,8 @@ core::Json OtlpTraceBuilder::Build() const {
     const Span& s = spans_[i];
     if (s.kind != 1 || s.parent_sid.empty()) continue;
     auto it = sessions_.find(s.parent_sid);
-    if (it != sessions_.end() && it->second < i) ends[it->second] = std::max(ends[it->second], ends[i]);
+    if (it != sessions_.end() && it->second < i)
+      ends[it->second] = std::max(ends[it->second], ends[i]);
   }
   Json spans = Json::MakeArray();
   for (size_t i = 0; i < spans_.size(); ++i) {

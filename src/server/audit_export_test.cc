@@ -23,8 +23,8 @@ Json Rec(int64_t seq, int64_t dt_micros, const std::string& type) {
   return j;
 }
 
-Json Session(int64_t seq, int64_t dt, const std::string& type, const std::string& sid, const std::string& parent,
-             const std::string& agent) {
+Json Session(int64_t seq, int64_t dt, const std::string& type, const std::string& sid,
+             const std::string& parent, const std::string& agent) {
   Json j = Rec(seq, dt, type);
   j.Set("run", "ses_root");
   j.Set("sid", sid);
@@ -40,8 +40,8 @@ Json Session(int64_t seq, int64_t dt, const std::string& type, const std::string
   return j;
 }
 
-Json Decided(int64_t seq, int64_t dt, const std::string& sid, const std::string& agent, const std::string& id,
-             const std::string& decision) {
+Json Decided(int64_t seq, int64_t dt, const std::string& sid, const std::string& agent,
+             const std::string& id, const std::string& decision) {
   Json j = Rec(seq, dt, "call.decided");
   j.Set("run", "ses_root");
   j.Set("sid", sid);
@@ -58,8 +58,11 @@ Json Decided(int64_t seq, int64_t dt, const std::string& sid, const std::string&
   d.Set("reason", decision == "allow" ? "permitted" : "forbidden by no-echo");
   Json check = Json::MakeObject();
   check.Set("principal", "Agent::\"" + agent + "\"");
-  check.Set("permits", Json::StringArray(decision == "allow" ? std::vector<std::string>{"p1"} : std::vector<std::string>{}));
-  check.Set("forbids", Json::StringArray(decision == "allow" ? std::vector<std::string>{} : std::vector<std::string>{"no-echo"}));
+  check.Set("permits", Json::StringArray(decision == "allow" ? std::vector<std::string>{"p1"}
+                                                             : std::vector<std::string>{}));
+  check.Set("forbids",
+            Json::StringArray(decision == "allow" ? std::vector<std::string>{}
+                                                  : std::vector<std::string>{"no-echo"}));
   Json checks = Json::MakeArray();
   checks.Push(std::move(check));
   d.Set("checks", std::move(checks));
@@ -67,8 +70,8 @@ Json Decided(int64_t seq, int64_t dt, const std::string& sid, const std::string&
   return j;
 }
 
-Json Ended(int64_t seq, int64_t dt, const std::string& type, const std::string& sid, const std::string& id,
-           const std::string& status) {
+Json Ended(int64_t seq, int64_t dt, const std::string& type, const std::string& sid,
+           const std::string& id, const std::string& status) {
   Json j = Rec(seq, dt, type);
   j.Set("run", "ses_root");
   j.Set("sid", sid);
@@ -148,9 +151,11 @@ TEST(OtlpTraceBuilder, ARunIsOneTraceWithSessionsAndCallsAlongTheDelegationTree)
     EXPECT_TRUE(IsLowerHex(s.GetString("spanId"), 16)) << s.Dump();
     EXPECT_TRUE(IsDecimal(s.Find("startTimeUnixNano"))) << s.Dump();
     EXPECT_TRUE(IsDecimal(s.Find("endTimeUnixNano"))) << s.Dump();
-    EXPECT_LE(std::stoull(s.GetString("startTimeUnixNano")), std::stoull(s.GetString("endTimeUnixNano")));
-    by_name[Attrs(s).count("mandate.decision_id") ? Attrs(s)["mandate.decision_id"].GetString("stringValue")
-                                                  : Attrs(s)["mandate.sid"].GetString("stringValue")] = &s;
+    EXPECT_LE(std::stoull(s.GetString("startTimeUnixNano")),
+              std::stoull(s.GetString("endTimeUnixNano")));
+    by_name[Attrs(s).count("mandate.decision_id")
+                ? Attrs(s)["mandate.decision_id"].GetString("stringValue")
+                : Attrs(s)["mandate.sid"].GetString("stringValue")] = &s;
   }
   const Json& root = *by_name.at("ses_root");
   const Json& child = *by_name.at("ses_child");
@@ -160,7 +165,12 @@ TEST(OtlpTraceBuilder, ARunIsOneTraceWithSessionsAndCallsAlongTheDelegationTree)
   EXPECT_EQ(child.GetString("parentSpanId"), root.GetString("spanId"));
   EXPECT_EQ(child.GetString("name"), "session researcher");
   EXPECT_EQ(Attrs(child)["mandate.depth"].GetString("intValue"), "1");
-  EXPECT_EQ(Attrs(child)["mandate.chain"].FindObject("arrayValue")->FindArray("values")->as_array().size(), 2u);
+  EXPECT_EQ(Attrs(child)["mandate.chain"]
+                .FindObject("arrayValue")
+                ->FindArray("values")
+                ->as_array()
+                .size(),
+            2u);
   // The root session lasts until its child's last record (the cancellation at +7 ms).
   EXPECT_EQ(root.GetString("startTimeUnixNano"), std::to_string(kT0 * 1000));
   EXPECT_EQ(root.GetString("endTimeUnixNano"), std::to_string((kT0 + 7000) * 1000));
@@ -194,9 +204,15 @@ TEST(OtlpTraceBuilder, ARunIsOneTraceWithSessionsAndCallsAlongTheDelegationTree)
   const Json& denied = *by_name.at("dec_2");
   EXPECT_EQ(denied.GetString("parentSpanId"), child.GetString("spanId"));
   EXPECT_EQ(denied.FindObject("status")->GetInt("code", 0), 2);
-  EXPECT_EQ(denied.FindObject("status")->GetString("message"), "policy_denied: forbidden by no-echo");
+  EXPECT_EQ(denied.FindObject("status")->GetString("message"),
+            "policy_denied: forbidden by no-echo");
   EXPECT_EQ(Attrs(denied)["mandate.decision_code"].GetString("stringValue"), "policy_denied");
-  EXPECT_EQ(Attrs(denied)["mandate.policies"].FindObject("arrayValue")->FindArray("values")->as_array().at(0).GetString("stringValue"),
+  EXPECT_EQ(Attrs(denied)["mandate.policies"]
+                .FindObject("arrayValue")
+                ->FindArray("values")
+                ->as_array()
+                .at(0)
+                .GetString("stringValue"),
             "no-echo");
 
   const Json& cancelled = *by_name.at("dec_3");
@@ -210,7 +226,12 @@ TEST(OtlpTraceBuilder, RecordsWithoutTheirOpeningRecordStillMakeConsistentSpans)
   OtlpTraceBuilder b;
   b.Add(Ended(9, 10000, "call.completed", "ses_child", "dec_9", "failed"));
   const Json doc = b.Build();
-  const auto& spans = doc.FindArray("resourceSpans")->as_array()[0].FindArray("scopeSpans")->as_array()[0].FindArray("spans")->as_array();
+  const auto& spans = doc.FindArray("resourceSpans")
+                          ->as_array()[0]
+                          .FindArray("scopeSpans")
+                          ->as_array()[0]
+                          .FindArray("spans")
+                          ->as_array();
   ASSERT_EQ(spans.size(), 2u);
   const Json& session = spans[0];
   const Json& call = spans[1];
@@ -225,7 +246,12 @@ TEST(OtlpTraceBuilder, TruncationIsMarkedOnTheRootSession) {
   b.Add(Session(1, 0, "session.started", "ses_root", "", "orchestrator"));
   b.MarkTruncated();
   const Json doc = b.Build();
-  const Json& span = doc.FindArray("resourceSpans")->as_array()[0].FindArray("scopeSpans")->as_array()[0].FindArray("spans")->as_array()[0];
+  const Json& span = doc.FindArray("resourceSpans")
+                         ->as_array()[0]
+                         .FindArray("scopeSpans")
+                         ->as_array()[0]
+                         .FindArray("spans")
+                         ->as_array()[0];
   EXPECT_TRUE(Attrs(span)["mandate.truncated"].Find("boolValue")->as_bool());
 }
 

@@ -31,7 +31,8 @@ store::AuditIndexRow AuditIndexRowFor(const core::Json& record, uint64_t seq,
   r.agent = Field(record.FindString("agent"));
   r.human = Field(record.FindString("human"));
   r.action = Field(record.FindString("action"));
-  if (const core::Json* d = record.FindObject("decision")) r.decision = Field(d->FindString("decision"));
+  if (const core::Json* d = record.FindObject("decision"))
+    r.decision = Field(d->FindString("decision"));
   r.segment = position.segment;
   r.offset = position.offset;
   return r;

@@ -76,16 +76,16 @@ class AuditIndexer {
   const core::Clock* clock_;
   std::function<void(const std::string&)> log_;
 
-  std::mutex pass_mu_;       // one indexing pass at a time; guards the members below
+  std::mutex pass_mu_;  // one indexing pass at a time; guards the members below
   bool resumed_ = false;
   audit::ScanCursor cursor_;
-  std::string last_error_;   // logged once until it changes or clears
+  std::string last_error_;  // logged once until it changes or clears
   std::atomic<uint64_t> indexed_up_to_{0};
 
   std::mutex wake_mu_;
   std::condition_variable wake_cv_;
-  bool wake_ = false;   // guarded by wake_mu_
-  bool stop_ = false;   // guarded by wake_mu_
+  bool wake_ = false;  // guarded by wake_mu_
+  bool stop_ = false;  // guarded by wake_mu_
   std::thread thread_;
 };
 

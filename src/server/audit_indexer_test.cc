@@ -38,8 +38,8 @@ class TempDir {
   std::string path_;
 };
 
-Json Call(const std::string& type, const std::string& run, const std::string& sid, const std::string& agent,
-          const std::string& action) {
+Json Call(const std::string& type, const std::string& run, const std::string& sid,
+          const std::string& agent, const std::string& action) {
   Json j = Json::MakeObject();
   j.Set("type", type);
   j.Set("run", run);
@@ -72,7 +72,8 @@ class AuditIndexerTest : public ::testing::Test {
     log_ = std::move(log).value();
   }
   AuditIndexer MakeIndexer() {
-    return AuditIndexer(dir_, store_.get(), &clock_, [this](const std::string& l) { lines_.push_back(l); });
+    return AuditIndexer(dir_, store_.get(), &clock_,
+                        [this](const std::string& l) { lines_.push_back(l); });
   }
   std::vector<store::AuditIndexRow> All() {
     store::AuditIndexFilter f;
@@ -123,8 +124,8 @@ TEST(AuditIndexRow, TakesTheQueryFieldsAndLeavesTheRestEmpty) {
 
 TEST_F(AuditIndexerTest, CatchUpIndexesEveryRecordWithItsPosition) {
   for (int i = 0; i < 60; ++i) {
-    ASSERT_TRUE(log_->Append(Call(i % 2 ? "call.completed" : "call.decided", "ses_a", "ses_a", "bot",
-                                  "jira:" + std::to_string(i % 3)))
+    ASSERT_TRUE(log_->Append(Call(i % 2 ? "call.completed" : "call.decided", "ses_a", "ses_a",
+                                  "bot", "jira:" + std::to_string(i % 3)))
                     .ok());
   }
   AuditIndexer indexer = MakeIndexer();
@@ -154,7 +155,8 @@ TEST_F(AuditIndexerTest, CatchUpIndexesEveryRecordWithItsPosition) {
 TEST_F(AuditIndexerTest, TheBackgroundThreadFollowsTheLog) {
   AuditIndexer indexer = MakeIndexer();
   indexer.Start();
-  for (int i = 0; i < 5; ++i) ASSERT_TRUE(log_->Append(Call("call.decided", "ses_a", "ses_a", "bot", "x:y")).ok());
+  for (int i = 0; i < 5; ++i)
+    ASSERT_TRUE(log_->Append(Call("call.decided", "ses_a", "ses_a", "bot", "x:y")).ok());
   // Submit: written by the log's flusher, never waited for by the caller.
   ASSERT_TRUE(log_->Submit(Call("call.completed", "ses_a", "ses_a", "bot", "x:y")).ok());
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
@@ -168,12 +170,14 @@ TEST_F(AuditIndexerTest, TheBackgroundThreadFollowsTheLog) {
 }
 
 TEST_F(AuditIndexerTest, ResumesAfterARestartWithoutDuplicates) {
-  for (int i = 0; i < 10; ++i) ASSERT_TRUE(log_->Append(Call("call.decided", "ses_a", "ses_a", "bot", "x:y")).ok());
+  for (int i = 0; i < 10; ++i)
+    ASSERT_TRUE(log_->Append(Call("call.decided", "ses_a", "ses_a", "bot", "x:y")).ok());
   {
     AuditIndexer first = MakeIndexer();
     ASSERT_TRUE(first.CatchUp(10000).ok());
   }
-  for (int i = 0; i < 10; ++i) ASSERT_TRUE(log_->Append(Call("call.decided", "ses_b", "ses_b", "bot", "x:y")).ok());
+  for (int i = 0; i < 10; ++i)
+    ASSERT_TRUE(log_->Append(Call("call.decided", "ses_b", "ses_b", "bot", "x:y")).ok());
   AuditIndexer second = MakeIndexer();
   auto done = second.CatchUp(10000);
   ASSERT_TRUE(done.ok()) << done.error().message;
@@ -184,7 +188,8 @@ TEST_F(AuditIndexerTest, ResumesAfterARestartWithoutDuplicates) {
 }
 
 TEST_F(AuditIndexerTest, RebuildsWhenTheLogNoLongerHoldsTheIndexedRecords) {
-  for (int i = 0; i < 8; ++i) ASSERT_TRUE(log_->Append(Call("call.decided", "ses_old", "ses_old", "bot", "x:y")).ok());
+  for (int i = 0; i < 8; ++i)
+    ASSERT_TRUE(log_->Append(Call("call.decided", "ses_old", "ses_old", "bot", "x:y")).ok());
   {
     AuditIndexer first = MakeIndexer();
     ASSERT_TRUE(first.CatchUp(10000).ok());
@@ -194,7 +199,8 @@ TEST_F(AuditIndexerTest, RebuildsWhenTheLogNoLongerHoldsTheIndexedRecords) {
   log_.reset();
   fs::remove_all(dir_);
   OpenLog();
-  for (int i = 0; i < 3; ++i) ASSERT_TRUE(log_->Append(Call("call.decided", "ses_new", "ses_new", "bot", "x:y")).ok());
+  for (int i = 0; i < 3; ++i)
+    ASSERT_TRUE(log_->Append(Call("call.decided", "ses_new", "ses_new", "bot", "x:y")).ok());
   AuditIndexer second = MakeIndexer();
   auto done = second.CatchUp(10000);
   ASSERT_TRUE(done.ok()) << done.error().message;
@@ -207,7 +213,9 @@ TEST_F(AuditIndexerTest, RebuildsWhenTheLogNoLongerHoldsTheIndexedRecords) {
 
 TEST_F(AuditIndexerTest, AnIndexedPageReadsTheRecordsBack) {
   for (int i = 0; i < 30; ++i) {
-    ASSERT_TRUE(log_->Append(Call("call.decided", i % 2 ? "ses_a" : "ses_b", "s", i % 3 ? "bot" : "helper", "x:y")).ok());
+    ASSERT_TRUE(log_->Append(Call("call.decided", i % 2 ? "ses_a" : "ses_b", "s",
+                                  i % 3 ? "bot" : "helper", "x:y"))
+                    .ok());
   }
   AuditIndexer indexer = MakeIndexer();
   ASSERT_TRUE(indexer.CatchUp(10000).ok());

@@ -128,7 +128,8 @@ std::optional<int64_t> ParseUnixSeconds(std::string_view t) {
 
 core::Result<uint64_t> ParseSeq(const std::string& name, const std::string& v) {
   if (v.empty() || v.size() > 18 || !std::all_of(v.begin(), v.end(), IsDigit)) {
-    return MakeError(ErrorCode::kBadRequest, name + " must be a record's seq (a decimal integer >= 0)");
+    return MakeError(ErrorCode::kBadRequest,
+                     name + " must be a record's seq (a decimal integer >= 0)");
   }
   return std::stoull(v);
 }
@@ -140,7 +141,8 @@ core::Result<int64_t> ParseAuditTime(std::string_view text, int64_t now_micros) 
   if (auto t = ParseUnixSeconds(text)) return *t;
   if (!text.empty() && IsDigit(text.front()) && !IsDigit(text.back())) {
     auto ms = ParseDurationMillis(text);
-    if (ms.ok() && *ms <= std::numeric_limits<int64_t>::max() / 1000) return now_micros - *ms * 1000;
+    if (ms.ok() && *ms <= std::numeric_limits<int64_t>::max() / 1000)
+      return now_micros - *ms * 1000;
   }
   return MakeError(ErrorCode::kBadRequest,
                    "\"" + std::string(text.substr(0, 64)) +
@@ -152,7 +154,8 @@ core::Result<AuditQuery> ParseAuditQuery(std::string_view query,
                                          const std::vector<std::string_view>& allowed,
                                          size_t limit_max, int64_t now_micros) {
   auto params = net::ParseForm(query);
-  if (!params.ok()) return MakeError(ErrorCode::kBadRequest, "query string: " + params.error().message);
+  if (!params.ok())
+    return MakeError(ErrorCode::kBadRequest, "query string: " + params.error().message);
   AuditQuery q;
   for (const auto& [name, value] : *params) {
     if (std::find(allowed.begin(), allowed.end(), name) == allowed.end()) {
@@ -187,16 +190,19 @@ core::Result<AuditQuery> ParseAuditQuery(std::string_view query,
       MANDATE_ASSIGN_OR_RETURN(q.filter.after_seq, ParseSeq(name, value));
       continue;
     }
-    std::string* field = name == "run"     ? &q.filter.run
-                         : name == "sid"   ? &q.filter.sid
-                         : name == "agent" ? &q.filter.agent
-                         : name == "human" ? &q.filter.human
+    std::string* field = name == "run"      ? &q.filter.run
+                         : name == "sid"    ? &q.filter.sid
+                         : name == "agent"  ? &q.filter.agent
+                         : name == "human"  ? &q.filter.human
                          : name == "action" ? &q.filter.action
-                         : name == "type"  ? &q.filter.type
-                                           : nullptr;
-    if (field == nullptr) return MakeError(ErrorCode::kBadRequest, "unsupported parameter \"" + name + "\"");
-    if (value.empty() || value.size() > core::kAuditIndexFieldBytesMax || !core::IsValidUtf8(value)) {
-      return MakeError(ErrorCode::kBadRequest, name + " must be 1.." + std::to_string(core::kAuditIndexFieldBytesMax) +
+                         : name == "type"   ? &q.filter.type
+                                            : nullptr;
+    if (field == nullptr)
+      return MakeError(ErrorCode::kBadRequest, "unsupported parameter \"" + name + "\"");
+    if (value.empty() || value.size() > core::kAuditIndexFieldBytesMax ||
+        !core::IsValidUtf8(value)) {
+      return MakeError(ErrorCode::kBadRequest, name + " must be 1.." +
+                                                   std::to_string(core::kAuditIndexFieldBytesMax) +
                                                    " bytes of UTF-8");
     }
     *field = value;
@@ -208,7 +214,8 @@ core::Result<AuditQuery> ParseAuditQuery(std::string_view query,
 }
 
 core::Result<AuditPage> ReadAuditPage(store::Store& store, audit::RecordReader& reader,
-                                      store::AuditIndexFilter filter, size_t limit, size_t bytes_max) {
+                                      store::AuditIndexFilter filter, size_t limit,
+                                      size_t bytes_max) {
   // One row more than the page: whether a next page exists.
   filter.limit = std::min(limit, core::kAuditIndexQueryRowsMax - 1) + 1;
   limit = filter.limit - 1;
@@ -217,16 +224,18 @@ core::Result<AuditPage> ReadAuditPage(store::Store& store, audit::RecordReader& 
   size_t bytes = 0;
   for (size_t i = 0; i < rows.size() && i < limit; ++i) {
     const store::AuditIndexRow& row = rows[i];
-    MANDATE_ASSIGN_OR_RETURN(std::string line, reader.ReadAt(audit::RecordPosition{row.segment, row.offset}));
+    MANDATE_ASSIGN_OR_RETURN(std::string line,
+                             reader.ReadAt(audit::RecordPosition{row.segment, row.offset}));
     if (!page.records.empty() && bytes + line.size() > bytes_max) {
       page.next_after_seq = static_cast<uint64_t>(page.records.back().GetInt("seq", 0));
       return page;
     }
     auto rec = Json::Parse(line, core::kAuditRecordBytesMax);
     if (!rec.ok() || rec->GetInt("seq", -1) != static_cast<int64_t>(row.seq)) {
-      return MakeError(ErrorCode::kInternal,
-                       "the audit index is out of step with the log at seq " + std::to_string(row.seq) +
-                           " (the log changed underneath it; restart the server to rebuild the index)");
+      return MakeError(
+          ErrorCode::kInternal,
+          "the audit index is out of step with the log at seq " + std::to_string(row.seq) +
+              " (the log changed underneath it; restart the server to rebuild the index)");
     }
     bytes += line.size() + 1;
     page.records.push_back(std::move(rec).value());
@@ -256,8 +265,10 @@ core::Result<std::vector<Json>> RelatedRevocations(store::Store& store, audit::R
       if (!row.human.empty()) humans.insert(row.human);
       if (!run_start || row.seq < *run_start) run_start = row.seq;
       if (task.empty() && row.type == "session.started") {
-        MANDATE_ASSIGN_OR_RETURN(std::string line, reader.ReadAt(audit::RecordPosition{row.segment, row.offset}));
-        if (auto rec = Json::Parse(line, core::kAuditRecordBytesMax); rec.ok()) task = rec->GetString("task");
+        MANDATE_ASSIGN_OR_RETURN(std::string line,
+                                 reader.ReadAt(audit::RecordPosition{row.segment, row.offset}));
+        if (auto rec = Json::Parse(line, core::kAuditRecordBytesMax); rec.ok())
+          task = rec->GetString("task");
       }
     }
   }
@@ -271,7 +282,8 @@ core::Result<std::vector<Json>> RelatedRevocations(store::Store& store, audit::R
   MANDATE_ASSIGN_OR_RETURN(std::vector<store::AuditIndexRow> rows, store.QueryAuditIndex(f));
   for (const auto& row : rows) {
     if (!row.run.empty()) continue;  // a session revocation names its run: already a run record
-    MANDATE_ASSIGN_OR_RETURN(std::string line, reader.ReadAt(audit::RecordPosition{row.segment, row.offset}));
+    MANDATE_ASSIGN_OR_RETURN(std::string line,
+                             reader.ReadAt(audit::RecordPosition{row.segment, row.offset}));
     auto rec = Json::Parse(line, core::kAuditRecordBytesMax);
     if (!rec.ok()) continue;
     const std::string kind = rec->GetString("kind");

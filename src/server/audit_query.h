@@ -44,9 +44,9 @@ core::Result<AuditQuery> ParseAuditQuery(std::string_view query,
                                          size_t limit_max, int64_t now_micros);
 
 struct AuditPage {
-  std::vector<core::Json> records;        // parsed, in the filter's order
-  std::vector<std::string> lines;         // the same records as stored (byte-exact)
-  std::optional<uint64_t> next_after_seq; // set when more records may match
+  std::vector<core::Json> records;         // parsed, in the filter's order
+  std::vector<std::string> lines;          // the same records as stored (byte-exact)
+  std::optional<uint64_t> next_after_seq;  // set when more records may match
 };
 
 // Up to `limit` records matching `filter` (its limit is replaced), and fewer when they would

@@ -12,8 +12,9 @@ namespace {
 using core::ErrorCode;
 
 constexpr int64_t kNow = 1767000000LL * 1000000;  // 2025-12-29T09:20:00Z
-const std::vector<std::string_view> kAll = {"limit", "run", "sid", "agent", "human", "action",
-                                            "type", "since", "until", "after_seq", "format"};
+const std::vector<std::string_view> kAll = {"limit", "run",       "sid",   "agent",
+                                            "human", "action",    "type",  "since",
+                                            "until", "after_seq", "format"};
 
 TEST(ParseAuditTime, AcceptsRfc3339UnixSecondsAndDurationsAgo) {
   EXPECT_EQ(*ParseAuditTime("2025-12-29T09:20:00Z", kNow), kNow);
@@ -34,10 +35,10 @@ TEST(ParseAuditTime, AcceptsRfc3339UnixSecondsAndDurationsAgo) {
 }
 
 TEST(ParseAuditTime, RefusesEverythingElse) {
-  for (const char* bad : {"", "yesterday", "2025-12-29", "2025-12-29T09:20:00", "2025-13-01T00:00:00Z",
-                          "2025-02-29T00:00:00Z", "2025-12-29T24:00:00Z", "2025-12-29T09:20:00+2:00",
-                          "2025-12-29T09:20:00Zjunk", "-5", "1.", "12x", "15 m", "1e9",
-                          "9999999999999", "2025-12-29T09:20:00.Z"}) {
+  for (const char* bad : {"", "yesterday", "2025-12-29", "2025-12-29T09:20:00",
+                          "2025-13-01T00:00:00Z", "2025-02-29T00:00:00Z", "2025-12-29T24:00:00Z",
+                          "2025-12-29T09:20:00+2:00", "2025-12-29T09:20:00Zjunk", "-5", "1.", "12x",
+                          "15 m", "1e9", "9999999999999", "2025-12-29T09:20:00.Z"}) {
     auto r = ParseAuditTime(bad, kNow);
     ASSERT_FALSE(r.ok()) << bad;
     EXPECT_EQ(r.error().code, ErrorCode::kBadRequest) << bad;
@@ -81,24 +82,27 @@ TEST(ParseAuditQuery, NamesTheBadParameter) {
     const char* query;
     const char* says;
   };
-  for (const Case& c : {Case{"agnet=bot", "unknown parameter \"agnet\""}, Case{"limit=0", "limit must be 1..10000"},
-                        Case{"limit=10001", "limit must be 1..10000"}, Case{"limit=x", "limit"},
-                        Case{"after_seq=-1", "after_seq"}, Case{"after_seq=1x", "after_seq"},
-                        Case{"since=soon", "since:"}, Case{"until=2025-02-30T00:00:00Z", "until:"},
-                        Case{"since=2h&until=3h", "since must be before until"}, Case{"run=", "run must be"},
-                        Case{"agent=a&agent=b", "query string"}, Case{"format=csv", "format must be jsonl or otlp"},
-                        Case{"run=%zz", "query string"}}) {
+  for (const Case& c :
+       {Case{"agnet=bot", "unknown parameter \"agnet\""}, Case{"limit=0", "limit must be 1..10000"},
+        Case{"limit=10001", "limit must be 1..10000"}, Case{"limit=x", "limit"},
+        Case{"after_seq=-1", "after_seq"}, Case{"after_seq=1x", "after_seq"},
+        Case{"since=soon", "since:"}, Case{"until=2025-02-30T00:00:00Z", "until:"},
+        Case{"since=2h&until=3h", "since must be before until"}, Case{"run=", "run must be"},
+        Case{"agent=a&agent=b", "query string"}, Case{"format=csv", "format must be jsonl or otlp"},
+        Case{"run=%zz", "query string"}}) {
     auto q = ParseAuditQuery(c.query, kAll, core::kAdminAuditPageMax, kNow);
     ASSERT_FALSE(q.ok()) << c.query;
     EXPECT_EQ(q.error().code, ErrorCode::kBadRequest) << c.query;
-    EXPECT_NE(q.error().message.find(c.says), std::string::npos) << c.query << ": " << q.error().message;
+    EXPECT_NE(q.error().message.find(c.says), std::string::npos)
+        << c.query << ": " << q.error().message;
   }
   // A parameter valid elsewhere is unknown where it is not allowed.
-  auto replay = ParseAuditQuery("agent=bot", {"run", "after_seq", "limit"}, core::kAdminAuditPageMax, kNow);
+  auto replay =
+      ParseAuditQuery("agent=bot", {"run", "after_seq", "limit"}, core::kAdminAuditPageMax, kNow);
   ASSERT_FALSE(replay.ok());
   EXPECT_NE(replay.error().message.find("accepted: run, after_seq, limit"), std::string::npos);
-  auto long_run = ParseAuditQuery("run=" + std::string(core::kAuditIndexFieldBytesMax + 1, 'r'), kAll,
-                                  core::kAdminAuditPageMax, kNow);
+  auto long_run = ParseAuditQuery("run=" + std::string(core::kAuditIndexFieldBytesMax + 1, 'r'),
+                                  kAll, core::kAdminAuditPageMax, kNow);
   ASSERT_FALSE(long_run.ok());
 }
 

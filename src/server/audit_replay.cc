@@ -47,16 +47,16 @@ std::string UnixSecondsTime(int64_t seconds) {
   return FormatAuditTime(seconds * 1000000).substr(0, 19) + "Z";
 }
 
-// The members of a record that are not said elsewhere, as "k=v" (structured values as
-// JSON, cut short).
-std::string OtherMembers(const Json& rec, std::initializer_list<const char*> skip) {
+// The members of a record but the log's own ("seq", "ts", "prev"), its type and run, as "k=v"
+// (structured values as JSON, cut short).
+std::string OtherMembers(const Json& rec) {
   std::string out;
   for (const auto& [key, value] : rec.as_object()) {
     if (key == "seq" || key == "ts" || key == "prev" || key == "type" || key == "run") continue;
-    if (std::find_if(skip.begin(), skip.end(), [&](const char* s) { return key == s; }) != skip.end()) continue;
     if (value.is_null()) continue;
     if (!out.empty()) out += ", ";
-    out += key + "=" + (value.is_string() ? value.as_string() : Cut(value.Dump(), kValueSummaryBytes));
+    out +=
+        key + "=" + (value.is_string() ? value.as_string() : Cut(value.Dump(), kValueSummaryBytes));
   }
   return out;
 }
@@ -67,7 +67,8 @@ std::string Policies(const Json& decision) {
   auto add = [](std::vector<std::string>* to, const Json* arr) {
     if (arr == nullptr || !arr->is_array()) return;
     for (const Json& p : arr->as_array()) {
-      if (p.is_string() && std::find(to->begin(), to->end(), p.as_string()) == to->end()) to->push_back(p.as_string());
+      if (p.is_string() && std::find(to->begin(), to->end(), p.as_string()) == to->end())
+        to->push_back(p.as_string());
     }
   };
   if (const Json* checks = decision.FindArray("checks")) {
@@ -83,14 +84,16 @@ std::string Policies(const Json& decision) {
     return s;
   };
   if (!forbids.empty()) out += "forbidden by " + list(forbids);
-  if (!permits.empty()) out += std::string(out.empty() ? "" : "; ") + "permitted by " + list(permits);
+  if (!permits.empty())
+    out += std::string(out.empty() ? "" : "; ") + "permitted by " + list(permits);
   return out;
 }
 
 std::string Who(const Json& rec) {
   std::string who = rec.GetString("agent");
   const Json* chain = rec.FindArray("chain");
-  if (chain != nullptr && chain->as_array().size() > 1) who += " (chain " + Join(chain, " > ") + ")";
+  if (chain != nullptr && chain->as_array().size() > 1)
+    who += " (chain " + Join(chain, " > ") + ")";
   const std::string human = rec.GetString("human");
   if (!human.empty()) who += " for " + human;
   return who;
@@ -102,9 +105,10 @@ std::vector<std::string> Entry(const Json& rec) {
   const std::string sid = rec.GetString("sid");
   std::vector<std::string> lines;
   if (type == "session.started" || type == "session.delegated") {
-    std::string l = "session " + sid + (type == "session.started" ? " started: " + Who(rec)
-                                                                  : " delegated by " + rec.GetString("parent_sid") +
-                                                                        " to " + Who(rec));
+    std::string l = "session " + sid +
+                    (type == "session.started"
+                         ? " started: " + Who(rec)
+                         : " delegated by " + rec.GetString("parent_sid") + " to " + Who(rec));
     if (!rec.GetString("task").empty()) l += ", task " + rec.GetString("task");
     if (const Json* scope = rec.FindArray("scope")) l += ", scope " + Join(scope, " ");
     if (const Json* m = rec.FindObject("model")) {
@@ -123,11 +127,14 @@ std::vector<std::string> Entry(const Json& rec) {
     }
     lines.push_back(l);
   } else if (type == "session.delegation_refused") {
-    lines.push_back("delegation from " + rec.GetString("parent_sid", "?") + " to " + rec.GetString("audience", "?") +
-                    " REFUSED: " + rec.GetString("error") + ": " + rec.GetString("reason"));
+    lines.push_back("delegation from " + rec.GetString("parent_sid", "?") + " to " +
+                    rec.GetString("audience", "?") + " REFUSED: " + rec.GetString("error") + ": " +
+                    rec.GetString("reason"));
   } else if (type == "call.decided") {
-    std::string l = "call " + rec.GetString("decision_id") + ": " + Who(rec) + " asked " + rec.GetString("action");
-    if (const Json* args = rec.Find("args"); args != nullptr && !args->is_null()) l += " " + Cut(args->Dump(), kArgsSummaryBytes);
+    std::string l = "call " + rec.GetString("decision_id") + ": " + Who(rec) + " asked " +
+                    rec.GetString("action");
+    if (const Json* args = rec.Find("args"); args != nullptr && !args->is_null())
+      l += " " + Cut(args->Dump(), kArgsSummaryBytes);
     lines.push_back(l);
     if (const Json* d = rec.FindObject("decision")) {
       std::string why = "decided: " + d->GetString("decision");
@@ -142,36 +149,45 @@ std::vector<std::string> Entry(const Json& rec) {
             (v->is_object() && v->as_object().empty())) {
           continue;
         }
-        lines.push_back(std::string(k) + ": " + (v->is_string() ? v->as_string() : Cut(v->Dump(), kValueSummaryBytes)));
+        lines.push_back(std::string(k) + ": " +
+                        (v->is_string() ? v->as_string() : Cut(v->Dump(), kValueSummaryBytes)));
       }
     }
   } else if (type == "call.completed") {
-    std::string l = "call " + rec.GetString("decision_id") + " " + rec.GetString("action") + ": " + rec.GetString("status");
-    if (const Json* lat = rec.Find("latency_micros"); lat != nullptr && lat->is_int()) l += " in " + Latency(lat->as_int());
+    std::string l = "call " + rec.GetString("decision_id") + " " + rec.GetString("action") + ": " +
+                    rec.GetString("status");
+    if (const Json* lat = rec.Find("latency_micros"); lat != nullptr && lat->is_int())
+      l += " in " + Latency(lat->as_int());
     if (!rec.GetString("error").empty()) l += ", error " + rec.GetString("error");
     if (!rec.GetString("message").empty()) l += ": " + rec.GetString("message");
     lines.push_back(l);
     if (const Json* fx = rec.Find("side_effects"); fx != nullptr && !fx->is_null()) {
       if (fx->is_array()) {
-        for (const Json& e : fx->as_array()) lines.push_back("side effect: " + (e.is_string() ? e.as_string() : Cut(e.Dump(), kValueSummaryBytes)));
+        for (const Json& e : fx->as_array())
+          lines.push_back("side effect: " +
+                          (e.is_string() ? e.as_string() : Cut(e.Dump(), kValueSummaryBytes)));
       } else {
         lines.push_back("side effects: " + Cut(fx->Dump(), kValueSummaryBytes));
       }
     }
   } else if (type == "call.cancelled") {
-    std::string l = "call " + rec.GetString("decision_id") + " " + rec.GetString("action") + ": CANCELLED";
-    if (const Json* f = rec.Find("in_flight"); f != nullptr && f->is_bool() && f->as_bool()) l += " in flight";
-    if (const Json* lat = rec.Find("latency_micros"); lat != nullptr && lat->is_int()) l += " after " + Latency(lat->as_int());
+    std::string l =
+        "call " + rec.GetString("decision_id") + " " + rec.GetString("action") + ": CANCELLED";
+    if (const Json* f = rec.Find("in_flight"); f != nullptr && f->is_bool() && f->as_bool())
+      l += " in flight";
+    if (const Json* lat = rec.Find("latency_micros"); lat != nullptr && lat->is_int())
+      l += " after " + Latency(lat->as_int());
     if (!rec.GetString("reason").empty()) l += ": " + rec.GetString("reason");
     lines.push_back(l);
   } else if (type == "session.revoked") {
     std::string l = "REVOKED " + rec.GetString("kind") + " " + rec.GetString("subject");
     if (!rec.GetString("reason").empty()) l += ": " + rec.GetString("reason");
-    if (const Json* s = rec.FindArray("sessions"); s != nullptr && !s->as_array().empty()) l += "; sessions " + Join(s);
+    if (const Json* s = rec.FindArray("sessions"); s != nullptr && !s->as_array().empty())
+      l += "; sessions " + Join(s);
     lines.push_back(l);
   } else {
     // approval.*, plan.*, budget.* and whatever later versions add: every member said.
-    const std::string rest = OtherMembers(rec, {});
+    const std::string rest = OtherMembers(rec);
     lines.push_back(type + (rest.empty() ? "" : ": " + rest));
   }
   return lines;
@@ -180,7 +196,8 @@ std::vector<std::string> Entry(const Json& rec) {
 }  // namespace
 
 std::string FormatAuditTime(int64_t unix_micros) {
-  const int64_t seconds = unix_micros >= 0 ? unix_micros / 1000000 : (unix_micros - 999999) / 1000000;
+  const int64_t seconds =
+      unix_micros >= 0 ? unix_micros / 1000000 : (unix_micros - 999999) / 1000000;
   const int64_t millis = (unix_micros - seconds * 1000000) / 1000;
   std::time_t t = static_cast<std::time_t>(seconds);
   std::tm tm{};
@@ -194,7 +211,8 @@ std::string FormatAuditTime(int64_t unix_micros) {
 
 std::string FormatAuditLine(const Json& rec) {
   std::string line = "#" + std::to_string(rec.GetInt("seq", -1));
-  if (const Json* ts = rec.Find("ts"); ts != nullptr && ts->is_int()) line += " " + FormatAuditTime(ts->as_int());
+  if (const Json* ts = rec.Find("ts"); ts != nullptr && ts->is_int())
+    line += " " + FormatAuditTime(ts->as_int());
   line += " " + rec.GetString("type");
   const std::string type = rec.GetString("type");
   if (const Json* d = rec.FindObject("decision")) {
@@ -205,20 +223,24 @@ std::string FormatAuditLine(const Json& rec) {
     line += " " + rec.GetString("action") + " status=" + rec.GetString("status") +
             " latency_us=" + std::to_string(rec.GetInt("latency_micros", 0));
   } else if (type == "call.cancelled") {
-    line += " " + rec.GetString("action") + " agent=" + rec.GetString("agent") + " reason=" + rec.GetString("reason");
+    line += " " + rec.GetString("action") + " agent=" + rec.GetString("agent") +
+            " reason=" + rec.GetString("reason");
   } else if (!rec.GetString("sid").empty()) {
-    line += " sid=" + rec.GetString("sid") + " agent=" + rec.GetString("agent") + " human=" + rec.GetString("human");
+    line += " sid=" + rec.GetString("sid") + " agent=" + rec.GetString("agent") +
+            " human=" + rec.GetString("human");
   } else if (!rec.GetString("subject").empty()) {
     line += " " + rec.GetString("kind") + " " + rec.GetString("subject");
   } else if (type == "policy.loaded") {
-    line += " sha256=" + rec.GetString("sha256").substr(0, 12) + " policies=" + std::to_string(rec.GetInt("policies", 0));
+    line += " sha256=" + rec.GetString("sha256").substr(0, 12) +
+            " policies=" + std::to_string(rec.GetInt("policies", 0));
   } else if (type == "policy.rejected") {
     line += " " + rec.GetString("error");
   }
   return line;
 }
 
-std::string FormatReplayTimeline(const std::string& run, const std::vector<Json>& records, bool truncated) {
+std::string FormatReplayTimeline(const std::string& run, const std::vector<Json>& records,
+                                 bool truncated) {
   std::string out;
   if (records.empty()) return "run " + run + ": no records\n";
   // Depth of each session: 0 for the root, the delegation's depth for a child.
@@ -236,7 +258,8 @@ std::string FormatReplayTimeline(const std::string& run, const std::vector<Json>
       ++sessions;
     } else if (type == "session.delegated") {
       int64_t d = r.GetInt("depth", -1);
-      if (d < 0) d = depth.count(r.GetString("parent_sid")) ? depth[r.GetString("parent_sid")] + 1 : 1;
+      if (d < 0)
+        d = depth.count(r.GetString("parent_sid")) ? depth[r.GetString("parent_sid")] + 1 : 1;
       depth[sid] = d;
       ++sessions;
     } else if (type == "call.decided") {
@@ -252,22 +275,25 @@ std::string FormatReplayTimeline(const std::string& run, const std::vector<Json>
   }
   char span[32];
   std::snprintf(span, sizeof span, "%.3f s", static_cast<double>(end - start) / 1e6);
-  out += "\n  started " + FormatAuditTime(start) + "; " + std::to_string(sessions) + " session(s), " +
-         std::to_string(calls) + " call(s), " + std::to_string(records.size()) + " records over " + span + "\n";
+  out += "\n  started " + FormatAuditTime(start) + "; " + std::to_string(sessions) +
+         " session(s), " + std::to_string(calls) + " call(s), " + std::to_string(records.size()) +
+         " records over " + span + "\n";
   for (const Json& r : records) {
     const std::string sid = r.GetString("sid");
     int64_t d = 0;
     if (auto it = depth.find(sid); it != depth.end()) d = it->second;
     const std::string indent(static_cast<size_t>(std::clamp<int64_t>(d, 0, 32)) * 2, ' ');
     char when[32];
-    std::snprintf(when, sizeof when, "+%.3fs", static_cast<double>(r.GetInt("ts", start) - start) / 1e6);
+    std::snprintf(when, sizeof when, "+%.3fs",
+                  static_cast<double>(r.GetInt("ts", start) - start) / 1e6);
     std::string prefix = std::string(when);
     if (prefix.size() < 10) prefix.insert(0, 10 - prefix.size(), ' ');
     prefix += "  #" + std::to_string(r.GetInt("seq", -1));
     if (prefix.size() < 20) prefix.append(20 - prefix.size(), ' ');
     const std::vector<std::string> lines = Entry(r);
     for (size_t i = 0; i < lines.size(); ++i) {
-      out += (i == 0 ? prefix : std::string(prefix.size(), ' ')) + " " + indent + (i == 0 ? "" : "  ") + lines[i] + "\n";
+      out += (i == 0 ? prefix : std::string(prefix.size(), ' ')) + " " + indent +
+             (i == 0 ? "" : "  ") + lines[i] + "\n";
     }
   }
   if (truncated) out += "(truncated: the run has more records than one replay reads)\n";

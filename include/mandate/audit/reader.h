@@ -43,8 +43,8 @@ struct ScanCursor {
 // One record delivered by ScanLog. `line` and `record` are valid only during the callback.
 struct ScannedRecord {
   uint64_t seq = 0;
-  std::string_view line;      // as stored, without its newline
-  const core::Json* record;   // `line` parsed (an object with an integer "seq")
+  std::string_view line;     // as stored, without its newline
+  const core::Json* record;  // `line` parsed (an object with an integer "seq")
   RecordPosition position;
 };
 
@@ -57,9 +57,9 @@ struct ScannedRecord {
 // complete line is not a JSON object with an integer "seq", is longer than
 // kAuditRecordBytesMax, or does not carry the seq expected at its place (a gap or a reorder:
 // the log is damaged, run VerifyLog).
-core::Result<ScanCursor> ScanLog(const std::string& dir, const ScanCursor& cursor,
-                                 size_t max_records,
-                                 const std::function<core::Status(const ScannedRecord&)>& on_record);
+core::Result<ScanCursor> ScanLog(
+    const std::string& dir, const ScanCursor& cursor, size_t max_records,
+    const std::function<core::Status(const ScannedRecord&)>& on_record);
 
 // Reads single records at known positions, keeping up to kAuditReaderOpenSegmentsMax segment
 // files open between reads (closed by the destructor).
