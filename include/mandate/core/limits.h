@@ -212,4 +212,38 @@ inline constexpr size_t kBudgetMatchValuesMax = 256;
 static_assert(kBudgetRunIdleSecondsMax > kTokenTtlSecondsMax);
 static_assert(kBudgetsMax <= kBudgetBucketsMax, "every budget must be able to hold a bucket");
 
+// --- Approvals (src/approval) ----------------------------------------------------------------
+// Pending approval requests the book holds at once, and per session (so one runaway agent
+// cannot crowd out everyone else's). Beyond either, a Request that needs a new approval is
+// refused with kConflict (fail closed: the call is not admitted).
+inline constexpr size_t kApprovalsPendingMax = 1000;
+inline constexpr size_t kApprovalsPendingPerSessionMax = 16;
+// Decided approvals (granted and not yet used, used, denied, expired) remembered for
+// `GET /v1/approvals/<id>`, `approvals list` and refusing retries of a denied call. Beyond it
+// the one that would be forgotten soonest is forgotten now.
+inline constexpr size_t kApprovalsDecidedMax = 4000;
+// A pending request's arguments, as shown to approvers (compact JSON). Larger arguments cannot
+// be approved (kPayloadTooLarge): an approver must see everything an approval covers.
+inline constexpr size_t kApprovalArgsBytesMax = 64 * 1024;
+// Any one string of a request (ids, names, action, policy) and a denial's reason.
+inline constexpr size_t kApprovalFieldBytesMax = 1024;
+inline constexpr size_t kApprovalReasonBytesMax = 1024;
+// How long a pending request lives, and how long a granted approval stays usable by a retry
+// (config `expiry`), and the default parking time (config `wait`).
+inline constexpr int64_t kApprovalExpiryMicrosDefault = 15LL * 60 * 1000000;
+inline constexpr int64_t kApprovalExpiryMicrosMin = 1000000;
+inline constexpr int64_t kApprovalExpiryMicrosMax = 7LL * 24 * 60 * 60 * 1000000;
+inline constexpr int64_t kApprovalWaitMicrosDefault = 60LL * 1000000;
+static_assert(kApprovalsPendingPerSessionMax <= kApprovalsPendingMax);
+static_assert(kApprovalWaitMicrosDefault <= kApprovalExpiryMicrosDefault &&
+              kApprovalWaitMillisMax * 1000 <= kApprovalExpiryMicrosMax,
+              "a parked call never outlives the request it waits for");
+static_assert(kApprovalArgsBytesMax <= kAuditArgsBytesMax &&
+              kApprovalArgsBytesMax + 16 * kApprovalFieldBytesMax + kAuditFramingBytesMax <
+                  kAuditRecordBytesMax,
+              "an approval.requested record (arguments and fields) fits one audit record");
+static_assert(kApprovalMinApproversMax * kNameBytesMax + 16 * kApprovalFieldBytesMax <
+                  kAuditRecordBytesMax,
+              "an approval.decided record (every approver) fits one audit record");
+
 }  // namespace mandate::core
