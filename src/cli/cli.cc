@@ -548,6 +548,51 @@ int Run(int argc, char** argv) {
   });
 
   // keys
+  // approvals list | approve ID --as H | deny ID --as H [--reason R]
+  auto* approvals = app.add_subcommand("approvals", "pending approvals, and deciding them");
+  approvals->require_subcommand(1);
+  auto* ap_list = approvals->add_subcommand("list", "pending approvals (--all: decided ones too)");
+  bool ap_all = false;
+  ap_list->add_flag("--all", ap_all, "also granted, used, denied and expired approvals");
+  ap_list->callback([&] {
+    auto r = admin_or_fail("GET", std::string("/admin/v1/approvals") + (ap_all ? "?state=all" : ""), nullptr);
+    if (!r) return;
+    std::string text;
+    const Json* list = r->FindArray("approvals");
+    if (list == nullptr || list->as_array().empty()) text = "no approvals\n";
+    for (const Json& a : list ? list->as_array() : Json::Array{}) {
+      text += a.GetString("id") + " " + a.GetString("state") + " " + a.GetString("action") + " agent=" +
+              a.GetString("agent") + " for=" + a.GetString("human") + " task=" + a.GetString("task") +
+              " group=" + a.GetString("group") + " approvers=" + std::to_string(a.FindArray("approvers") ? a.FindArray("approvers")->as_array().size() : 0) +
+              "/" + std::to_string(a.GetInt("min_approvers", 1)) + " policy=" + a.GetString("policy") + "\n";
+      if (const Json* args = a.Find("args"); args != nullptr && !args->is_null()) {
+        text += "  args " + args->Dump() + "\n  args_sha256 " + a.GetString("args_sha256") + "\n";
+      }
+    }
+    if (json) {
+      std::cout << r->Dump() << "\n";
+    } else {
+      std::cout << text;
+    }
+  });
+  std::string ap_id, ap_as, ap_reason;
+  for (const char* verb : {"approve", "deny"}) {
+    auto* cmd = approvals->add_subcommand(verb, std::string(verb) + " a pending approval");
+    cmd->add_option("ID", ap_id, "the approval id (apr_...)")->required();
+    cmd->add_option("--as", ap_as, "the approving human (a member of the approval group)")->required();
+    if (std::string(verb) == "deny") cmd->add_option("--reason", ap_reason, "why");
+    cmd->callback([&, verb] {
+      Json body = Json::MakeObject();
+      body.Set("as", ap_as);
+      if (!ap_reason.empty()) body.Set("reason", ap_reason);
+      auto r = admin_or_fail("POST", "/admin/v1/approvals/" + ap_id + "/" + verb, &body);
+      if (!r) return;
+      print(*r, ap_id + ": " + r->GetString("state") + " (" + std::to_string(r->FindArray("approvers") ? r->FindArray("approvers")->as_array().size() : 0) +
+                    " of " + std::to_string(r->GetInt("min_approvers", 1)) + " approvers" +
+                    (r->Find("counted") && r->Find("counted")->is_bool() && !r->Find("counted")->as_bool() ? "; your vote was already counted" : "") + ")");
+    });
+  }
+
   // budgets: usage of every budget's live buckets
   auto* budgets = app.add_subcommand("budgets", "usage of every budget (used, reserved, limit, reset)");
   budgets->callback([&] {

@@ -326,8 +326,7 @@ Decision Pipeline::Evaluate(Decision d, const std::vector<policy::EntityUid>& pr
     for (const auto& ch : d.checks) {
       if (!ch.approval_groups.empty()) d.approval = ch.approval_groups.front();
     }
-    d.reason = "policy requires approval by " + d.approval.value_or("an approver") + " for " + d.action +
-               "; the approval workflow is not available in this version, so the call is refused";
+    d.reason = "policy requires approval by " + d.approval.value_or("an approver") + " for " + d.action;
     return d;
   }
   d.kind = Decision::Kind::kAllow;
@@ -423,6 +422,63 @@ std::optional<Json> ExtractSideEffect(const Json& result, std::string_view point
   }
 }
 
+Json Pipeline::SeekApproval(const Caller& caller, const core::Action& action,
+                            const std::string& args_canonical, core::Decision* d) const {
+  approval::ApprovalRequest req;
+  req.run = caller.run();
+  req.sid = caller.sid();
+  req.agent = caller.agent();
+  req.human = caller.human();
+  req.task = caller.claims->task;
+  req.action_id = action.Id();
+  req.args_sha256 = core::Sha256Hex(args_canonical);
+  req.args_display = deps_.scrubber->ScrubJson(action.args);
+  req.group = d->approval.value_or("");
+  for (const core::PrincipalCheck& ch : d->checks) {
+    if (ch.approval_required && !ch.permits.empty()) {
+      req.policy = ch.permits.front();
+      break;
+    }
+  }
+  req.decision_id = d->id;
+  Json note = Json::MakeObject();
+  note.Set("group", req.group);
+  note.Set("args_sha256", req.args_sha256);
+  auto ticket = deps_.approvals->Request(req);
+  if (!ticket.ok()) {
+    // Fail closed: no approval can be asked for (unknown group, too many pending, ...).
+    d->reason += ": " + ticket.error().message;
+    note.Set("error", ticket.error().message);
+    return note;
+  }
+  approval::ApprovalState state = ticket->state;
+  if (state == approval::ApprovalState::kPending) {
+    // Parked until approvers decide, up to the group's wait. Revocation is checked again
+    // before anything is forwarded.
+    state = deps_.approvals->Wait(ticket->id, ticket->wait_micros, core::CurrentCancelSignal());
+  }
+  note.Set("id", ticket->id);
+  note.Set("state", std::string(approval::ApprovalStateName(state)));
+  d->approval = ticket->id;
+  switch (state) {
+    case approval::ApprovalState::kGranted:
+      d->kind = core::Decision::Kind::kAllow;
+      d->reason = "permitted by approval " + ticket->id + " (group " + req.group +
+                  ") for exactly these arguments";
+      break;
+    case approval::ApprovalState::kDenied:
+      *d = Deny(std::move(*d), ErrorCode::kApprovalDenied,
+                "approval " + ticket->id + " for " + req.action_id + " was denied");
+      break;
+    default:
+      d->reason = "approval " + ticket->id + " by " + req.group + " is " +
+                  std::string(approval::ApprovalStateName(state)) +
+                  "; retry with the same arguments once it is approved";
+      break;
+  }
+  return note;
+}
+
 Json Pipeline::TruncatedPayload(size_t bytes) {
   Json t = Json::MakeObject();
   t.Set("_truncated", true);
@@ -457,7 +513,12 @@ Pipeline::CallResult Pipeline::Call(const Caller& caller, core::Action action, U
   static const AuditRule kDefaultRule;
   const AuditRule& rule = deps_.audit_rules ? deps_.audit_rules->For(action) : kDefaultRule;
   const std::string args_canonical = action.args.Canonical();
+  Json approval_note;  // what the decision record says about the approval, when one was needed
+  if (out.decision.kind == core::Decision::Kind::kApprovalRequired && deps_.approvals != nullptr) {
+    approval_note = SeekApproval(caller, action, args_canonical, &out.decision);
+  }
   Json decided = CallRecord("call.decided", caller, action);
+  if (!approval_note.is_null()) decided.Set("approval", std::move(approval_note));
   decided.Set("decision_id", out.decision.id);
   decided.Set("resource", out.decision.resource);
   if (rule.hash_only) {

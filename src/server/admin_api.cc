@@ -1,5 +1,7 @@
 #include "server/admin_api.h"
 
+#include <algorithm>
+
 #include <functional>
 
 #include "server/sessions.h"
@@ -140,6 +142,8 @@ net::HttpResponse AdminApi::Handle(const net::HttpRequest& req) {
     return PostExplain(body);
   } else if (p == "/admin/v1/keys" && req.method == "GET") {
     return GetKeys();
+  } else if (p == "/admin/v1/approvals" || p.rfind("/admin/v1/approvals/", 0) == 0) {
+    return HandleApprovals(req, p.substr(std::string_view("/admin/v1/approvals").size()), body);
   } else if (p == "/admin/v1/budgets" && req.method == "GET") {
     if (!ctx_.budget_usage) {
       Json none = Json::MakeObject();
@@ -335,6 +339,53 @@ net::HttpResponse AdminApi::PostRevocation(const Json& body) {
   out.Set("sessions", core::Json::StringArray(*affected));
   out.Set("cancelled_calls", static_cast<int64_t>(cancelled));
   out.Set("audited", appended.ok());
+  return Ok(out);
+}
+
+// GET /admin/v1/approvals[?state=pending|all], GET /admin/v1/approvals/<id>,
+// POST /admin/v1/approvals/<id>/approve {"as"}, POST /admin/v1/approvals/<id>/deny {"as","reason"}.
+net::HttpResponse AdminApi::HandleApprovals(const net::HttpRequest& req, std::string_view rest,
+                                            const Json& body) {
+  if (ctx_.approvals == nullptr) return Error(ErrorCode::kNotFound, "approvals are not available");
+  if (rest.empty() || rest == "/") {
+    if (req.method != "GET") return Error(ErrorCode::kBadRequest, "use GET to list approvals");
+    const bool all = req.target.find("state=all") != std::string::npos;
+    return Ok(ctx_.approvals->List(all ? approval::ListFilter::kAll : approval::ListFilter::kPending,
+                                   core::kAdminApprovalsPageMax));
+  }
+  rest.remove_prefix(1);
+  const size_t slash = rest.find('/');
+  const std::string id(rest.substr(0, slash));
+  const std::string_view verb = slash == std::string_view::npos ? "" : rest.substr(slash + 1);
+  if (verb.empty()) {
+    if (req.method != "GET") return Error(ErrorCode::kBadRequest, "use GET to show an approval");
+    auto one = ctx_.approvals->Get(id);
+    if (!one) return Error(ErrorCode::kNotFound, "no approval " + id);
+    return Ok(*one);
+  }
+  if (req.method != "POST" || (verb != "approve" && verb != "deny")) {
+    return Error(ErrorCode::kNotFound, "unknown approvals endpoint");
+  }
+  auto current = ctx_.approvals->Get(id);
+  if (!current) return Error(ErrorCode::kNotFound, "no approval " + id);
+  // The approver is a registered human of the human group named like the approval group.
+  const std::string as = body.GetString("as");
+  if (as.empty()) return Error(ErrorCode::kBadRequest, "\"as\" (the approving human) is required");
+  const std::string group = current->GetString("group");
+  auto groups = ctx_.directory->HumanGroups(as);
+  if (!groups) return Error(ErrorCode::kNotFound, "unknown human " + as);
+  if (std::find(groups->begin(), groups->end(), group) == groups->end()) {
+    return Error(ErrorCode::kPolicyDenied, as + " is not in group " + group + " and cannot decide its approvals");
+  }
+  auto vote = verb == "approve" ? ctx_.approvals->Approve(id, as)
+                                : ctx_.approvals->Deny(id, as, body.GetString("reason", "denied by " + as));
+  if (!vote.ok()) return Error(vote.error());
+  Json out = Json::MakeObject();
+  out.Set("id", vote->id);
+  out.Set("state", std::string(approval::ApprovalStateName(vote->state)));
+  out.Set("approvers", Json::StringArray(vote->approvers));
+  out.Set("min_approvers", static_cast<int64_t>(vote->min_approvers));
+  out.Set("counted", vote->counted);
   return Ok(out);
 }
 

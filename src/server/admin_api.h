@@ -44,6 +44,9 @@ struct AdminContext {
   // GET /admin/v1/budgets: every budget with its live buckets (used, reserved, limit,
   // reset); GET /admin/v1/upstreams: each upstream's circuit breaker. Unset: empty answers.
   std::function<core::Json()> budget_usage;
+  // Approvals: list, show, approve and deny (the approver acts `as` a registered human who
+  // belongs to the human group named like the approval group). Null: 404.
+  approval::ApprovalBook* approvals = nullptr;
   std::function<core::Json()> upstream_health;
   // The audit index (query, replay, export). Null: those answer 404 (tail still works).
   AuditIndexer* audit_index = nullptr;
@@ -71,6 +74,8 @@ class AdminApi {
   net::HttpResponse BufferedExport(const net::HttpRequest& request);
   net::HttpResponse PostExplain(const core::Json& body);
   net::HttpResponse GetKeys();
+  net::HttpResponse HandleApprovals(const net::HttpRequest& req, std::string_view rest,
+                                    const core::Json& body);
   net::HttpResponse PostKeysRotate();
 
   AdminContext ctx_;

@@ -1101,7 +1101,7 @@ Status ConfigParser::ParseApprovals(const Entry& e, Config* config) {
     std::string path = "approvals." + g.key;
     MANDATE_ASSIGN_OR_RETURN(auto fields, Entries(g, path, 8));
     MANDATE_RETURN_IF_ERROR(CheckKeys(fields, "approval group " + Quoted(g.key),
-                                      {"min_approvers", "exclude_requester", "wait"}));
+                                      {"min_approvers", "exclude_requester", "wait", "expiry"}));
     ApprovalGroupConfig a;
     a.name = g.key;
     if (const Entry* x = Find(fields, "min_approvers")) {
@@ -1115,6 +1115,14 @@ Status ConfigParser::ParseApprovals(const Entry& e, Config* config) {
     if (const Entry* x = Find(fields, "wait")) {
       MANDATE_ASSIGN_OR_RETURN(
           a.wait_millis, DurationMillis(*x, path + ".wait", 1000, core::kApprovalWaitMillisMax));
+    }
+    if (const Entry* x = Find(fields, "expiry")) {
+      MANDATE_ASSIGN_OR_RETURN(
+          a.expiry_millis, DurationMillis(*x, path + ".expiry", core::kApprovalExpiryMicrosMin / 1000,
+                                          core::kApprovalExpiryMicrosMax / 1000));
+    }
+    if (a.expiry_millis < a.wait_millis) {
+      return AtKey(g, path + ": expiry must be at least wait (a parked call never outlives its request)");
     }
     config->approvals.emplace(g.key, std::move(a));
   }
@@ -1213,14 +1221,6 @@ Result<Config> ConfigParser::Parse(const YAML::Node& root) {
   const Entry* approvals = Find(top, "approvals");
   if (approvals != nullptr) MANDATE_RETURN_IF_ERROR(ParseApprovals(*approvals, &c));
 
-  // Enforcement of approval groups comes in a later version. Refuse them after validating
-  // their shape (so mistakes surface now), rather than accept rules that would silently not
-  // apply.
-  if (!c.approvals.empty()) {
-    return AtKey(*approvals,
-                 "approval groups are not enforced in this version; remove them "
-                 "rather than rely on them");
-  }
   return c;
 }
 

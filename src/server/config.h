@@ -132,6 +132,7 @@ struct ApprovalGroupConfig {
   uint32_t min_approvers = 1;
   bool exclude_requester = true;
   int64_t wait_millis = 60 * 1000;
+  int64_t expiry_millis = core::kApprovalExpiryMicrosDefault / 1000;
 };
 
 struct Config {

@@ -625,13 +625,17 @@ TEST(Config, MalformedBudgetsReportTheirShapeError) {
   EXPECT_TRUE(Contains(ErrorOf("budgets: { name: b }\n"), "budgets: expected a list of budgets"));
 }
 
-TEST(Config, ApprovalGroupsAreRefusedWithTheMessage) {
-  std::string message = ErrorOf(
+TEST(Config, ApprovalGroupsAreParsedAndChecked) {
+  Config c = Parsed(
       "approvals:\n"
-      "  finance-approvers: { min_approvers: 2, exclude_requester: true, wait: 60s }\n");
-  EXPECT_EQ(message,
-            "mandate.yaml:1:1: approval groups are not enforced in this version; remove them "
-            "rather than rely on them");
+      "  finance-approvers: { min_approvers: 2, exclude_requester: true, wait: 60s, expiry: 30m }\n");
+  const ApprovalGroupConfig& g = c.approvals.at("finance-approvers");
+  EXPECT_EQ(g.min_approvers, 2u);
+  EXPECT_TRUE(g.exclude_requester);
+  EXPECT_EQ(g.wait_millis, 60000);
+  EXPECT_EQ(g.expiry_millis, 30 * 60000);
+  EXPECT_TRUE(Contains(ErrorOf("approvals:\n  g: { wait: 10m, expiry: 1m }\n"),
+                       "expiry must be at least wait"));
   EXPECT_TRUE(Contains(ErrorOf("approvals:\n  g: { min_approvers: 0 }\n"),
                        "approvals.g.min_approvers: expected an integer from 1 to 16"));
   EXPECT_TRUE(Contains(ErrorOf("approvals:\n  g: { wait: 0s }\n"), "approvals.g.wait: must be"));

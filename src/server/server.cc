@@ -16,6 +16,7 @@
 #include "mandate/audit/audit_log.h"
 #include "mandate/audit/merkle_log.h"
 #include "mandate/audit/reader.h"
+#include "mandate/approval/approval.h"
 #include "mandate/budget/budget.h"
 #include "mandate/broker/credentials.h"
 #include "mandate/core/crypto.h"
@@ -146,6 +147,8 @@ class ServerImpl final : public Server {
     deps.breakers = &breaker_index_;
     MANDATE_RETURN_IF_ERROR(BuildBudgets());
     deps.budgets = budgets_.get();
+    MANDATE_RETURN_IF_ERROR(BuildApprovals());
+    deps.approvals = approvals_.get();
     pipeline_ = std::make_unique<gateway::Pipeline>(deps);
 
     // The set every decision from now on is made with, in the log before the first decision.
@@ -185,6 +188,7 @@ class ServerImpl final : public Server {
     admin.on_keys_rotated = [this] { verifier_->ClearCache(); };
     admin.audit_index = audit_index_.get();
     if (budgets_) admin.budget_usage = [this] { return budgets_->Usage(); };
+    admin.approvals = approvals_.get();
     admin.upstream_health = [this] {
       core::Json list = core::Json::MakeArray();
       for (const auto& b : breakers_) list.Push(b->Snapshot());
@@ -354,6 +358,26 @@ class ServerImpl final : public Server {
     return core::OkStatus();
   }
 
+  // The approval groups of the config. Every approval event is appended durably before the
+  // book lets a parked call go on, so the log has the decision before the call's records.
+  core::Status BuildApprovals() {
+    std::vector<approval::ApprovalGroup> groups;
+    for (const auto& [name, g] : config_.approvals) {
+      approval::ApprovalGroup a;
+      a.name = name;
+      a.min_approvers = g.min_approvers;
+      a.exclude_requester = g.exclude_requester;
+      a.wait_micros = g.wait_millis * 1000;
+      a.expiry_micros = g.expiry_millis * 1000;
+      groups.push_back(std::move(a));
+    }
+    MANDATE_ASSIGN_OR_RETURN(approvals_, approval::ApprovalBook::Create(
+                                             std::move(groups), clock_, [this](const core::Json& event) {
+                                               (void)audit_->Append(event);
+                                             }));
+    return core::OkStatus();
+  }
+
   // One breaker per upstream; each state change is audited (circuit.opened, circuit.half_open,
   // circuit.closed) on the thread whose call caused it.
   void BuildBreakers() {
@@ -433,6 +457,7 @@ class ServerImpl final : public Server {
   gateway::AuditRules audit_rules_;
   std::vector<std::unique_ptr<gateway::CircuitBreaker>> breakers_;
   std::unique_ptr<budget::BudgetLedger> budgets_;
+  std::unique_ptr<approval::ApprovalBook> approvals_;
   std::map<std::string, gateway::CircuitBreaker*, std::less<>> breaker_index_;
   std::unique_ptr<revocation::RevocationSet> revocations_;
   std::unique_ptr<audit::AuditLog> audit_;

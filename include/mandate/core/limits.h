@@ -222,6 +222,7 @@ inline constexpr size_t kApprovalsPendingPerSessionMax = 16;
 // `GET /v1/approvals/<id>`, `approvals list` and refusing retries of a denied call. Beyond it
 // the one that would be forgotten soonest is forgotten now.
 inline constexpr size_t kApprovalsDecidedMax = 4000;
+inline constexpr size_t kAdminApprovalsPageMax = 1000;  // GET /admin/v1/approvals
 // A pending request's arguments, as shown to approvers (compact JSON). Larger arguments cannot
 // be approved (kPayloadTooLarge): an approver must see everything an approval covers.
 inline constexpr size_t kApprovalArgsBytesMax = 64 * 1024;

@@ -27,6 +27,7 @@
 
 #include "mandate/audit/audit_log.h"
 #include "mandate/broker/credentials.h"
+#include "mandate/approval/approval.h"
 #include "mandate/budget/budget.h"
 #include "mandate/core/action.h"
 #include "mandate/gateway/circuit_breaker.h"
@@ -132,6 +133,12 @@ struct PipelineDeps {
   // estimated cost on every matching budget before it is forwarded (all or nothing, exact
   // under concurrency), settles after, and releases when the upstream was never reached.
   budget::BudgetLedger* budgets = nullptr;
+  // Approvals (DESIGN.md section 6); null: a call whose permits all carry @approval is refused
+  // with approval_required. With a book, such a call asks for (or joins, or uses) an approval
+  // of its group bound to the SHA-256 of its canonical arguments and is parked up to the
+  // group's wait; granted, it proceeds; denied, approval_denied; else approval_required with
+  // the approval id (a retry with the same arguments after approval proceeds).
+  approval::ApprovalBook* approvals = nullptr;
   // One breaker per upstream name; an upstream without one is never refused by a breaker.
   const std::map<std::string, CircuitBreaker*, std::less<>>* breakers = nullptr;
 };
@@ -195,6 +202,11 @@ class Pipeline {
   // canonical form exceeds kAuditArgsBytesMax.
   core::Json PayloadForAudit(const core::Json& payload, size_t canonical_bytes) const;
   static core::Json TruncatedPayload(size_t bytes);
+  // The approval step of Call for a decision that requires one: asks the book, parks, and
+  // turns the decision into allow (granted), approval_denied, or approval_required naming the
+  // approval id. Returns what the decision record keeps of it.
+  core::Json SeekApproval(const Caller& caller, const core::Action& action,
+                          const std::string& args_canonical, core::Decision* d) const;
 
   PipelineDeps deps_;
   mutable std::mutex inflight_mu_;
