@@ -470,6 +470,11 @@ Json Pipeline::SeekApproval(const Caller& caller, const core::Action& action,
       *d = Deny(std::move(*d), ErrorCode::kApprovalDenied,
                 "approval " + ticket->id + " for " + req.action_id + " was denied");
       break;
+    case approval::ApprovalState::kUsed:
+      d->reason = "approval " + ticket->id + " by " + req.group +
+                  " was used by another call with the same arguments (one approval admits one "
+                  "call); a retry asks for a new approval";
+      break;
     default:
       d->reason = "approval " + ticket->id + " by " + req.group + " is " +
                   std::string(approval::ApprovalStateName(state)) +

@@ -440,7 +440,43 @@ class ServerImpl final : public Server {
       sink->Send(net::HttpResponse::Json(200, j.Dump()));
       return;
     }
+    if (req.method == "GET" && req.path.rfind("/v1/approvals/", 0) == 0) {
+      sink->Send(ApprovalStatus(req, req.path.substr(std::string_view("/v1/approvals/").size())));
+      return;
+    }
     sink->Send(net::HttpResponse::Json(404, R"({"error":{"code":"not_found","message":"no such endpoint"}})"));
+  }
+
+  static net::HttpResponse AgentError(core::ErrorCode code, const std::string& message) {
+    core::Json e = core::Json::MakeObject();
+    e.Set("code", std::string(core::PublicCode(code)));
+    e.Set("message", message);
+    core::Json b = core::Json::MakeObject();
+    b.Set("error", std::move(e));
+    return net::HttpResponse::Json(core::HttpStatus(code), b.Dump());
+  }
+
+  // GET /v1/approvals/<id>: a parked or refused call's approval, for the session that asked
+  // for it only (another session's approval is not_found, so ids reveal nothing).
+  net::HttpResponse ApprovalStatus(const net::HttpRequest& req, std::string_view id) {
+    const std::string* auth = req.Header("authorization");
+    if (auth == nullptr || auth->rfind("Bearer ", 0) != 0) {
+      return AgentError(core::ErrorCode::kUnauthenticated, "a bearer token is required");
+    }
+    auto caller = pipeline_->Authenticate(std::string_view(*auth).substr(7));
+    if (!caller.ok()) return AgentError(caller.error().code, caller.error().message);
+    auto a = approvals_ ? approvals_->Get(std::string(id)) : std::nullopt;
+    if (!a || a->GetString("sid") != caller->sid()) {
+      return AgentError(core::ErrorCode::kNotFound, "no approval " + std::string(id) + " of this session");
+    }
+    core::Json out = core::Json::MakeObject();
+    for (const char* k : {"id", "state", "action", "group", "args_sha256", "min_approvers", "expires_at",
+                          "decided_at", "usable_until"}) {
+      if (const core::Json* v = a->Find(k)) out.Set(k, *v);
+    }
+    const core::Json* approvers = a->FindArray("approvers");
+    out.Set("approvals", static_cast<int64_t>(approvers ? approvers->as_array().size() : 0));
+    return net::HttpResponse::Json(200, out.Dump());
   }
 
   Config config_;

@@ -17,6 +17,7 @@
 //   4. Side-effect references are extracted into call.completed (structuredContent and JSON
 //      inside a text block), and `audit: { payload: hash }` keeps only hashes.
 //   5. `mandate audit verify` exits 0 after each scenario's clean shutdown.
+import { RecordedMandate, Recorder, stopBoth } from './fixtures/recorder.mjs';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
@@ -56,100 +57,14 @@ function sha256hex(text) {
 
 // ------------------------------------------------------------------ the upstream process
 
-class Recorder {
-  constructor(name) { this.name = name; }
-
-  async start() {
-    this.dir = mkdtempSync(path.join(tmpdir(), `mandate-e2e-${this.name}-upstream-`));
-    this.file = path.join(this.dir, 'calls.txt');
-    this.out = '';
-    this.err = '';
-    this.exit = null;
-    this.child = spawn(process.execPath, [RECORDER, this.file], { stdio: ['ignore', 'pipe', 'pipe'] });
-    this.child.stdout.setEncoding('utf8').on('data', (d) => { this.out += d; });
-    this.child.stderr.setEncoding('utf8').on('data', (d) => { this.err += d; });
-    this.child.on('exit', (code, signal) => { this.exit = { code, signal }; });
-    const child = this.child;
-    process.on('exit', () => { try { child.kill('SIGKILL'); } catch { /* */ } });
-    const re = /listening on (http:\/\/127\.0\.0\.1:\d+\/mcp)/;
-    const deadline = Date.now() + 10_000;
-    while (!re.test(this.out)) {
-      if (this.exit) throw new Error(`recording-mcp-server exited early ${JSON.stringify(this.exit)}: ${this.err}`);
-      if (Date.now() > deadline) throw new Error(`recording-mcp-server not ready within 10 s: ${this.err}`);
-      await sleep(20);
-    }
-    this.url = this.out.match(re)[1];
-    this.controlUrl = this.url.replace(/\/mcp$/, '/control');
-  }
-
-  /** Every id the upstream recorded (calls that reached it and were answered or in progress). */
-  ids(prefix = '') {
-    if (!existsSync(this.file)) return [];
-    const text = readFileSync(this.file, 'utf8');
-    assert.ok(text === '' || text.endsWith('\n'), `the upstream's record file ends in a partial line: ${JSON.stringify(text.slice(-80))}`);
-    return text.split('\n').filter((id) => id && id.startsWith(prefix));
-  }
-
-  /** GET (no patch) or POST the control state: {mode, delay_ms, jitter_ms, answered, failed}. */
-  async control(patch) {
-    const res = await fetch(this.controlUrl, patch === undefined ? { signal: AbortSignal.timeout(5000) } : {
-      method: 'POST', body: JSON.stringify(patch), signal: AbortSignal.timeout(5000),
-    });
-    const text = await res.text();
-    assert.equal(res.status, 200, `recorder control ${JSON.stringify(patch)}: HTTP ${res.status} ${text}`);
-    return JSON.parse(text);
-  }
-
-  async stop(keep) {
-    if (this.child && !this.exit) {
-      this.child.kill('SIGTERM');
-      const deadline = Date.now() + 5000;
-      while (!this.exit && Date.now() < deadline) await sleep(20);
-      if (!this.exit) this.child.kill('SIGKILL');
-    }
-    if (this.dir && !keep && process.env.MANDATE_E2E_KEEP !== '1') rmSync(this.dir, { recursive: true, force: true });
-    else if (this.dir) process.stderr.write(`[budget] kept upstream record dir ${this.dir}\n`);
-  }
-}
 
 // ------------------------------------------------------------------ Mandate with the recorder
 
 /** Mandate with one HTTP upstream `rec` (the recorder); `upstreamYaml` goes under it. */
-class RecMandate extends Mandate {
-  constructor({ name, upstreamYaml = '', topYaml = '' }) {
-    super({ name, policies: { 'main.cedar': POLICY } });
-    this.upstreamYaml = upstreamYaml;
-    this.topYaml = topYaml;
-    this.upstreamUrl = null; // set before start()
-  }
-
-  get mcpUrl() { return `${this.agentUrl}/mcp/${UP}`; }
-
-  writeConfig() {
-    writeFileSync(this.configPath, `# written by tests/e2e/budget.test.mjs
-listen: 127.0.0.1:0
-admin_listen: 127.0.0.1:0
-data_dir: ./data
-policies: ./policies
-tokens: { issuer: "http://mandate.test", audience: mandate }
-upstreams:
-  ${UP}:
-    kind: mcp
-    url: ${JSON.stringify(this.upstreamUrl)}
-    timeout: 10s
-${this.upstreamYaml}
-${this.topYaml}
-`);
-    mkdirSync(path.join(this.dir, 'policies'), { recursive: true });
-    for (const [file, text] of Object.entries(this.policies)) {
-      writeFileSync(path.join(this.dir, 'policies', file), text);
-    }
-  }
-}
 
 /** before/after hooks of one scenario: its own recorder, its own Mandate and data_dir. */
 function scenario(name, cfg) {
-  const m = new RecMandate({ name, ...cfg });
+  const m = new RecordedMandate({ name, policies: { 'main.cedar': POLICY }, upstream: UP, ...cfg });
   const rec = new Recorder(name);
   before(async () => {
     await rec.start();
@@ -158,13 +73,7 @@ function scenario(name, cfg) {
     await m.addCast();
     await m.cliOk(['agent', 'add', 'crash-bot', '--owner', 'alice']);
   }, { timeout: T.test });
-  after(async () => {
-    try {
-      await m.stop();
-    } finally {
-      await rec.stop(m.failed);
-    }
-  }, { timeout: 20_000 });
+  after(() => stopBoth(m, rec), { timeout: 20_000 });
   return { m, rec };
 }
 

@@ -13,6 +13,7 @@
 //      leaves one (the writer issues one write() per batch), so a torn record line and a torn
 //      checkpoint note are also planted deterministically; if the kill did leave one, it is
 //      checked the same way.
+import { RecordedMandate, Recorder, stopBoth } from './fixtures/recorder.mjs';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
@@ -53,81 +54,9 @@ permit (principal == Agent::"triage-bot", action in Action::"${UP}", resource in
 `;
 
 /** Mandate with one HTTP upstream (the recorder) instead of the harness's stdio one. */
-class CrashMandate extends Mandate {
-  constructor(opts) {
-    super(opts);
-    this.upstreamUrl = null; // set before start()
-  }
-
-  get mcpUrl() { return `${this.agentUrl}/mcp/${UP}`; }
-
-  writeConfig() {
-    // A short checkpoint interval so the restarted log covers its records quickly.
-    writeFileSync(this.configPath, `# written by tests/e2e/crash.test.mjs
-listen: 127.0.0.1:0
-admin_listen: 127.0.0.1:0
-data_dir: ./data
-policies: ./policies
-tokens: { issuer: "http://mandate.test", audience: mandate }
-audit: { checkpoint_interval: 200ms }
-upstreams:
-  ${UP}:
-    kind: mcp
-    url: ${JSON.stringify(this.upstreamUrl)}
-    timeout: 10s
-    tools:
-      record: { class: read }
-`);
-    mkdirSync(path.join(this.dir, 'policies'), { recursive: true });
-    for (const [file, text] of Object.entries(this.policies)) {
-      writeFileSync(path.join(this.dir, 'policies', file), text);
-    }
-  }
-}
 
 // ------------------------------------------------------------------ the upstream process
 
-class Recorder {
-  async start() {
-    this.dir = mkdtempSync(path.join(tmpdir(), 'mandate-e2e-crash-upstream-'));
-    this.file = path.join(this.dir, 'calls.txt');
-    this.out = '';
-    this.err = '';
-    this.child = spawn(process.execPath, [RECORDER, this.file], { stdio: ['ignore', 'pipe', 'pipe'] });
-    this.child.stdout.setEncoding('utf8').on('data', (d) => { this.out += d; });
-    this.child.stderr.setEncoding('utf8').on('data', (d) => { this.err += d; });
-    this.exit = null;
-    this.child.on('exit', (code, signal) => { this.exit = { code, signal }; });
-    process.on('exit', () => { try { this.child.kill('SIGKILL'); } catch { /* */ } });
-    const re = /listening on (http:\/\/127\.0\.0\.1:\d+\/mcp)/;
-    const deadline = Date.now() + 10_000;
-    while (!re.test(this.out)) {
-      if (this.exit) throw new Error(`recording-mcp-server exited early ${JSON.stringify(this.exit)}: ${this.err}`);
-      if (Date.now() > deadline) throw new Error(`recording-mcp-server not ready within 10 s: ${this.err}`);
-      await sleep(20);
-    }
-    this.url = this.out.match(re)[1];
-  }
-
-  /** Every id the upstream recorded, in order. */
-  ids() {
-    if (!existsSync(this.file)) return [];
-    const text = readFileSync(this.file, 'utf8');
-    assert.ok(text === '' || text.endsWith('\n'), `the upstream's record file ends in a partial line: ${JSON.stringify(text.slice(-80))}`);
-    return text.split('\n').filter(Boolean);
-  }
-
-  async stop(keep) {
-    if (this.child && !this.exit) {
-      this.child.kill('SIGTERM');
-      const deadline = Date.now() + 5000;
-      while (!this.exit && Date.now() < deadline) await sleep(20);
-      if (!this.exit) this.child.kill('SIGKILL');
-    }
-    if (this.dir && !keep && process.env.MANDATE_E2E_KEEP !== '1') rmSync(this.dir, { recursive: true, force: true });
-    else if (this.dir) process.stderr.write(`[crash] kept upstream record dir ${this.dir}\n`);
-  }
-}
 
 // ------------------------------------------------------------------ audit helpers
 
@@ -208,8 +137,13 @@ async function verifyOk(m, what) {
 
 // ------------------------------------------------------------------ the test
 
-const m = new CrashMandate({ name: 'crash', policies: { 'main.cedar': POLICY } });
-const rec = new Recorder();
+const m = new RecordedMandate({
+  name: 'crash', policies: { 'main.cedar': POLICY }, upstream: UP,
+  upstreamYaml: '    tools:\n      record: { class: read }',
+  // A short checkpoint interval so the restarted log covers its records quickly.
+  topYaml: 'audit: { checkpoint_interval: 200ms }',
+});
+const rec = new Recorder('crash');
 let ses;
 
 describe('crash', () => {
@@ -225,13 +159,7 @@ describe('crash', () => {
     assert.deepEqual(rec.ids(), [id], 'the upstream did not record the warm-up call');
   }, { timeout: T.test });
 
-  after(async () => {
-    try {
-      await m.stop();
-    } finally {
-      await rec.stop(m.failed);
-    }
-  }, { timeout: 20_000 });
+  after(() => stopBoth(m, rec), { timeout: 20_000 });
 
   async function callOnce(id) {
     const agent = await connectAgent(m.mcpUrl, ses.token);
