@@ -518,12 +518,7 @@ Pipeline::CallResult Pipeline::Call(const Caller& caller, core::Action action, U
   static const AuditRule kDefaultRule;
   const AuditRule& rule = deps_.audit_rules ? deps_.audit_rules->For(action) : kDefaultRule;
   const std::string args_canonical = action.args.Canonical();
-  Json approval_note;  // what the decision record says about the approval, when one was needed
-  if (out.decision.kind == core::Decision::Kind::kApprovalRequired && deps_.approvals != nullptr) {
-    approval_note = SeekApproval(caller, action, args_canonical, &out.decision);
-  }
   Json decided = CallRecord("call.decided", caller, action);
-  if (!approval_note.is_null()) decided.Set("approval", std::move(approval_note));
   decided.Set("decision_id", out.decision.id);
   decided.Set("resource", out.decision.resource);
   if (rule.hash_only) {
@@ -539,40 +534,15 @@ Pipeline::CallResult Pipeline::Call(const Caller& caller, core::Action action, U
     m.Set("tier", caller.claims->model->tier);
     decided.Set("model", std::move(m));
   }
-  // The upstream's breaker, asked only for calls policy allows: an open breaker refuses the
-  // call before anything is forwarded, and the decision record says so.
-  CircuitBreaker* breaker = nullptr;
-  Admission admission;
-  if (out.decision.allowed() && deps_.breakers != nullptr) {
-    if (auto it = deps_.breakers->find(action.upstream); it != deps_.breakers->end()) {
-      breaker = it->second;
-      admission = breaker->Admit();
-      if (!admission.admitted()) {
-        const int64_t retry_s = (admission.retry_after_micros() + 999999) / 1000000;
-        out.decision = Deny(std::move(out.decision), ErrorCode::kUpstreamUnavailable,
-                            "upstream " + action.upstream + " is unavailable: its circuit breaker is open" +
-                                (retry_s > 0 ? " (retry in " + std::to_string(retry_s) + " s)"
-                                             : std::string(" (a probe call is in flight)")));
-        breaker = nullptr;
-      }
-    }
-  }
-  // Every admitted call is reported to the breaker exactly once; unless the upstream answered
-  // (Record below), the call ended for a reason that is not the upstream's fault.
-  struct BreakerGuard {
-    CircuitBreaker* breaker;
-    const Admission& admission;
-    bool reported = false;
-    ~BreakerGuard() {
-      if (breaker != nullptr && !reported) breaker->Abandon(admission);
-    }
-  } breaker_guard{breaker, admission};
 
   // Budgets: reserve the estimated cost on every matching budget, all or nothing. The
   // reservation rides in the durable decision record, which is how a restart recovers it.
   budget::Reservation reservation;
   std::optional<budget::Exceeded> exceeded;
-  if (out.decision.allowed() && deps_.budgets != nullptr) {
+  const bool may_proceed =
+      out.decision.allowed() ||
+      (out.decision.kind == core::Decision::Kind::kApprovalRequired && deps_.approvals != nullptr);
+  if (may_proceed && deps_.budgets != nullptr) {
     budget::CallFacts facts;
     facts.sid = caller.sid();
     facts.run = caller.run();
@@ -605,6 +575,49 @@ Pipeline::CallResult Pipeline::Call(const Caller& caller, core::Action action, U
       if (ledger != nullptr && reservation.open()) ledger->Release(reservation);
     }
   } reservation_guard{deps_.budgets, reservation};
+
+  // Approval (after the budgets, as DESIGN.md section 3 orders them, so a parked call holds
+  // its reservation and an approval is never spent on a call its budget refuses): ask the
+  // group, park up to its wait, and go on only when approved for exactly these arguments.
+  if (out.decision.kind == core::Decision::Kind::kApprovalRequired && deps_.approvals != nullptr) {
+    decided.Set("approval", SeekApproval(caller, action, args_canonical, &out.decision));
+  }
+
+  // The upstream's breaker, asked only for calls policy allows: an open breaker refuses the
+  // call before anything is forwarded, and the decision record says so.
+  CircuitBreaker* breaker = nullptr;
+  Admission admission;
+  if (out.decision.allowed() && deps_.breakers != nullptr) {
+    if (auto it = deps_.breakers->find(action.upstream); it != deps_.breakers->end()) {
+      breaker = it->second;
+      admission = breaker->Admit();
+      if (!admission.admitted()) {
+        const int64_t retry_s = (admission.retry_after_micros() + 999999) / 1000000;
+        out.decision = Deny(std::move(out.decision), ErrorCode::kUpstreamUnavailable,
+                            "upstream " + action.upstream + " is unavailable: its circuit breaker is open" +
+                                (retry_s > 0 ? " (retry in " + std::to_string(retry_s) + " s)"
+                                             : std::string(" (a probe call is in flight)")));
+        breaker = nullptr;
+      }
+    }
+  }
+  // Every admitted call is reported to the breaker exactly once; unless the upstream answered
+  // (Record below), the call ended for a reason that is not the upstream's fault.
+  struct BreakerGuard {
+    CircuitBreaker* breaker;
+    const Admission& admission;
+    bool reported = false;
+    ~BreakerGuard() {
+      if (breaker != nullptr && !reported) breaker->Abandon(admission);
+    }
+  } breaker_guard{breaker, admission};
+  if (!out.decision.allowed() && reservation.open()) {
+    // Refused after reserving (approval denied or still pending, breaker open): nothing is
+    // forwarded, so nothing is spent, and the record must not make recovery count it.
+    decided.Erase("budgets");
+    out.decision.budgets = Json::MakeArray();
+    deps_.budgets->Release(reservation);
+  }
   decided.Set("decision", out.decision.ToJson());
 
   auto appended = deps_.audit->Append(decided);
