@@ -247,4 +247,25 @@ static_assert(kApprovalMinApproversMax * kNameBytesMax + 16 * kApprovalFieldByte
                   kAuditRecordBytesMax,
               "an approval.decided record (every approver) fits one audit record");
 
+// --- Plans (src/plan) --------------------------------------------------------------------------
+// Steps of one plan, and how many calls one step may admit (max_count).
+inline constexpr size_t kPlanStepsMax = 64;
+inline constexpr int64_t kPlanStepCountMax = 10000;
+// A step's `when` condition (Cedar expression text).
+inline constexpr size_t kPlanConditionBytesMax = 4096;
+// Metrics of a plan's budget envelope.
+inline constexpr size_t kPlanBudgetMetricsMax = 16;
+// A plan lives at most as long as a session can (ttl_seconds; also the default).
+inline constexpr int64_t kPlanTtlSecondsMax = kTokenTtlSecondsMax;
+// Plans the book holds at once (current and superseded/decided ones kept for Get). Beyond it a
+// Submit is refused with kConflict once nothing can be forgotten (fail closed).
+inline constexpr size_t kPlansMax = 10000;
+// Any one string of a submission (sid, run, agent, human, approver, reason).
+inline constexpr size_t kPlanFieldBytesMax = 1024;
+static_assert(kPlanStepsMax * (kPlanConditionBytesMax + kScopeEntryBytesMax + 64) +
+                      kPlanBudgetMetricsMax * (kConfigNameBytesMax + 32) + 8 * kPlanFieldBytesMax +
+                      kAuditFramingBytesMax <
+                  kAuditRecordBytesMax,
+              "a plan.submitted record (every step) fits one audit record");
+
 }  // namespace mandate::core
