@@ -155,7 +155,8 @@ class PipelineTest : public ::testing::Test {
     pipeline_ = MakePipeline(audit_.get());
   }
 
-  std::unique_ptr<Pipeline> MakePipeline(audit::AuditLog* log) {
+  // The fixture's dependencies, for a test to add budgets, breakers or audit rules to.
+  PipelineDeps Deps(audit::AuditLog* log) {
     PipelineDeps deps;
     deps.clock = &clock_;
     deps.verifier = verifier_.get();
@@ -164,7 +165,11 @@ class PipelineTest : public ::testing::Test {
     deps.directory = &directory_;
     deps.audit = log;
     deps.scrubber = &scrubber_;
-    return std::make_unique<Pipeline>(deps);
+    return deps;
+  }
+
+  std::unique_ptr<Pipeline> MakePipeline(audit::AuditLog* log) {
+    return std::make_unique<Pipeline>(Deps(log));
   }
 
   std::string AuditDir() const { return dir_.Sub("audit"); }
@@ -756,14 +761,7 @@ TEST_F(PipelineTest, ABudgetRefusesBeforeTheUpstreamAndReleasesWhatNeverReachedI
   spec.limit = 2;
   auto ledger = budget::BudgetLedger::Create({spec}, clock_);
   ASSERT_TRUE(ledger.ok()) << ledger.error().message;
-  PipelineDeps deps;
-  deps.clock = &clock_;
-  deps.verifier = verifier_.get();
-  deps.revocations = revocations_.get();
-  deps.policies = &policies_;
-  deps.directory = &directory_;
-  deps.audit = audit_.get();
-  deps.scrubber = &scrubber_;
+  PipelineDeps deps = Deps(audit_.get());
   deps.budgets = ledger->get();
   Pipeline pipeline(deps);
   Caller caller = MustAuthenticate(RootClaims());
@@ -797,14 +795,7 @@ TEST_F(PipelineTest, AnOpenCircuitBreakerRefusesWithoutForwarding) {
   o.cool_down_micros = 60LL * 1000 * 1000;
   CircuitBreaker breaker("up", o, clock_);
   std::map<std::string, CircuitBreaker*, std::less<>> breakers{{"up", &breaker}};
-  PipelineDeps deps;
-  deps.clock = &clock_;
-  deps.verifier = verifier_.get();
-  deps.revocations = revocations_.get();
-  deps.policies = &policies_;
-  deps.directory = &directory_;
-  deps.audit = audit_.get();
-  deps.scrubber = &scrubber_;
+  PipelineDeps deps = Deps(audit_.get());
   deps.breakers = &breakers;
   Pipeline pipeline(deps);
   Caller caller = MustAuthenticate(RootClaims());
@@ -833,14 +824,7 @@ TEST_F(PipelineTest, HashOnlyPayloadsAndSideEffectReferences) {
   AuditRules rules;
   rules.SetUpstream("up", AuditRule{false, {{"pr_url", "/content/0/text/html_url"}, {"missing", "/nope"}}});
   rules.SetTool("up:secret_tool", AuditRule{true, {}});
-  PipelineDeps deps;
-  deps.clock = &clock_;
-  deps.verifier = verifier_.get();
-  deps.revocations = revocations_.get();
-  deps.policies = &policies_;
-  deps.directory = &directory_;
-  deps.audit = audit_.get();
-  deps.scrubber = &scrubber_;
+  PipelineDeps deps = Deps(audit_.get());
   deps.audit_rules = &rules;
   Pipeline pipeline(deps);
   Caller caller = MustAuthenticate(RootClaims());
