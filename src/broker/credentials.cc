@@ -9,6 +9,7 @@
 
 #include "broker/internal/multi_match.h"
 #include "mandate/core/encoding.h"
+#include "mandate/core/json.h"
 
 namespace mandate::broker {
 
@@ -64,47 +65,19 @@ std::string PercentEncode(std::string_view s, const PercentStyle& style, bool lo
 }
 
 // The inside of a JSON string as core::Json::Dump (and JSON.stringify) writes it; with
-// escape_slash, every '/' as "\/" too (PHP json_encode's default).
+// escape_slash, every '/' as "\/" too (PHP json_encode's default). The writer never escapes
+// '/', so every '/' in its output is a literal one.
 std::string JsonEscape(std::string_view s, bool escape_slash) {
-  static constexpr char kHex[] = "0123456789abcdef";
-  std::string out;
-  for (unsigned char c : s) {
-    switch (c) {
-      case '"':
-        out.append("\\\"");
-        break;
-      case '\\':
-        out.append("\\\\");
-        break;
-      case '\b':
-        out.append("\\b");
-        break;
-      case '\f':
-        out.append("\\f");
-        break;
-      case '\n':
-        out.append("\\n");
-        break;
-      case '\r':
-        out.append("\\r");
-        break;
-      case '\t':
-        out.append("\\t");
-        break;
-      case '/':
-        out.append(escape_slash ? "\\/" : "/");
-        break;
-      default:
-        if (c < 0x20) {
-          out.append("\\u00");
-          out.push_back(kHex[c >> 4]);
-          out.push_back(kHex[c & 15]);
-        } else {
-          out.push_back(static_cast<char>(c));
-        }
-    }
+  std::string quoted;
+  core::AppendJsonString(s, &quoted);
+  std::string out = quoted.substr(1, quoted.size() - 2);
+  if (!escape_slash) return out;
+  std::string slashed;
+  for (char c : out) {
+    if (c == '/') slashed.push_back('\\');
+    slashed.push_back(c);
   }
-  return out;
+  return slashed;
 }
 
 std::string ToUpper(std::string s) {
