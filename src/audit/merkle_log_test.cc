@@ -23,6 +23,7 @@
 #include "mandate/core/crypto.h"
 #include "mandate/core/encoding.h"
 #include "mandate/core/limits.h"
+#include "core/temp_dir_test_util.h"
 
 namespace mandate::audit {
 namespace {
@@ -37,25 +38,7 @@ constexpr char kSeg1[] = "audit-000001.jsonl";
 // line and the signature line. So note k (1-based) starts at line 5k - 4.
 constexpr size_t NoteLine(size_t k) { return 5 * k - 4; }
 
-class TempDir {
- public:
-  TempDir() {
-    std::string tmpl = (fs::temp_directory_path() / "mandate-audit-XXXXXX").string();
-    char* made = ::mkdtemp(tmpl.data());
-    EXPECT_NE(made, nullptr);
-    path_ = tmpl;
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::permissions(path_, fs::perms::owner_all, fs::perm_options::add, ec);
-    fs::remove_all(path_, ec);
-  }
-  const std::string& path() const { return path_; }
-  std::string Sub(const std::string& name) const { return path_ + "/" + name; }
-
- private:
-  std::string path_;
-};
+using core::testing::TempDir;
 
 Json Rec(const std::string& type, int64_t n) {
   Json j = Json::MakeObject();

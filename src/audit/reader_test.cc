@@ -13,6 +13,7 @@
 #include "mandate/audit/merkle_log.h"
 #include "mandate/core/clock.h"
 #include "mandate/core/limits.h"
+#include "core/temp_dir_test_util.h"
 
 namespace mandate::audit {
 namespace {
@@ -21,22 +22,7 @@ namespace fs = std::filesystem;
 using core::ErrorCode;
 using core::Json;
 
-class TempDir {
- public:
-  TempDir() {
-    std::string tmpl = (fs::temp_directory_path() / "mandate-reader-XXXXXX").string();
-    EXPECT_NE(::mkdtemp(tmpl.data()), nullptr);
-    path_ = tmpl;
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path_, ec);
-  }
-  std::string Sub(const std::string& name) const { return path_ + "/" + name; }
-
- private:
-  std::string path_;
-};
+using core::testing::TempDir;
 
 std::string ReadFile(const std::string& path) {
   std::ifstream in(path, std::ios::binary);

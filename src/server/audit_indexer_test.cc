@@ -13,6 +13,7 @@
 #include "mandate/audit/reader.h"
 #include "mandate/core/limits.h"
 #include "mandate/store/sqlite_store.h"
+#include "core/temp_dir_test_util.h"
 #include "server/audit_query.h"
 
 namespace mandate::server {
@@ -21,22 +22,7 @@ namespace {
 namespace fs = std::filesystem;
 using core::Json;
 
-class TempDir {
- public:
-  TempDir() {
-    std::string tmpl = (fs::temp_directory_path() / "mandate-indexer-XXXXXX").string();
-    EXPECT_NE(::mkdtemp(tmpl.data()), nullptr);
-    path_ = tmpl;
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path_, ec);
-  }
-  std::string Sub(const std::string& name) const { return path_ + "/" + name; }
-
- private:
-  std::string path_;
-};
+using core::testing::TempDir;
 
 Json Call(const std::string& type, const std::string& run, const std::string& sid,
           const std::string& agent, const std::string& action) {

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "mandate/core/limits.h"
+#include "core/temp_dir_test_util.h"
 
 namespace mandate::store {
 namespace {
@@ -20,22 +21,7 @@ namespace fs = std::filesystem;
 using core::ErrorCode;
 using core::Json;
 
-class TempDir {
- public:
-  TempDir() {
-    std::string tmpl = (fs::temp_directory_path() / "mandate-store-XXXXXX").string();
-    EXPECT_NE(::mkdtemp(tmpl.data()), nullptr);
-    path_ = tmpl;
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path_, ec);
-  }
-  std::string Sub(const std::string& name) const { return path_ + "/" + name; }
-
- private:
-  std::string path_;
-};
+using core::testing::TempDir;
 
 std::unique_ptr<SqliteStore> MustOpen(const std::string& path) {
   auto s = SqliteStore::Open(path);
