@@ -1196,12 +1196,15 @@ Result<Config> ConfigParser::Parse(const YAML::Node& root) {
     }
     if (const Entry* n = Find(fields, "checkpoint_records")) {
       MANDATE_ASSIGN_OR_RETURN(int64_t records,
-                               Integer(*n, "audit.checkpoint_records", 1, 100000000));
+                               Integer(*n, "audit.checkpoint_records", 1,
+                                       static_cast<int64_t>(core::kAuditCheckpointRecordsMax)));
       c.audit_checkpoint_records = static_cast<uint64_t>(records);
     }
     if (const Entry* t = Find(fields, "checkpoint_interval")) {
       MANDATE_ASSIGN_OR_RETURN(int64_t millis,
-                               DurationMillis(*t, "audit.checkpoint_interval", 10, 3600 * 1000));
+                               DurationMillis(*t, "audit.checkpoint_interval",
+                                              core::kAuditCheckpointIntervalMillisMin,
+                                              core::kAuditCheckpointIntervalMillisMax));
       c.audit_checkpoint_interval_millis = millis;
     }
   }

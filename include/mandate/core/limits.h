@@ -93,6 +93,9 @@ inline constexpr size_t kAuditTailLinesMax = 100000;  // lines one TailLog call 
 // uncovered), and at shutdown. Configurable (audit.checkpoint_records/_interval).
 inline constexpr uint64_t kAuditCheckpointRecordsDefault = 10000;
 inline constexpr int64_t kAuditCheckpointIntervalMicrosDefault = 1000000;
+inline constexpr uint64_t kAuditCheckpointRecordsMax = 100000000;
+inline constexpr int64_t kAuditCheckpointIntervalMillisMin = 10;
+inline constexpr int64_t kAuditCheckpointIntervalMillisMax = 3600 * 1000;
 // Proofs are built from every leaf hash held in memory (32 bytes per record).
 // Circuit breakers (per upstream; config `circuit_breaker`).
 inline constexpr uint32_t kBreakerFailuresDefault = 5;
