@@ -4,6 +4,7 @@
 #include <sys/stat.h>
 
 #include <CLI/CLI.hpp>
+#include <cctype>
 #include <cstdio>
 #include <cstdlib>
 #include <ctime>
@@ -15,6 +16,7 @@
 #include "mandate/audit/audit_log.h"
 #include "mandate/core/json.h"
 #include "mandate/core/limits.h"
+#include "mandate/identity/jws_key.h"
 #include "mandate/net/http.h"
 #include "mandate/policy/lint.h"
 #include "mandate/policy/policy_set.h"
@@ -47,6 +49,37 @@ core::Result<std::string> ReadKeyArgument(const std::string& arg) {
   std::string line;
   std::getline(in, line);
   return line;
+}
+
+// The public JWK of a DPoP key file (`session start --dpop-key`, RFC 9449): a JWK (JSON) or a
+// PEM public key ("BEGIN PUBLIC KEY"). Only the public members (kty, crv, x, y) of a JWK are
+// kept, so the "d" of a private JWK never leaves this process; the server checks the key.
+core::Result<Json> ReadDpopPublicJwk(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return core::MakeError(core::ErrorCode::kBadRequest, "cannot read " + path);
+  std::string text(core::kKeyFileBytesMax + 1, '\0');
+  in.read(text.data(), static_cast<std::streamsize>(text.size()));
+  text.resize(static_cast<size_t>(in.gcount()));
+  if (text.size() > core::kKeyFileBytesMax) {
+    return core::MakeError(core::ErrorCode::kBadRequest, path + " is larger than a key file may be");
+  }
+  Json jwk;
+  if (text.find("-----BEGIN") != std::string::npos) {
+    auto key = identity::JwsKey::FromPublicPem(text);
+    if (!key.ok()) return core::MakeError(core::ErrorCode::kBadRequest, path + ": " + key.error().message);
+    jwk = (*key)->PublicJwk();
+  } else {
+    auto parsed = Json::Parse(text, core::kKeyFileBytesMax);
+    if (!parsed.ok() || !parsed->is_object()) {
+      return core::MakeError(core::ErrorCode::kBadRequest, path + " is neither a JWK (JSON object) nor a PEM public key");
+    }
+    jwk = std::move(parsed).value();
+  }
+  Json out = Json::MakeObject();
+  for (const char* member : {"kty", "crv", "x", "y"}) {
+    if (const Json* v = jwk.Find(member)) out.Set(member, *v);
+  }
+  return out;
 }
 
 std::string DefaultConfigPath() {
@@ -297,6 +330,9 @@ int Run(int argc, char** argv) {
   start->add_option("--scope", s_scope, "action (upstream:tool, upstream:*, *); repeatable; default *");
   start->add_option("--ttl", s_ttl, "token lifetime, e.g. 15m");
   start->add_option("--model", s_model, "PROVIDER/NAME[@TIER]");
+  std::string s_dpop_key;
+  start->add_option("--dpop-key", s_dpop_key,
+                    "bind the session to the instance's public key (DPoP, RFC 9449): a JWK or PEM file");
   start->callback([&] {
     Json body = Json::MakeObject();
     body.Set("agent", s_agent);
@@ -337,6 +373,15 @@ int Run(int argc, char** argv) {
       m.Set("name", rest.substr(0, at));
       m.Set("tier", at == std::string::npos ? "" : rest.substr(at + 1));
       body.Set("model", std::move(m));
+    }
+    if (!s_dpop_key.empty()) {
+      auto jwk = ReadDpopPublicJwk(s_dpop_key);
+      if (!jwk.ok()) {
+        std::cerr << "mandate: --dpop-key: " << jwk.error().message << "\n";
+        rc = kExitUsage;
+        return;
+      }
+      body.Set("dpop_jwk", std::move(jwk).value());
     }
     if (auto r = admin_or_fail("POST", "/admin/v1/sessions", &body)) print(*r, r->GetString("token"));
   });
@@ -548,7 +593,7 @@ int Run(int argc, char** argv) {
   });
 
   // keys
-  // approvals list | approve ID --as H | deny ID --as H [--reason R]
+  // approvals list | approve ID [--as H] | deny ID [--as H] [--reason R]
   auto* approvals = app.add_subcommand("approvals", "pending approvals, and deciding them");
   approvals->require_subcommand(1);
   auto* ap_list = approvals->add_subcommand("list", "pending approvals (--all: decided ones too)");
@@ -579,11 +624,13 @@ int Run(int argc, char** argv) {
   for (const char* verb : {"approve", "deny"}) {
     auto* cmd = approvals->add_subcommand(verb, std::string(verb) + " a pending approval");
     cmd->add_option("ID", ap_id, "the approval id (apr_...)")->required();
-    cmd->add_option("--as", ap_as, "the approving human (a member of the approval group)")->required();
+    cmd->add_option("--as", ap_as,
+                    "the approving human (a member of the approval group); required with the admin "
+                    "token, implied by an approver token in MANDATE_TOKEN");
     if (std::string(verb) == "deny") cmd->add_option("--reason", ap_reason, "why");
     cmd->callback([&, verb] {
       Json body = Json::MakeObject();
-      body.Set("as", ap_as);
+      if (!ap_as.empty()) body.Set("as", ap_as);
       if (!ap_reason.empty()) body.Set("reason", ap_reason);
       auto r = admin_or_fail("POST", "/admin/v1/approvals/" + ap_id + "/" + verb, &body);
       if (!r) return;
@@ -592,6 +639,40 @@ int Run(int argc, char** argv) {
                     (r->Find("counted") && r->Find("counted")->is_bool() && !r->Find("counted")->as_bool() ? "; your vote was already counted" : "") + ")");
     });
   }
+
+  // approver token H [--ttl D]: a token with which H decides approvals as themselves (the
+  // approvals page /ui/, or MANDATE_TOKEN for `mandate approvals`).
+  auto* approver = app.add_subcommand("approver", "approvers acting as themselves");
+  approver->require_subcommand(1);
+  auto* approver_token = approver->add_subcommand(
+      "token", "mint a short-lived approver token for a human and print it");
+  std::string at_human, at_ttl;
+  approver_token->add_option("human", at_human, "the approving human (registered)")->required();
+  approver_token->add_option("--ttl", at_ttl, "lifetime, e.g. 8h (default 8h, at most 24h)");
+  approver_token->callback([&] {
+    Json body = Json::MakeObject();
+    if (!at_ttl.empty()) {
+      auto ms = server::ParseDurationMillis(at_ttl);
+      if (!ms.ok() || *ms < 1000) {
+        std::cerr << "mandate: --ttl: " << (ms.ok() ? "must be at least 1s" : ms.error().message) << "\n";
+        rc = kExitUsage;
+        return;
+      }
+      body.Set("ttl_seconds", *ms / 1000);
+    }
+    std::string encoded;  // the human's name as one path segment
+    for (unsigned char c : at_human) {
+      if (std::isalnum(c) || c == '-' || c == '_' || c == '.' || c == '~') {
+        encoded.push_back(static_cast<char>(c));
+      } else {
+        static constexpr char kHex[] = "0123456789ABCDEF";
+        encoded += {'%', kHex[c >> 4], kHex[c & 15]};
+      }
+    }
+    if (auto r = admin_or_fail("POST", "/admin/v1/humans/" + encoded + "/approver-token", &body)) {
+      print(*r, r->GetString("token"));
+    }
+  });
 
   // budgets: usage of every budget's live buckets
   auto* budgets = app.add_subcommand("budgets", "usage of every budget (used, reserved, limit, reset)");

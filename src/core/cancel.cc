@@ -52,4 +52,13 @@ CancelSignal* CurrentCancelSignal() { return g_current; }
 CancelScope::CancelScope(CancelSignal* signal) : previous_(g_current) { g_current = signal; }
 CancelScope::~CancelScope() { g_current = previous_; }
 
+namespace {
+thread_local const ProgressSink* g_progress = nullptr;
+}  // namespace
+
+const ProgressSink* CurrentProgressSink() { return g_progress; }
+
+ProgressScope::ProgressScope(const ProgressSink* sink) : previous_(g_progress) { g_progress = sink; }
+ProgressScope::~ProgressScope() { g_progress = previous_; }
+
 }  // namespace mandate::core

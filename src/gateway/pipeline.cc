@@ -1,6 +1,7 @@
 #include "mandate/gateway/pipeline.h"
 
 #include <algorithm>
+#include <chrono>
 #include <ctime>
 #include <mutex>
 
@@ -150,9 +151,11 @@ bool ScopeCovers(const std::vector<std::string>& held, const std::vector<std::st
 
 Pipeline::Pipeline(PipelineDeps deps) : deps_(deps) {}
 
-core::Result<Caller> Pipeline::Authenticate(std::string_view bearer_token) const {
-  if (bearer_token.empty()) return MakeError(ErrorCode::kUnauthenticated, "no bearer token");
-  MANDATE_ASSIGN_OR_RETURN(auto claims, deps_.verifier->Verify(bearer_token));
+// The DPoP rules (Authenticate, AuthenticateRequest, AuthenticateSubjectToken) are in
+// request_auth.cc.
+core::Result<Caller> Pipeline::VerifyToken(std::string_view token) const {
+  if (token.empty()) return MakeError(ErrorCode::kUnauthenticated, "no token");
+  MANDATE_ASSIGN_OR_RETURN(auto claims, deps_.verifier->Verify(token));
   Caller caller;
   caller.claims = std::move(claims);
   // The chain from the first agent to the current actor; every actor must be an agent.
@@ -221,6 +224,49 @@ core::Status Pipeline::CheckRevocation(const Caller& caller) const {
 }
 
 Decision Pipeline::Decide(const Caller& caller, const core::Action& action) const {
+  return DecideWith(caller, action, /*args_known=*/true);
+}
+
+StepVerdict Pipeline::DecideStep(const Caller& caller, const core::Action& action) const {
+  StepVerdict v;
+  Decision d = DecideWith(caller, action, /*args_known=*/false);
+  if (!d.scope_ok || d.checks.empty()) {
+    v.code = d.code;
+    v.reason = d.reason;
+    return v;
+  }
+  bool conditional = false;
+  for (const core::PrincipalCheck& ch : d.checks) {
+    if (!ch.forbids.empty()) {
+      v.reason = "policy forbids " + d.action + " for " + ch.principal + " whatever the arguments (" +
+                 ch.forbids.front() + ")";
+      return v;
+    }
+    if (!ch.errors.empty()) {
+      conditional = true;  // a policy looked at the arguments: only a call can tell
+    } else if (!ch.allow && !ch.approval_required) {
+      v.reason = "no policy permits " + d.action + " for " + ch.principal + " whatever the arguments";
+      return v;
+    }
+  }
+  if (conditional) {
+    v.kind = StepVerdict::Kind::kConditional;
+  } else if (d.kind == Decision::Kind::kApprovalRequired) {
+    v.kind = StepVerdict::Kind::kApproval;
+    v.approval_group = d.approval.value_or("");
+    for (const core::PrincipalCheck& ch : d.checks) {
+      if (ch.approval_required && !ch.permits.empty()) {
+        v.policy = ch.permits.front();
+        break;
+      }
+    }
+  } else {
+    v.kind = StepVerdict::Kind::kAllow;
+  }
+  return v;
+}
+
+Decision Pipeline::DecideWith(const Caller& caller, const core::Action& action, bool args_known) const {
   Decision d;
   d.id = core::NewId("dec");
   d.action = action.Id();
@@ -246,17 +292,19 @@ Decision Pipeline::Decide(const Caller& caller, const core::Action& action) cons
   (void)entities.Add(upstream_uid, Value::Record({}), {});
   if (!(resource_uid == upstream_uid)) (void)entities.Add(resource_uid, Value::Record({}), {upstream_uid});
 
-  auto args = policy::ValueFromJson(action.args.is_null() ? Json::MakeObject() : action.args);
-  if (!args.ok()) {
-    return Deny(std::move(d), ErrorCode::kBadRequest,
-                "the arguments cannot be evaluated by policy: " + args.error().message);
+  policy::Value::RecordFields context;
+  if (args_known) {
+    auto args = policy::ValueFromJson(action.args.is_null() ? Json::MakeObject() : action.args);
+    if (!args.ok()) {
+      return Deny(std::move(d), ErrorCode::kBadRequest,
+                  "the arguments cannot be evaluated by policy: " + args.error().message);
+    }
+    context.emplace("args", std::move(args).value());
   }
   policy::Value::RecordFields request;
   request.emplace("protocol", Value::String(action.protocol));
   request.emplace("method", Value::String(action.method));
   request.emplace("path", Value::String(action.path));
-  policy::Value::RecordFields context;
-  context.emplace("args", std::move(args).value());
   context.emplace("session", SessionValue(caller));
   context.emplace("request", Value::Record(std::move(request)));
   context.emplace("time", TimeValue(deps_.clock->NowUnixSeconds()));
@@ -422,6 +470,45 @@ std::optional<Json> ExtractSideEffect(const Json& result, std::string_view point
   }
 }
 
+approval::ApprovalState Pipeline::Park(const std::string& id, const std::string& group,
+                                       int64_t wait_micros) const {
+  core::CancelSignal* cancel = core::CurrentCancelSignal();
+  const core::ProgressSink* progress = core::CurrentProgressSink();
+  if (progress == nullptr) return deps_.approvals->Wait(id, wait_micros, cancel);
+  // Someone listens (an MCP client that asked for progress): wait in slices and report
+  // between them, so the client knows the call is parked, not lost.
+  const auto start = std::chrono::steady_clock::now();
+  const auto deadline = start + std::chrono::microseconds(wait_micros);
+  auto report = [&] {
+    const int64_t waited_ms =
+        std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - start).count();
+    size_t votes = 0;
+    int64_t needed = 0;
+    if (auto view = deps_.approvals->Get(id)) {
+      if (const Json* a = view->FindArray("approvers")) votes = a->as_array().size();
+      needed = view->GetInt("min_approvers", 0);
+    }
+    core::Progress p;
+    p.progress = waited_ms + 1;  // strictly increasing, as MCP requires
+    p.total = wait_micros / 1000 + 1;
+    p.message = "waiting for approval " + id + " by " + group + " (" + std::to_string(votes) + " of " +
+                std::to_string(needed) + " approvals)";
+    (*progress)(p);
+  };
+  report();
+  for (;;) {
+    const int64_t left =
+        std::chrono::duration_cast<std::chrono::microseconds>(deadline - std::chrono::steady_clock::now()).count();
+    approval::ApprovalState state =
+        deps_.approvals->Wait(id, std::min<int64_t>(std::max<int64_t>(left, 0), core::kApprovalProgressIntervalMicros), cancel);
+    if (state != approval::ApprovalState::kPending || left <= core::kApprovalProgressIntervalMicros ||
+        (cancel != nullptr && cancel->cancelled())) {
+      return state;
+    }
+    report();
+  }
+}
+
 Json Pipeline::SeekApproval(const Caller& caller, const core::Action& action,
                             const std::string& args_canonical, core::Decision* d) const {
   approval::ApprovalRequest req;
@@ -455,7 +542,7 @@ Json Pipeline::SeekApproval(const Caller& caller, const core::Action& action,
   if (state == approval::ApprovalState::kPending) {
     // Parked until approvers decide, up to the group's wait. Revocation is checked again
     // before anything is forwarded.
-    state = deps_.approvals->Wait(ticket->id, ticket->wait_micros, core::CurrentCancelSignal());
+    state = Park(ticket->id, req.group, ticket->wait_micros);
   }
   note.Set("id", ticket->id);
   note.Set("state", std::string(approval::ApprovalStateName(state)));
@@ -535,6 +622,47 @@ Pipeline::CallResult Pipeline::Call(const Caller& caller, core::Action action, U
     decided.Set("model", std::move(m));
   }
 
+  // Plan: a session that declared a plan stays inside it. Matched only for calls the policy
+  // lets through (with or without approval), so a denied call never spends a step.
+  plan::StepMatch plan_match;
+  if (deps_.plans != nullptr &&
+      (out.decision.allowed() || out.decision.kind == core::Decision::Kind::kApprovalRequired)) {
+    std::map<std::string, int64_t> estimate;
+    if (action.cls != core::ActionClass::kRead) estimate.emplace("writes", 1);
+    auto admitted = deps_.plans->Admit(caller.sid(), action.Id(), action.args, estimate);
+    if (!admitted.ok()) {
+      out.decision = Deny(std::move(out.decision), ErrorCode::kPlanViolation, admitted.error().message);
+    } else if (admitted->planned) {
+      plan_match = std::move(admitted).value();
+      Json step = Json::MakeObject();
+      step.Set("plan", plan_match.plan_id);
+      step.Set("step", static_cast<int64_t>(plan_match.step));
+      step.Set("used", plan_match.used);
+      step.Set("max_count", plan_match.max_count);
+      out.decision.plan_step = std::move(step);
+      if (out.decision.kind == core::Decision::Kind::kApprovalRequired && !plan_match.approval_group.empty() &&
+          out.decision.approval == plan_match.approval_group) {
+        // The group approved this step (action, condition, count) when it approved the plan.
+        out.decision.kind = core::Decision::Kind::kAllow;
+        out.decision.reason = "permitted: step " + std::to_string(plan_match.step) + " of plan " +
+                              plan_match.plan_id + " was approved by " + plan_match.approval_group;
+        Json note = Json::MakeObject();
+        note.Set("group", plan_match.approval_group);
+        note.Set("plan", plan_match.plan_id);
+        decided.Set("approval", std::move(note));
+      }
+    }
+  }
+  // A step is given back unless the call is forwarded.
+  struct PlanGuard {
+    plan::PlanBook* book;
+    const plan::StepMatch& match;
+    bool forwarded = false;
+    ~PlanGuard() {
+      if (book != nullptr && !forwarded) book->Release(match);
+    }
+  } plan_guard{deps_.plans, plan_match};
+
   // Budgets: reserve the estimated cost on every matching budget, all or nothing. The
   // reservation rides in the durable decision record, which is how a restart recovers it.
   budget::Reservation reservation;
@@ -576,11 +704,36 @@ Pipeline::CallResult Pipeline::Call(const Caller& caller, core::Action action, U
     }
   } reservation_guard{deps_.budgets, reservation};
 
+  // From here the call can wait (parked for approval, then on its upstream): registered so
+  // that a revocation cancels the wait (CancelRevoked), observed through the thread's cancel
+  // scope by the approval book and by the invoker's blocking I/O.
+  auto cancel = std::make_shared<core::CancelSignal>();
+  struct InflightGuard {
+    const Pipeline* pipeline;
+    uint64_t id;
+    ~InflightGuard() {
+      std::lock_guard<std::mutex> lock(pipeline->inflight_mu_);
+      pipeline->inflight_.erase(id);
+    }
+  } inflight_guard{this, [&] {
+                     std::lock_guard<std::mutex> lock(inflight_mu_);
+                     const uint64_t id = next_inflight_id_++;
+                     inflight_.emplace(id, InflightCall{&caller, cancel});
+                     return id;
+                   }()};
+
   // Approval (after the budgets, as DESIGN.md section 3 orders them, so a parked call holds
   // its reservation and an approval is never spent on a call its budget refuses): ask the
   // group, park up to its wait, and go on only when approved for exactly these arguments.
   if (out.decision.kind == core::Decision::Kind::kApprovalRequired && deps_.approvals != nullptr) {
+    core::CancelScope scope(cancel.get());
     decided.Set("approval", SeekApproval(caller, action, args_canonical, &out.decision));
+    if (cancel->cancelled()) {
+      // Revoked while parked: the agent learns why, and nothing is forwarded even if the
+      // approval came at the same moment (it is used up: fail closed).
+      out.decision = Deny(std::move(out.decision), ErrorCode::kTokenRevoked,
+                          "the session was revoked while the call waited for approval");
+    }
   }
 
   // The upstream's breaker, asked only for calls policy allows: an open breaker refuses the
@@ -653,37 +806,55 @@ Pipeline::CallResult Pipeline::Call(const Caller& caller, core::Action action, U
     out.outcome.message = out.decision.reason;
     return out;
   }
+  // Stopped after the durable decision, before forwarding: the log says why it never went.
+  auto never_forwarded = [&](ErrorCode code, const std::string& reason) {
+    out.outcome.ok = false;
+    out.outcome.error = code;
+    out.outcome.message = reason;
+    Json r = CallRecord("call.cancelled", caller, action);
+    r.Set("decision_id", out.decision.id);
+    r.Set("reason", reason);
+    if (reservation.open()) r.Set("budgets", reservation.ReleaseJson());  // released by its guard
+    (void)deps_.audit->Append(std::move(r));
+    return out;
+  };
   if (auto revoked = CheckRevocation(caller); !revoked.ok()) {
     out.decision = Deny(std::move(out.decision), ErrorCode::kTokenRevoked, revoked.error().message);
-    out.outcome.error = ErrorCode::kTokenRevoked;
-    out.outcome.message = out.decision.reason;
-    (void)deps_.audit->Append([&] {
-      Json r = CallRecord("call.cancelled", caller, action);
-      r.Set("decision_id", out.decision.id);
-      r.Set("reason", out.decision.reason);
-      if (reservation.open()) r.Set("budgets", reservation.ReleaseJson());  // never forwarded
-      return r;
-    }());
-    return out;
+    return never_forwarded(ErrorCode::kTokenRevoked, out.decision.reason);
   }
 
-  // In flight: registered so that a revocation cancels it (CancelRevoked), observed by the
-  // invoker's blocking I/O through the thread's cancel scope.
-  const int64_t start = deps_.clock->NowUnixMicros();
-  auto cancel = std::make_shared<core::CancelSignal>();
-  uint64_t inflight_id = 0;
-  {
-    std::lock_guard<std::mutex> lock(inflight_mu_);
-    inflight_id = next_inflight_id_++;
-    inflight_.emplace(inflight_id, InflightCall{&caller, cancel});
+  // Broker: the transaction token this upstream is to receive.
+  Forwarding forwarding;
+  forwarding.decision_id = out.decision.id;
+  if (deps_.txn_tokens != nullptr && deps_.txn_token_audiences != nullptr) {
+    if (auto aud = deps_.txn_token_audiences->find(action.upstream); aud != deps_.txn_token_audiences->end()) {
+      identity::TxnTokenRequest t;
+      t.audience = aud->second;
+      t.txn = out.decision.id;
+      t.sub = caller.human();
+      t.agent = caller.agent();
+      t.action = action.Id();
+      t.args_sha256 = core::Sha256Hex(args_canonical);
+      t.run = caller.run();
+      t.sid = caller.sid();
+      t.task = caller.claims->task;
+      t.chain = caller.chain;
+      auto minted = deps_.txn_tokens->Mint(t, deps_.clock->NowUnixSeconds());
+      if (!minted.ok()) {
+        // Fail closed: an upstream that expects to learn who calls never gets an anonymous call.
+        return never_forwarded(ErrorCode::kInternal,
+                               "the call's transaction token could not be minted: " + minted.error().message);
+      }
+      forwarding.txn_token = std::move(minted).value();
+    }
   }
+
+  plan_guard.forwarded = true;  // the upstream may act: the step is spent
+  // In flight: a revocation cancels it through the signal registered above.
+  const int64_t start = deps_.clock->NowUnixMicros();
   {
     core::CancelScope scope(cancel.get());
-    out.outcome = invoker.Invoke(action, caller, out.decision.id);
-  }
-  {
-    std::lock_guard<std::mutex> lock(inflight_mu_);
-    inflight_.erase(inflight_id);
+    out.outcome = invoker.Invoke(action, caller, forwarding);
   }
   out.outcome.latency_micros = deps_.clock->NowUnixMicros() - start;
   if (breaker != nullptr && !cancel->cancelled()) {

@@ -8,21 +8,28 @@
 #include <stdlib.h>
 
 #include <atomic>
+#include <chrono>
 #include <filesystem>
 #include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
+#include <thread>
 #include <vector>
 
+#include "mandate/approval/approval.h"
 #include "mandate/audit/audit_log.h"
 #include "mandate/audit/merkle_log.h"
 #include "mandate/broker/credentials.h"
 #include "mandate/core/clock.h"
 #include "mandate/core/json.h"
+#include "mandate/core/limits.h"
+#include "mandate/core/crypto.h"
+#include "mandate/core/encoding.h"
 #include "mandate/identity/signing_keys.h"
 #include "mandate/identity/token_issuer.h"
 #include "mandate/identity/token_verifier.h"
+#include "mandate/plan/plan.h"
 #include "mandate/policy/policy_set.h"
 #include "mandate/revocation/revocation_set.h"
 #include "mandate/store/sqlite_store.h"
@@ -64,10 +71,11 @@ class ScratchDir {
 // when set, runs first (e.g. to inspect the audit log at the moment of forwarding).
 class RecordingInvoker final : public UpstreamInvoker {
  public:
-  core::Outcome Invoke(const core::Action& action, const Caller&,
-                       const std::string& decision_id) override {
+  core::Outcome Invoke(const core::Action& action, const Caller&, const Forwarding& forwarding) override {
+    const std::string& decision_id = forwarding.decision_id;
     {
       std::lock_guard lock(mu_);
+      txn_tokens_.push_back(forwarding.txn_token);
       calls_.push_back(action.Id());
       decision_ids_.push_back(decision_id);
     }
@@ -81,6 +89,10 @@ class RecordingInvoker final : public UpstreamInvoker {
   std::vector<std::string> decision_ids() const {
     std::lock_guard lock(mu_);
     return decision_ids_;
+  }
+  std::vector<std::string> txn_tokens() const {
+    std::lock_guard lock(mu_);
+    return txn_tokens_;
   }
 
   core::Outcome outcome = [] {
@@ -101,6 +113,7 @@ class RecordingInvoker final : public UpstreamInvoker {
   mutable std::mutex mu_;
   std::vector<std::string> calls_;
   std::vector<std::string> decision_ids_;
+  std::vector<std::string> txn_tokens_;
 };
 
 // An audit log that refuses every append, as a log whose disk failed would.
@@ -407,7 +420,7 @@ TEST_F(PipelineTest, ADelegatedScopeNeverExceedsItsParents) {
 // An upstream that answers only when told to, or gives up when the call is cancelled.
 class BlockingInvoker final : public UpstreamInvoker {
  public:
-  core::Outcome Invoke(const core::Action&, const Caller&, const std::string&) override {
+  core::Outcome Invoke(const core::Action&, const Caller&, const Forwarding&) override {
     // Registered before taking mu_: if the call is already cancelled, the function runs here.
     core::CancelRegistration on_cancel(core::CurrentCancelSignal(), [this] {
       std::lock_guard<std::mutex> l(mu_);
@@ -465,6 +478,38 @@ TEST_F(PipelineTest, RevokingASessionCancelsItsCallsInFlightAndOnlyThose) {
   ASSERT_TRUE(cancelled.is_object()) << "no call.cancelled record";
   EXPECT_TRUE(cancelled.Find("in_flight") && cancelled.Find("in_flight")->as_bool());
   EXPECT_FALSE(FindRecord("call.completed", result.decision.id).is_object());
+}
+
+TEST_F(PipelineTest, RevokingASessionCancelsItsCallParkedForApproval) {
+  SetPolicies(R"(@id("needs-approval") @approval("g") permit (principal, action, resource);)");
+  approval::ApprovalGroup group;
+  group.name = "g";
+  group.wait_micros = 60'000'000;  // far longer than the test: only the revocation ends the wait
+  group.expiry_micros = 120'000'000;
+  auto book = approval::ApprovalBook::Create({group}, clock_);
+  ASSERT_TRUE(book.ok()) << book.error().message;
+  PipelineDeps deps = Deps(audit_.get());
+  deps.approvals = book->get();
+  Pipeline pipeline(deps);
+  Caller caller = MustAuthenticate(RootClaims());
+  RecordingInvoker invoker;
+  Pipeline::CallResult result;
+  std::thread call([&] { result = pipeline.Call(caller, MakeAction("refund", ActionClass::kWrite), invoker); });
+  for (int i = 0; i < 2000 && (*book)->List(approval::ListFilter::kPending).FindArray("approvals")->as_array().empty(); ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  EXPECT_EQ(pipeline.InflightCount(), 1u);
+  ASSERT_TRUE(revocations_->Revoke(*store_, revocation::Kind::kSession, std::string(kRootSid), "test", 1767000000).ok());
+  EXPECT_EQ(pipeline.CancelRevoked(), 1u);
+  call.join();
+  EXPECT_FALSE(result.decision.allowed());
+  EXPECT_EQ(result.outcome.error, ErrorCode::kTokenRevoked);
+  EXPECT_NE(result.decision.reason.find("waited for approval"), std::string::npos) << result.decision.reason;
+  EXPECT_EQ(invoker.calls(), 0u);
+  EXPECT_EQ(pipeline.InflightCount(), 0u);
+  Json decided = FindRecord("call.decided", result.decision.id);
+  ASSERT_TRUE(decided.is_object());
+  EXPECT_EQ(decided.FindObject("decision")->GetString("code"), "token_revoked");
 }
 
 TEST_F(PipelineTest, ForbidWins) {
@@ -751,15 +796,20 @@ TEST_F(PipelineTest, UpstreamFailureIsRecordedAsFailedCompletion) {
 
 // --- budgets, circuit breaker, payload rules ---------------------------------------------------
 
-TEST_F(PipelineTest, ABudgetRefusesBeforeTheUpstreamAndReleasesWhatNeverReachedIt) {
-  SetPolicies("permit (principal, action, resource);");
+// A budget of `limit` calls per session over its whole run.
+budget::BudgetSpec SessionCallsBudget(std::string name, int64_t limit) {
   budget::BudgetSpec spec;
-  spec.name = "two";
+  spec.name = std::move(name);
   spec.metric = *budget::ParseMetric("calls");
   spec.window = *budget::ParseWindow("run");
   spec.scope = budget::Scope::kSession;
-  spec.limit = 2;
-  auto ledger = budget::BudgetLedger::Create({spec}, clock_);
+  spec.limit = limit;
+  return spec;
+}
+
+TEST_F(PipelineTest, ABudgetRefusesBeforeTheUpstreamAndReleasesWhatNeverReachedIt) {
+  SetPolicies("permit (principal, action, resource);");
+  auto ledger = budget::BudgetLedger::Create({SessionCallsBudget("two", 2)}, clock_);
   ASSERT_TRUE(ledger.ok()) << ledger.error().message;
   PipelineDeps deps = Deps(audit_.get());
   deps.budgets = ledger->get();
@@ -786,6 +836,190 @@ TEST_F(PipelineTest, ABudgetRefusesBeforeTheUpstreamAndReleasesWhatNeverReachedI
   ASSERT_TRUE(decided.is_object());
   EXPECT_EQ(decided.Find("budget_exceeded")->GetString("budget"), "two");
   EXPECT_EQ(decided.Find("budget_exceeded")->GetInt("limit", 0), 2);
+}
+
+// --- plans ---------------------------------------------------------------------------------------
+
+// A plan for the fixture's root session: `steps` as (action, when, max_count, approval group).
+std::string SubmitPlan(plan::PlanBook& book, std::vector<plan::PlanStep> steps, bool auto_approved,
+                       std::vector<std::pair<std::string, int64_t>> envelope = {}) {
+  plan::PlanSpec spec;
+  spec.steps = std::move(steps);
+  spec.budget = std::move(envelope);
+  spec.ttl_seconds = 600;
+  auto id = book.Submit({std::string(kRootSid), std::string(kRootSid), "bot", "alice"}, std::move(spec),
+                        auto_approved);
+  EXPECT_TRUE(id.ok()) << id.error().message;
+  return id.ok() ? *id : "";
+}
+
+plan::PlanStep Step(std::string action, int64_t max_count = 1, std::string approval_group = "") {
+  plan::PlanStep s;
+  s.action = std::move(action);
+  s.max_count = max_count;
+  s.approval_group = std::move(approval_group);
+  return s;
+}
+
+TEST_F(PipelineTest, APlanAdmitsItsStepsUpToTheirCountsAndNothingElse) {
+  SetPolicies("permit (principal, action, resource);");
+  plan::PlanBook book(clock_);
+  PipelineDeps deps = Deps(audit_.get());
+  deps.plans = &book;
+  Pipeline pipeline(deps);
+  Caller caller = MustAuthenticate(RootClaims());
+  RecordingInvoker invoker;
+
+  // No plan: policy alone decides.
+  EXPECT_TRUE(pipeline.Call(caller, MakeAction("get_doc"), invoker).decision.allowed());
+  const std::string id = SubmitPlan(book, {Step("up:get_doc", 2)}, /*auto_approved=*/true);
+  auto first = pipeline.Call(caller, MakeAction("get_doc"), invoker);
+  ASSERT_TRUE(first.decision.allowed()) << first.decision.reason;
+  EXPECT_EQ(first.decision.plan_step.GetString("plan"), id);
+  EXPECT_EQ(first.decision.plan_step.GetInt("used", 0), 1);
+  EXPECT_EQ(FindRecord("call.decided", first.decision.id).FindObject("decision")->FindObject("plan_step")->GetInt("max_count", 0), 2);
+  EXPECT_TRUE(pipeline.Call(caller, MakeAction("get_doc"), invoker).decision.allowed());
+  auto third = pipeline.Call(caller, MakeAction("get_doc"), invoker);
+  EXPECT_EQ(third.outcome.error, ErrorCode::kPlanViolation);
+  EXPECT_NE(third.decision.reason.find("used 2 of 2"), std::string::npos) << third.decision.reason;
+  auto outside = pipeline.Call(caller, MakeAction("delete_doc", ActionClass::kDestructive), invoker);
+  EXPECT_EQ(outside.outcome.error, ErrorCode::kPlanViolation);
+  EXPECT_EQ(invoker.calls(), 3u);  // the one before the plan and the two steps
+}
+
+TEST_F(PipelineTest, APolicyDenialSpendsNoStepAndARefusalAfterTheStepGivesItBack) {
+  SetPolicies(R"(
+    permit (principal, action, resource) when { context.args.ok == true };
+  )");
+  auto ledger = budget::BudgetLedger::Create({SessionCallsBudget("one", 1)}, clock_);
+  ASSERT_TRUE(ledger.ok()) << ledger.error().message;
+  plan::PlanBook book(clock_);
+  PipelineDeps deps = Deps(audit_.get());
+  deps.plans = &book;
+  deps.budgets = ledger->get();
+  Pipeline pipeline(deps);
+  Caller caller = MustAuthenticate(RootClaims());
+  RecordingInvoker invoker;
+  const std::string id = SubmitPlan(book, {Step("up:get_doc", 2)}, true, {{"writes", 5}});
+
+  Json no = Json::MakeObject();
+  no.Set("ok", false);
+  Json yes = Json::MakeObject();
+  yes.Set("ok", true);
+  EXPECT_EQ(pipeline.Call(caller, MakeAction("get_doc", ActionClass::kRead, no), invoker).outcome.error,
+            ErrorCode::kPolicyDenied);
+  EXPECT_EQ(book.Get(id).FindArray("steps")->as_array()[0].GetInt("used", -1), 0);
+  EXPECT_TRUE(pipeline.Call(caller, MakeAction("get_doc", ActionClass::kRead, yes), invoker).decision.allowed());
+  // The budget refuses the second call after the step admitted it: the step is given back.
+  EXPECT_EQ(pipeline.Call(caller, MakeAction("get_doc", ActionClass::kRead, yes), invoker).outcome.error,
+            ErrorCode::kBudgetExceeded);
+  EXPECT_EQ(book.Get(id).FindArray("steps")->as_array()[0].GetInt("used", -1), 1);
+}
+
+TEST_F(PipelineTest, AStepApprovedWithThePlanApprovesItsCallsForThatGroupOnly) {
+  SetPolicies(R"(
+    @id("refund") @approval("finance") permit (principal, action == Action::"up:refund", resource);
+    @id("wire") @approval("treasury") permit (principal, action == Action::"up:wire", resource);
+  )");
+  plan::PlanBook book(clock_);
+  PipelineDeps deps = Deps(audit_.get());
+  deps.plans = &book;
+  Pipeline pipeline(deps);
+  Caller caller = MustAuthenticate(RootClaims());
+  RecordingInvoker invoker;
+  // The wire step claims "finance" (as if the policy had changed since): it does not cover a
+  // call that needs treasury.
+  const std::string id = SubmitPlan(book, {Step("up:refund", 1, "finance"), Step("up:wire", 1, "finance")}, false);
+  auto pending = pipeline.Call(caller, MakeAction("refund", ActionClass::kWrite), invoker);
+  EXPECT_EQ(pending.outcome.error, ErrorCode::kPlanViolation);
+  EXPECT_NE(pending.decision.reason.find("awaiting approval"), std::string::npos) << pending.decision.reason;
+  ASSERT_TRUE(book.Activate(id, "bob").ok());
+  auto refund = pipeline.Call(caller, MakeAction("refund", ActionClass::kWrite), invoker);
+  ASSERT_TRUE(refund.decision.allowed()) << refund.decision.reason;
+  Json approval = *FindRecord("call.decided", refund.decision.id).Find("approval");
+  EXPECT_EQ(approval.GetString("plan"), id);
+  EXPECT_EQ(approval.GetString("group"), "finance");
+  auto wire = pipeline.Call(caller, MakeAction("wire", ActionClass::kWrite), invoker);
+  EXPECT_EQ(wire.decision.kind, Decision::Kind::kApprovalRequired);  // no book: refused as such
+  EXPECT_EQ(invoker.calls(), 1u);
+}
+
+TEST_F(PipelineTest, DecideStepClassifiesAnActionWithItsArgumentsUnknown) {
+  SetPolicies(R"(
+    @id("read") permit (principal, action == Action::"up:get_doc", resource);
+    @id("refund") @approval("finance") permit (principal, action == Action::"up:refund", resource);
+    @id("small") permit (principal, action == Action::"up:pay", resource) when { context.args.amount < 100 };
+    @id("all-drops") permit (principal, action == Action::"up:drop", resource);
+    @id("no-drops") forbid (principal == Agent::"bot", action == Action::"up:drop", resource);
+    @id("prod-guard") forbid (principal, action == Action::"up:get_doc", resource) when { context.args.env == "prod" };
+  )");
+  Caller caller = MustAuthenticate(RootClaims());
+  using K = StepVerdict::Kind;
+  // get_doc: permitted, but a forbid looks at the arguments -> decided per call.
+  EXPECT_EQ(pipeline_->DecideStep(caller, MakeAction("get_doc")).kind, K::kConditional);
+  StepVerdict refund = pipeline_->DecideStep(caller, MakeAction("refund", ActionClass::kWrite));
+  EXPECT_EQ(refund.kind, K::kApproval);
+  EXPECT_EQ(refund.approval_group, "finance");
+  EXPECT_EQ(refund.policy, "refund");
+  EXPECT_EQ(pipeline_->DecideStep(caller, MakeAction("pay", ActionClass::kWrite)).kind, K::kConditional);
+  StepVerdict drop = pipeline_->DecideStep(caller, MakeAction("drop", ActionClass::kDestructive));
+  EXPECT_EQ(drop.kind, K::kDeny);
+  EXPECT_NE(drop.reason.find("no-drops"), std::string::npos) << drop.reason;
+  StepVerdict none = pipeline_->DecideStep(caller, MakeAction("rename"));
+  EXPECT_EQ(none.kind, K::kDeny);
+  EXPECT_EQ(none.code, ErrorCode::kPolicyDenied);
+  Caller narrow = MustAuthenticate(RootClaims({"up:get_doc"}));
+  StepVerdict scoped = pipeline_->DecideStep(narrow, MakeAction("refund", ActionClass::kWrite));
+  EXPECT_EQ(scoped.kind, K::kDeny);
+  EXPECT_EQ(scoped.code, ErrorCode::kOutOfScope);
+  SetPolicies("permit (principal, action, resource);");
+  EXPECT_EQ(pipeline_->DecideStep(caller, MakeAction("rename")).kind, K::kAllow);
+}
+
+TEST_F(PipelineTest, ForwardedCallsCarryASignedTxnTokenForTheirUpstreamOnly) {
+  SetPolicies("permit (principal, action, resource);");
+  identity::TxnTokenIssuer txn(*keys_, kIssuer);
+  const std::map<std::string, std::string, std::less<>> audiences = {{"up", "https://up.example"}};
+  PipelineDeps deps = Deps(audit_.get());
+  deps.txn_tokens = &txn;
+  deps.txn_token_audiences = &audiences;
+  Pipeline pipeline(deps);
+  Caller caller = MustAuthenticate(RootClaims());
+  RecordingInvoker invoker;
+  Json args = Json::MakeObject();
+  args.Set("id", "DOC-1");
+  auto r = pipeline.Call(caller, MakeAction("get_doc", ActionClass::kRead, args), invoker);
+  ASSERT_TRUE(r.decision.allowed()) << r.decision.reason;
+  // Another upstream, not configured for transaction tokens, gets none.
+  ASSERT_TRUE(pipeline.Call(caller, MakeAction("get_doc", ActionClass::kRead, args, "other"), invoker).decision.allowed());
+  const std::vector<std::string> tokens = invoker.txn_tokens();
+  ASSERT_EQ(tokens.size(), 2u);
+  EXPECT_TRUE(tokens[1].empty());
+
+  const std::string& token = tokens[0];
+  const size_t dot1 = token.find('.');
+  const size_t dot2 = token.rfind('.');
+  ASSERT_NE(dot1, dot2);
+  auto header = Json::Parse(*core::Base64UrlDecode(token.substr(0, dot1)));
+  auto payload = Json::Parse(*core::Base64UrlDecode(token.substr(dot1 + 1, dot2 - dot1 - 1)));
+  ASSERT_TRUE(header.ok() && payload.ok());
+  EXPECT_EQ(header->GetString("typ"), "txntoken+jwt");
+  std::shared_ptr<const identity::JwsKey> key = keys_->Active();
+  EXPECT_EQ(header->GetString("kid"), key->kid());
+  EXPECT_TRUE(key->Verify(token.substr(0, dot2), *core::Base64UrlDecode(token.substr(dot2 + 1))));
+  EXPECT_EQ(payload->GetString("iss"), kIssuer);
+  EXPECT_EQ(payload->GetString("aud"), "https://up.example");
+  EXPECT_EQ(payload->GetString("txn"), r.decision.id);
+  EXPECT_EQ(payload->GetString("sub"), "alice");
+  EXPECT_EQ(payload->GetString("req_wl"), "bot");
+  EXPECT_EQ(payload->GetString("scope"), "up:get_doc");
+  EXPECT_EQ(payload->GetInt("exp", 0) - payload->GetInt("iat", 0), core::kTxnTokenTtlSecondsDefault);
+  const Json* tctx = payload->FindObject("tctx");
+  ASSERT_NE(tctx, nullptr);
+  EXPECT_EQ(tctx->GetString("action"), "up:get_doc");
+  EXPECT_EQ(tctx->GetString("args_sha256"), core::Sha256Hex(args.Canonical()));
+  EXPECT_EQ(tctx->GetString("sid"), kRootSid);
+  EXPECT_EQ(tctx->GetString("task"), "SUP-1");
 }
 
 TEST_F(PipelineTest, AnOpenCircuitBreakerRefusesWithoutForwarding) {

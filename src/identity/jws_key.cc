@@ -15,6 +15,7 @@
 
 #include "mandate/core/crypto.h"
 #include "mandate/core/encoding.h"
+#include "mandate/core/limits.h"
 
 namespace mandate::identity {
 
@@ -276,6 +277,23 @@ Result<std::shared_ptr<const JwsKey>> JwsKey::FromPublicJwk(const Json& jwk) {
     }
   }
   return FromImpl(std::move(impl));
+}
+
+Result<std::shared_ptr<const JwsKey>> JwsKey::FromPublicPem(std::string_view pem) {
+  ErrClear clear;
+  if (pem.size() > core::kKeyFileBytesMax) {
+    return MakeError(ErrorCode::kBadRequest, "public key PEM larger than kKeyFileBytesMax");
+  }
+  BioPtr bio(BIO_new_mem_buf(pem.data(), static_cast<int>(pem.size())));
+  if (!bio) return MakeError(ErrorCode::kInternal, "out of memory reading a key");
+  EVP_PKEY* pkey = PEM_read_bio_PUBKEY_ex(bio.get(), nullptr, NoPassphrase, nullptr, nullptr, nullptr);
+  if (pkey == nullptr) {
+    return MakeError(ErrorCode::kBadRequest, "not a PEM public key (expected \"BEGIN PUBLIC KEY\")");
+  }
+  auto key = FromImpl(std::make_unique<Impl>(pkey, /*priv=*/false));
+  // FromImpl reports an unsupported type as kInternal (a bad key file); here it is input.
+  if (!key.ok()) return MakeError(ErrorCode::kBadRequest, key.error().message);
+  return key;
 }
 
 Result<std::shared_ptr<const JwsKey>> JwsKey::FromPrivatePem(std::string_view pem) {

@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include "mandate/core/encoding.h"
+#include "mandate/core/limits.h"
 
 namespace mandate::identity {
 namespace {
@@ -167,6 +168,50 @@ TEST(JwsKey, FromPublicJwkRejectsPrivateForeignAndMalformedKeys) {
   EXPECT_FALSE(JwsKey::FromPublicJwk(p384).ok());
 
   EXPECT_FALSE(JwsKey::FromPublicJwk(Json::MakeArray()).ok());
+}
+
+// The SubjectPublicKeyInfo PEMs of the RFC 8037 A.2 and RFC 7515 A.3 public keys name the
+// same keys as their JWKs (`mandate session start --dpop-key` accepts either form).
+TEST(JwsKey, FromPublicPemReadsEd25519AndP256Keys) {
+  auto ed = JwsKey::FromPublicPem(
+      "-----BEGIN PUBLIC KEY-----\n"
+      "MCowBQYDK2VwAyEA11qYAYKxCrfVS/7TyWQHOg7hcvPapiMlrwIaaPcHURo=\n"
+      "-----END PUBLIC KEY-----\n");
+  ASSERT_TRUE(ed.ok()) << ed.error().message;
+  EXPECT_EQ((*ed)->alg(), Alg::kEdDSA);
+  EXPECT_EQ((*ed)->kid(), "kPrK_qmxVWaYVA9wwBF6Iuo3vVzz7TxHCTwXBygrS4k");
+  EXPECT_FALSE((*ed)->has_private_key());
+
+  auto ec = JwsKey::FromPublicPem(
+      "-----BEGIN PUBLIC KEY-----\n"
+      "MFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAEf83OJ3D2xF1Bg8vub9tLe1gHMzV7\n"
+      "6e8Tus9uPHvRVEXH8UTNG72bfocs3+257rn0s2ldbqkLJK2KRiMohYjlrQ==\n"
+      "-----END PUBLIC KEY-----\n");
+  ASSERT_TRUE(ec.ok()) << ec.error().message;
+  auto ec_jwk = JwsKey::FromPublicJwk(Rfc7515EcPublicJwk());
+  ASSERT_TRUE(ec_jwk.ok());
+  EXPECT_EQ((*ec)->alg(), Alg::kES256);
+  EXPECT_EQ((*ec)->kid(), (*ec_jwk)->kid());
+}
+
+TEST(JwsKey, FromPublicPemRefusesPrivateForeignAndMalformedKeys) {
+  // The RFC 8037 A.1 private key as PKCS#8: a private key never travels as a public one.
+  auto priv = JwsKey::FromPublicPem(
+      "-----BEGIN PRIVATE KEY-----\n"
+      "MC4CAQAwBQYDK2VwBCIEIJ1hsZ3v/VpguoRK9JLsLMREScVpezJpGXA7rAMcrn9g\n"
+      "-----END PRIVATE KEY-----\n");
+  ASSERT_FALSE(priv.ok());
+  EXPECT_EQ(priv.error().code, core::ErrorCode::kBadRequest);
+  // X25519 is a key-agreement key, not a signing key.
+  auto x25519 = JwsKey::FromPublicPem(
+      "-----BEGIN PUBLIC KEY-----\n"
+      "MCowBQYDK2VuAyEA11qYAYKxCrfVS/7TyWQHOg7hcvPapiMlrwIaaPcHURo=\n"
+      "-----END PUBLIC KEY-----\n");
+  ASSERT_FALSE(x25519.ok());
+  EXPECT_EQ(x25519.error().code, core::ErrorCode::kBadRequest);
+  EXPECT_FALSE(JwsKey::FromPublicPem("").ok());
+  EXPECT_FALSE(JwsKey::FromPublicPem("{\"kty\":\"OKP\"}").ok());
+  EXPECT_FALSE(JwsKey::FromPublicPem(std::string(core::kKeyFileBytesMax + 1, 'A')).ok());
 }
 
 }  // namespace

@@ -10,7 +10,10 @@ using core::Json;
 using core::MakeError;
 using core::Result;
 
-Result<std::string> TokenIssuer::Mint(const Claims& claims) const {
+Result<std::string> TokenIssuer::Mint(const Claims& claims, std::string_view typ) const {
+  if (typ != kSessionTokenTyp && typ != kApproverTokenTyp) {
+    return MakeError(ErrorCode::kBadRequest, "unknown token typ \"" + std::string(typ) + "\"");
+  }
   MANDATE_RETURN_IF_ERROR(claims.Validate());
   if (claims.exp - claims.nbf > core::kTokenTtlSecondsMax) {
     return MakeError(
@@ -22,7 +25,7 @@ Result<std::string> TokenIssuer::Mint(const Claims& claims) const {
   std::shared_ptr<const JwsKey> key = keys_->Active();
   Json header = Json::MakeObject();
   header.Set("alg", std::string(AlgName(key->alg())));
-  header.Set("typ", "at+jwt");
+  header.Set("typ", std::string(typ));
   header.Set("kid", key->kid());
 
   std::string token = core::Base64UrlEncode(header.Dump());

@@ -220,6 +220,42 @@ TEST_F(TokenTest, AcceptsMediaTypeFormsOfAtJwt) {
   }
 }
 
+// Approver tokens (typ approver+jwt) and session tokens (typ at+jwt) are signed by the same
+// keys; a verifier accepts exactly its own typ, so neither passes for the other.
+TEST_F(TokenTest, SessionVerifierRejectsApproverTyp) {
+  auto t = issuer_->Mint(BaseClaims(), kApproverTokenTyp);
+  ASSERT_TRUE(t.ok()) << t.error().message;
+  EXPECT_EQ(DecodeSegment(Segments(*t)[0]).GetString("typ"), "approver+jwt");
+  ExpectRejected(*t, ErrorCode::kUnauthenticated, "typ");
+  Json header = Header();
+  header.Set("typ", "application/approver+jwt");
+  ExpectRejected(SignWithActiveKey(header, BaseClaims().ToJson()), ErrorCode::kUnauthenticated,
+                 "typ");
+}
+
+TEST_F(TokenTest, ApproverVerifierAcceptsOnlyApproverTyp) {
+  VerifierOptions options{kIssuer, kAudience};
+  options.typ = std::string(kApproverTokenTyp);
+  auto approver_verifier = TokenVerifier::Create(options, *keys_, clock_);
+  ASSERT_TRUE(approver_verifier.ok()) << approver_verifier.error().message;
+  auto approver_token = issuer_->Mint(BaseClaims(), kApproverTokenTyp);
+  ASSERT_TRUE(approver_token.ok());
+  auto ok = (*approver_verifier)->Verify(*approver_token);
+  EXPECT_TRUE(ok.ok()) << ok.error().message;
+  auto refused = (*approver_verifier)->Verify(Mint(BaseClaims()));
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(refused.error().code, ErrorCode::kUnauthenticated);
+  EXPECT_NE(refused.error().message.find("typ"), std::string::npos) << refused.error().message;
+}
+
+TEST_F(TokenTest, MintRefusesUnknownTyp) {
+  for (std::string_view typ : {"JWT", "", "dpop+jwt"}) {
+    auto t = issuer_->Mint(BaseClaims(), typ);
+    ASSERT_FALSE(t.ok()) << typ;
+    EXPECT_EQ(t.error().code, ErrorCode::kBadRequest);
+  }
+}
+
 TEST_F(TokenTest, RejectsUnknownKid) {
   Json header = Header();
   header.Set("kid", "kPrK_qmxVWaYVA9wwBF6Iuo3vVzz7TxHCTwXBygrS4k");
@@ -476,6 +512,9 @@ TEST_F(TokenTest, CreateRefusesBadOptions) {
   EXPECT_FALSE(TokenVerifier::Create(o, *keys_, clock_).ok());
   o = VerifierOptions{kIssuer, kAudience};
   o.clock_skew_seconds = -1;
+  EXPECT_FALSE(TokenVerifier::Create(o, *keys_, clock_).ok());
+  o = VerifierOptions{kIssuer, kAudience};
+  o.typ = "JWT";
   EXPECT_FALSE(TokenVerifier::Create(o, *keys_, clock_).ok());
 }
 

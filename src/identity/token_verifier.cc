@@ -87,6 +87,9 @@ Result<std::unique_ptr<TokenVerifier>> TokenVerifier::Create(VerifierOptions opt
   if (options.audience.empty()) {
     return MakeError(ErrorCode::kInternal, "verifier needs an audience");
   }
+  if (options.typ != kSessionTokenTyp && options.typ != kApproverTokenTyp) {
+    return MakeError(ErrorCode::kInternal, "verifier typ must be at+jwt or approver+jwt");
+  }
   if (options.clock_skew_seconds < 0 || options.clock_skew_seconds > kClockSkewSecondsMax) {
     return MakeError(ErrorCode::kInternal,
                      "clock skew must be 0.." + std::to_string(kClockSkewSecondsMax) + " seconds");
@@ -184,10 +187,12 @@ Result<std::shared_ptr<const Claims>> TokenVerifier::VerifyUncached(std::string_
   if (header->Find("crit") != nullptr) {
     return Reject("token header has \"crit\"; no JWS extension is supported");
   }
+  // Invariant: session and approver tokens differ in typ (and audience), so a verifier of
+  // one kind never accepts the other.
   const std::string* typ = header->FindString("typ");
-  if (typ == nullptr ||
-      !(EqualsIgnoreCase(*typ, "at+jwt") || EqualsIgnoreCase(*typ, "application/at+jwt"))) {
-    return Reject("token \"typ\" is not at+jwt");
+  if (typ == nullptr || !(EqualsIgnoreCase(*typ, options_.typ) ||
+                          EqualsIgnoreCase(*typ, "application/" + options_.typ))) {
+    return Reject("token \"typ\" is not " + options_.typ);
   }
   const std::string* kid = header->FindString("kid");
   if (kid == nullptr) return Reject("token header has no \"kid\"");

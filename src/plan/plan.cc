@@ -305,6 +305,7 @@ Json PlanBook::ToJsonLocked(const Entry& e) const {
     step.Set("action", s.action);
     step.Set("when", s.when.empty() ? Json() : Json(s.when));
     step.Set("max_count", s.max_count);
+    step.Set("approval_group", s.approval_group.empty() ? Json() : Json(s.approval_group));
     step.Set("used", e.used[i]);
     steps.Push(std::move(step));
   }
@@ -418,6 +419,7 @@ core::Result<std::string> PlanBook::Submit(const PlanOwner& owner, PlanSpec spec
       step.Set("action", s.action);
       step.Set("when", s.when.empty() ? Json() : Json(s.when));
       step.Set("max_count", s.max_count);
+      step.Set("approval_group", s.approval_group.empty() ? Json() : Json(s.approval_group));
       steps.Push(std::move(step));
     }
     Json budget = Json::MakeObject();
@@ -599,6 +601,7 @@ core::Result<StepMatch> PlanBook::Admit(std::string_view sid, std::string_view a
   match.plan_id = e->id;
   match.step = *chosen;
   match.max_count = spec->steps[*chosen].max_count;
+  match.approval_group = spec->steps[*chosen].approval_group;
   // The envelope: every metric must have room before anything is charged.
   std::vector<int64_t> charge(spec->budget.size(), 0);
   for (size_t m = 0; m < spec->budget.size(); ++m) {

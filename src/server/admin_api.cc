@@ -5,10 +5,13 @@
 #include <functional>
 
 #include "server/sessions.h"
+#include "server/ui_assets.h"
 
 #include "mandate/audit/audit_log.h"
+#include "mandate/core/check.h"
 #include "mandate/core/crypto.h"
 #include "mandate/core/limits.h"
+#include "mandate/identity/jws_key.h"
 
 namespace mandate::server {
 namespace {
@@ -57,7 +60,39 @@ Json SessionJson(const store::Session& s) {
   j.Set("created_at", s.created_at);
   j.Set("expires_at", s.expires_at);
   j.Set("revoked_at", s.revoked_at ? Json(*s.revoked_at) : Json());
+  if (!s.dpop_jkt.empty()) j.Set("dpop_jkt", s.dpop_jkt);
   return j;
+}
+
+// Decodes one percent-encoded path segment (RFC 3986; '+' is a plus). Errors (kBadRequest): a
+// malformed escape, or a decoded '/' or NUL.
+core::Result<std::string> DecodePathSegment(std::string_view segment) {
+  auto hex = [](char c) -> int {
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    return -1;
+  };
+  std::string out;
+  for (size_t i = 0; i < segment.size(); ++i) {
+    if (segment[i] == '/') return core::MakeError(ErrorCode::kBadRequest, "a name in the path must not contain / or NUL");
+    if (segment[i] != '%') {
+      out.push_back(segment[i]);
+      continue;
+    }
+    const int hi = i + 2 < segment.size() ? hex(segment[i + 1]) : -1;
+    const int lo = hi >= 0 ? hex(segment[i + 2]) : -1;
+    if (lo < 0) return core::MakeError(ErrorCode::kBadRequest, "malformed percent escape in the path");
+    const char c = static_cast<char>(hi * 16 + lo);
+    if (c == '/' || c == '\0') return core::MakeError(ErrorCode::kBadRequest, "a name in the path must not contain / or NUL");
+    out.push_back(c);
+    i += 2;
+  }
+  return out;
+}
+
+bool IsApprovalsPath(const std::string& p) {
+  return p == "/admin/v1/approvals" || p.rfind("/admin/v1/approvals/", 0) == 0;
 }
 
 // A scope entry is "*", "<upstream>:*" or "<upstream>:<tool>" naming a configured upstream.
@@ -83,12 +118,36 @@ bool AdminApi::Authorized(const net::HttpRequest& req) const {
   return core::ConstantTimeEquals(presented, ctx_.admin_token);
 }
 
+core::Result<std::string> AdminApi::AuthenticateApprover(const net::HttpRequest& req) const {
+  if (!IsApprovalsPath(req.path) || ctx_.approver_tokens == nullptr) {
+    return core::MakeError(ErrorCode::kUnauthenticated,
+                           "the admin API needs Authorization: Bearer <admin token> (an approver "
+                           "token is accepted by /admin/v1/approvals only)");
+  }
+  const std::string* auth = req.Header("authorization");
+  if (auth == nullptr || auth->rfind("Bearer ", 0) != 0) {
+    return core::MakeError(ErrorCode::kUnauthenticated,
+                           "the approvals API needs Authorization: Bearer <admin token or approver token>");
+  }
+  return ctx_.approver_tokens->Authenticate(std::string_view(*auth).substr(7));
+}
+
 net::HttpResponse AdminApi::Handle(const net::HttpRequest& req) {
   if (req.method == "GET" && req.path == "/healthz") return net::HttpResponse::Json(200, R"({"status":"ok"})");
+  // The approvals page: static files without data, served to anyone (the page asks for a token).
+  if (req.path == "/ui" || req.path.rfind("/ui/", 0) == 0) return ServeUiAsset(req.method, req.path);
+  // Set when an approver token (not the admin token) authenticated the request.
+  // Invariant: then the request is for the approvals endpoints (AuthenticateApprover).
+  std::optional<std::string> approver;
   if (!Authorized(req)) {
-    auto r = Error(ErrorCode::kUnauthenticated, "the admin API needs Authorization: Bearer <admin token>");
-    r.headers.emplace_back("WWW-Authenticate", "Bearer");
-    return r;
+    auto who = AuthenticateApprover(req);
+    if (!who.ok()) {
+      auto r = Error(who.error());
+      r.headers.emplace_back("WWW-Authenticate", "Bearer");
+      return r;
+    }
+    approver = std::move(who).value();
+    MANDATE_CHECK(IsApprovalsPath(req.path));
   }
   Json body = Json::MakeObject();
   if (req.method == "POST" && !req.body.empty()) {  // an empty body reads as {}
@@ -114,6 +173,12 @@ net::HttpResponse AdminApi::Handle(const net::HttpRequest& req) {
       out.Set("humans", std::move(arr));
       return Ok(out);
     }
+  } else if (p.rfind("/admin/v1/humans/", 0) == 0 && p.size() > 32 &&
+             p.compare(p.size() - 15, 15, "/approver-token") == 0) {
+    if (req.method != "POST") return Error(ErrorCode::kBadRequest, "use POST to mint an approver token");
+    auto human = DecodePathSegment(std::string_view(p).substr(17, p.size() - 17 - 15));
+    if (!human.ok()) return Error(human.error());
+    return PostApproverToken(*human, body);
   } else if (p == "/admin/v1/agents") {
     if (req.method == "POST") return PostAgent(body);
     if (req.method == "GET") {
@@ -142,8 +207,14 @@ net::HttpResponse AdminApi::Handle(const net::HttpRequest& req) {
     return PostExplain(body);
   } else if (p == "/admin/v1/keys" && req.method == "GET") {
     return GetKeys();
+  } else if (p.rfind("/admin/v1/plans/", 0) == 0 && req.method == "GET") {
+    const std::string_view id = std::string_view(p).substr(std::string_view("/admin/v1/plans/").size());
+    auto shown = ctx_.show_plan ? ctx_.show_plan(id) : std::nullopt;
+    if (!shown) return Error(ErrorCode::kNotFound, "no plan " + std::string(id));
+    return Ok(*shown);
   } else if (p == "/admin/v1/approvals" || p.rfind("/admin/v1/approvals/", 0) == 0) {
-    return HandleApprovals(req, p.substr(std::string_view("/admin/v1/approvals").size()), body);
+    return HandleApprovals(req, p.substr(std::string_view("/admin/v1/approvals").size()), body,
+                           approver ? &*approver : nullptr);
   } else if (p == "/admin/v1/budgets" && req.method == "GET") {
     if (!ctx_.budget_usage) {
       Json none = Json::MakeObject();
@@ -197,6 +268,25 @@ net::HttpResponse AdminApi::PostHuman(const Json& body) {
   out.Set("name", stored->name);
   out.Set("groups", core::Json::StringArray(stored->groups));
   return Ok(out);
+}
+
+// POST /admin/v1/humans/<H>/approver-token {"ttl_seconds"?}: a token with which H lists and
+// decides approvals as themselves (server/approver_tokens.h).
+net::HttpResponse AdminApi::PostApproverToken(const std::string& human, const Json& body) {
+  if (ctx_.approver_tokens == nullptr) return Error(ErrorCode::kNotFound, "approver tokens are not available");
+  std::optional<int64_t> ttl;
+  if (const Json* t = body.Find("ttl_seconds"); t != nullptr && !t->is_null()) {
+    if (!t->is_int()) return Error(ErrorCode::kBadRequest, "\"ttl_seconds\" must be a positive integer");
+    ttl = t->as_int();
+  }
+  auto minted = ctx_.approver_tokens->Mint(human, ttl);
+  if (!minted.ok()) return Error(minted.error());
+  Json out = Json::MakeObject();
+  out.Set("token", minted->token);
+  out.Set("human", minted->human);
+  out.Set("sid", minted->sid);
+  out.Set("expires_at", minted->expires_at);
+  return Ok(out, 201);
 }
 
 net::HttpResponse AdminApi::PostAgent(const Json& body) {
@@ -256,12 +346,22 @@ net::HttpResponse AdminApi::PostSession(const Json& body) {
     }
     grant.model = identity::ModelInfo{model->GetString("provider"), model->GetString("name"), model->GetString("tier")};
   }
+  // DPoP (RFC 9449): the instance's public key binds the session to it (cnf.jkt, its RFC 7638
+  // thumbprint). FromPublicJwk checks the key (type, curve, point) and refuses a private one.
+  if (const Json* jwk = body.Find("dpop_jwk"); jwk != nullptr && !jwk->is_null()) {
+    auto key = identity::JwsKey::FromPublicJwk(*jwk);
+    if (!key.ok()) return Error(ErrorCode::kBadRequest, "\"dpop_jwk\": " + key.error().message);
+    grant.dpop_jkt = (*key)->kid();
+  }
   auto minted = MintSession(grant, SessionDeps{ctx_.config, ctx_.clock, ctx_.store, ctx_.issuer, ctx_.pipeline, ctx_.revocations});
   if (!minted.ok()) return Error(minted.error());
   Json out = Json::MakeObject();
   out.Set("token", minted->token);
   out.Set("sid", minted->sid);
   out.Set("expires_at", minted->expires_at);
+  // As in an OAuth token response (RFC 9449 section 5): how the token is presented.
+  out.Set("token_type", grant.dpop_jkt.empty() ? "Bearer" : "DPoP");
+  if (!grant.dpop_jkt.empty()) out.Set("dpop_jkt", grant.dpop_jkt);
   return Ok(out, 201);
 }
 
@@ -344,14 +444,44 @@ net::HttpResponse AdminApi::PostRevocation(const Json& body) {
 
 // GET /admin/v1/approvals[?state=pending|all], GET /admin/v1/approvals/<id>,
 // POST /admin/v1/approvals/<id>/approve {"as"}, POST /admin/v1/approvals/<id>/deny {"as","reason"}.
+// With an approver token the approver is the token's human ("as" may be omitted, and must name
+// that human if given), and only the approvals of the approver's groups are shown.
 net::HttpResponse AdminApi::HandleApprovals(const net::HttpRequest& req, std::string_view rest,
-                                            const Json& body) {
+                                            const Json& body, const std::string* approver) {
   if (ctx_.approvals == nullptr) return Error(ErrorCode::kNotFound, "approvals are not available");
+  // An approver sees the approvals of the groups they belong to and nothing else.
+  const std::optional<std::vector<std::string>> approver_groups =
+      approver ? ctx_.directory->HumanGroups(*approver) : std::nullopt;
+  auto visible = [&](const Json& a) {
+    if (approver == nullptr) return true;
+    if (!approver_groups) return false;
+    return std::find(approver_groups->begin(), approver_groups->end(), a.GetString("group")) !=
+           approver_groups->end();
+  };
   if (rest.empty() || rest == "/") {
     if (req.method != "GET") return Error(ErrorCode::kBadRequest, "use GET to list approvals");
     const bool all = req.target.find("state=all") != std::string::npos;
-    return Ok(ctx_.approvals->List(all ? approval::ListFilter::kAll : approval::ListFilter::kPending,
-                                   core::kAdminApprovalsPageMax));
+    const auto filter = all ? approval::ListFilter::kAll : approval::ListFilter::kPending;
+    if (approver == nullptr) return Ok(ctx_.approvals->List(filter, core::kAdminApprovalsPageMax));
+    // The book holds at most kApprovalsPendingMax + kApprovalsDecidedMax: filter all, then page.
+    Json listed = ctx_.approvals->List(filter, 0);
+    Json page = Json::MakeArray();
+    bool truncated = false;
+    if (const Json* items = listed.FindArray("approvals")) {
+      for (const Json& a : items->as_array()) {
+        if (!visible(a)) continue;
+        if (page.as_array().size() == core::kAdminApprovalsPageMax) {
+          truncated = true;
+          break;
+        }
+        page.Push(a);
+      }
+    }
+    Json out = Json::MakeObject();
+    out.Set("approvals", std::move(page));
+    out.Set("truncated", truncated);
+    out.Set("approver", *approver);
+    return Ok(out);
   }
   rest.remove_prefix(1);
   const size_t slash = rest.find('/');
@@ -360,16 +490,25 @@ net::HttpResponse AdminApi::HandleApprovals(const net::HttpRequest& req, std::st
   if (verb.empty()) {
     if (req.method != "GET") return Error(ErrorCode::kBadRequest, "use GET to show an approval");
     auto one = ctx_.approvals->Get(id);
-    if (!one) return Error(ErrorCode::kNotFound, "no approval " + id);
+    if (!one || !visible(*one)) return Error(ErrorCode::kNotFound, "no approval " + id);
     return Ok(*one);
   }
   if (req.method != "POST" || (verb != "approve" && verb != "deny")) {
     return Error(ErrorCode::kNotFound, "unknown approvals endpoint");
   }
   auto current = ctx_.approvals->Get(id);
-  if (!current) return Error(ErrorCode::kNotFound, "no approval " + id);
-  // The approver is a registered human of the human group named like the approval group.
-  const std::string as = body.GetString("as");
+  if (!current || !visible(*current)) return Error(ErrorCode::kNotFound, "no approval " + id);
+  // The approver: the approver token's human, or "as" with the admin token. Then one decision
+  // path for both: a registered human of the human group named like the approval group, and
+  // the book enforces exclude_requester.
+  std::string as = body.GetString("as");
+  if (approver != nullptr) {
+    if (!as.empty() && as != *approver) {
+      return Error(ErrorCode::kPolicyDenied, "this approver token is " + *approver +
+                                                 "'s: it cannot act as " + as);
+    }
+    as = *approver;
+  }
   if (as.empty()) return Error(ErrorCode::kBadRequest, "\"as\" (the approving human) is required");
   const std::string group = current->GetString("group");
   auto groups = ctx_.directory->HumanGroups(as);
@@ -380,6 +519,7 @@ net::HttpResponse AdminApi::HandleApprovals(const net::HttpRequest& req, std::st
   auto vote = verb == "approve" ? ctx_.approvals->Approve(id, as)
                                 : ctx_.approvals->Deny(id, as, body.GetString("reason", "denied by " + as));
   if (!vote.ok()) return Error(vote.error());
+  if (ctx_.on_approval_decided) ctx_.on_approval_decided(id);  // a plan may start or end
   Json out = Json::MakeObject();
   out.Set("id", vote->id);
   out.Set("state", std::string(approval::ApprovalStateName(vote->state)));

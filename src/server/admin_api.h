@@ -1,11 +1,14 @@
 // The admin API (DESIGN.md section 8, admin listener): humans, agents, sessions (minting
 // tokens), revocations and the audit log (tail, query, replay and export: docs/formats/
-// audit.md, "Query, replay and export"), behind the admin bearer token.
+// audit.md, "Query, replay and export"), behind the admin bearer token. The approvals
+// endpoints also accept an approver token (server/approver_tokens.h), and then the approver
+// is the token's human; the approvals page (/ui/, server/ui_assets.h) is static and public.
 // Thread safety: Handle may be called concurrently; dependencies are not owned.
 #pragma once
 
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -17,6 +20,7 @@
 #include "mandate/net/http.h"
 #include "mandate/revocation/revocation_set.h"
 #include "mandate/store/store.h"
+#include "server/approver_tokens.h"
 #include "server/audit_indexer.h"
 #include "server/config.h"
 
@@ -47,6 +51,13 @@ struct AdminContext {
   // Approvals: list, show, approve and deny (the approver acts `as` a registered human who
   // belongs to the human group named like the approval group). Null: 404.
   approval::ApprovalBook* approvals = nullptr;
+  // Approver tokens: minted by POST /admin/v1/humans/<H>/approver-token (admin token), and
+  // accepted instead of the admin token by the approvals endpoints only. Null: neither.
+  const ApproverTokens* approver_tokens = nullptr;
+  // After every vote or denial (plans wait on their approvals); GET /admin/v1/plans/<id>.
+  // Unset: nothing to do / 404.
+  std::function<void(const std::string& approval_id)> on_approval_decided;
+  std::function<std::optional<core::Json>(std::string_view plan_id)> show_plan;
   std::function<core::Json()> upstream_health;
   // The audit index (query, replay, export). Null: those answer 404 (tail still works).
   AuditIndexer* audit_index = nullptr;
@@ -74,8 +85,14 @@ class AdminApi {
   net::HttpResponse BufferedExport(const net::HttpRequest& request);
   net::HttpResponse PostExplain(const core::Json& body);
   net::HttpResponse GetKeys();
+  // `approver`: the human of the approver token that authenticated the request; null when the
+  // admin token did (the body's "as" then names the approver).
   net::HttpResponse HandleApprovals(const net::HttpRequest& req, std::string_view rest,
-                                    const core::Json& body);
+                                    const core::Json& body, const std::string* approver);
+  net::HttpResponse PostApproverToken(const std::string& human, const core::Json& body);
+  // The approving human of a request without the admin token: an approver token, accepted
+  // on the approvals endpoints only. Errors: kUnauthenticated, kTokenExpired, kTokenRevoked.
+  core::Result<std::string> AuthenticateApprover(const net::HttpRequest& request) const;
   net::HttpResponse PostKeysRotate();
 
   AdminContext ctx_;

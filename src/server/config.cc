@@ -705,6 +705,11 @@ Result<UpstreamConfig> ConfigParser::ParseUpstream(const Entry& u, const Config&
     return AtKey(u, "invalid upstream name " + Quoted(u.key) +
                         ": read, write and destructive are reserved for action classes");
   }
+  // Mandate's own actions (mandate:delegate, mandate:plan) must never be an upstream's tool.
+  if (u.key == "mandate") {
+    return AtKey(u, "invalid upstream name \"mandate\": reserved for Mandate's own actions (mandate:delegate, "
+                    "mandate:plan)");
+  }
   const std::string path = "upstreams." + u.key;
   const std::string where = "upstream " + Quoted(u.key);
   MANDATE_ASSIGN_OR_RETURN(auto fields, Entries(u, path, 32));
@@ -725,7 +730,8 @@ Result<UpstreamConfig> ConfigParser::ParseUpstream(const Entry& u, const Config&
   MANDATE_RETURN_IF_ERROR(
       CheckKeys(fields, where,
                 {"kind", "command", "url", "env", "cwd", "credential", "credential_env",
-                 "credential_header", "timeout", "max_inflight", "tools", "resource", "audit", "circuit_breaker"}));
+                 "credential_header", "timeout", "max_inflight", "tools", "resource", "audit", "circuit_breaker",
+                 "txn_token", "txn_token_audience"}));
 
   const Entry* command = Find(fields, "command");
   const Entry* url = Find(fields, "url");
@@ -865,6 +871,17 @@ Result<UpstreamConfig> ConfigParser::ParseUpstream(const Entry& u, const Config&
     if (const Entry* d = Find(cb_fields, "cool_down")) {
       MANDATE_ASSIGN_OR_RETURN(up.breaker_cool_down_millis,
                                DurationMillis(*d, cb + ".cool_down", 1, core::kBreakerCoolDownMillisMax));
+    }
+  }
+  if (const Entry* x = Find(fields, "txn_token")) {
+    MANDATE_ASSIGN_OR_RETURN(up.txn_token, Bool(*x, path + ".txn_token"));
+  }
+  up.txn_token_audience = u.key;
+  if (const Entry* x = Find(fields, "txn_token_audience")) {
+    MANDATE_ASSIGN_OR_RETURN(up.txn_token_audience, String(*x, path + ".txn_token_audience"));
+    if (up.txn_token_audience.empty() || up.txn_token_audience.size() > core::kTxnTokenFieldBytesMax) {
+      return AtValue(*x, path + ".txn_token_audience: must be 1 to " + std::to_string(core::kTxnTokenFieldBytesMax) +
+                             " bytes");
     }
   }
   if (const Entry* x = Find(fields, "resource")) {

@@ -96,6 +96,10 @@ struct UpstreamConfig {
   // for the cool-down, then one probe call decides; 0 disables it.
   uint32_t breaker_failures = core::kBreakerFailuresDefault;
   int64_t breaker_cool_down_millis = core::kBreakerCoolDownMillisDefault;
+  // Transaction tokens: each forwarded call carries a Txn-Token for `txn_token_audience`
+  // (default: the upstream's name) unless `txn_token: false`.
+  bool txn_token = true;
+  std::string txn_token_audience;
   // Typed resource: `Repo::"{args.owner}/{args.repo}"` becomes type "Repo" and id template
   // "{args.owner}/{args.repo}". Both empty: the resource is Upstream::"<name>".
   std::string resource_type;

@@ -593,6 +593,22 @@ TEST(Config, UpstreamAuditBreakerAndToolTimeoutAreParsedAndChecked) {
   EXPECT_EQ(a.audit_checkpoint_interval_millis, 250);
 }
 
+TEST(Config, UpstreamTxnTokenIsOnByDefaultForTheUpstreamsName) {
+  Config c = Parsed(
+      "upstreams:\n"
+      "  gh: { url: \"http://127.0.0.1:9/mcp\" }\n"
+      "  jira: { url: \"http://127.0.0.1:9/mcp\", txn_token_audience: \"https://jira.internal\" }\n"
+      "  local: { command: [x], txn_token: false }\n");
+  EXPECT_TRUE(c.upstreams.at("gh").txn_token);
+  EXPECT_EQ(c.upstreams.at("gh").txn_token_audience, "gh");
+  EXPECT_EQ(c.upstreams.at("jira").txn_token_audience, "https://jira.internal");
+  EXPECT_FALSE(c.upstreams.at("local").txn_token);
+  EXPECT_TRUE(Contains(ErrorOf("upstreams:\n  mandate: { command: [x] }\n"), "reserved for Mandate's own actions"));
+  EXPECT_TRUE(StartsWith(ErrorOf("upstreams:\n  gh: { command: [x], txn_token: maybe }\n"), "mandate.yaml:2:"));
+  EXPECT_TRUE(Contains(ErrorOf("upstreams:\n  gh: { command: [x], txn_token_audience: \"\" }\n"),
+                       "upstreams.gh.txn_token_audience: must be 1 to"));
+}
+
 TEST(Config, MalformedBudgetsReportTheirShapeError) {
   const std::string head = "budgets:\n  - ";
   EXPECT_TRUE(Contains(ErrorOf(head + "{ name: b, metric: writes, limit: 5, window: 1d }\n"),

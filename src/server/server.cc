@@ -23,6 +23,7 @@
 #include "mandate/core/encoding.h"
 #include "mandate/core/limits.h"
 #include "mandate/gateway/pipeline.h"
+#include "mandate/identity/dpop.h"
 #include "mandate/identity/signing_keys.h"
 #include "mandate/identity/token_issuer.h"
 #include "mandate/identity/token_verifier.h"
@@ -31,7 +32,9 @@
 #include "mandate/revocation/revocation_set.h"
 #include "mandate/store/sqlite_store.h"
 #include "server/admin_api.h"
+#include "server/approver_tokens.h"
 #include "server/audit_indexer.h"
+#include "server/plans.h"
 #include "server/policy_reloader.h"
 #include "server/token_exchange.h"
 
@@ -149,7 +152,29 @@ class ServerImpl final : public Server {
     deps.budgets = budgets_.get();
     MANDATE_RETURN_IF_ERROR(BuildApprovals());
     deps.approvals = approvals_.get();
+    // Plan events are durable before the answer to POST /v1/plans (fail closed on the log).
+    plans_ = std::make_unique<plan::PlanBook>(clock_, [this](const core::Json& event) {
+      (void)audit_->Append(event);
+    });
+    deps.plans = plans_.get();
+    txn_tokens_ = std::make_unique<identity::TxnTokenIssuer>(*keys_, config_.tokens.issuer);
+    for (const auto& [name, uc] : config_.upstreams) {
+      if (uc.txn_token) txn_token_audiences_.emplace(name, uc.txn_token_audience);
+    }
+    deps.txn_tokens = txn_tokens_.get();
+    deps.txn_token_audiences = &txn_token_audiences_;
+    // DPoP (RFC 9449): one verifier, so one replay cache, for every endpoint of the agent
+    // listener. Agents address the listener by the scheme of tokens.issuer (http by default;
+    // https when a TLS-terminating proxy serves it): the scheme of the URI proofs sign (htu).
+    MANDATE_ASSIGN_OR_RETURN(dpop_, identity::DpopVerifier::Create());
+    deps.dpop = dpop_.get();
+    deps.dpop_scheme = config_.tokens.issuer.rfind("https://", 0) == 0 ? "https" : "http";
     pipeline_ = std::make_unique<gateway::Pipeline>(deps);
+    plan_service_ = std::make_unique<PlanService>(PlanServiceDeps{
+        pipeline_.get(), plans_.get(), approvals_.get(),
+        [this](std::string_view upstream, std::string_view tool, core::Json args) {
+          return mcp_->ActionFor(upstream, tool, std::move(args));
+        }});
 
     // The set every decision from now on is made with, in the log before the first decision.
     {
@@ -184,11 +209,33 @@ class ServerImpl final : public Server {
         SessionDeps{&config_, &clock_, store_.get(), issuer_.get(), pipeline_.get(), revocations_.get()}, upstream_names_);
     admin.reload_policies = [this] { return reloader_->Reload().ToJson(); };
     admin.keys = keys_.get();
+    // Approver tokens: the approvals page's and approvers' credential (admin listener only).
+    {
+      ApproverTokenDeps approver_deps;
+      approver_deps.config = &config_;
+      approver_deps.clock = &clock_;
+      approver_deps.keys = keys_.get();
+      approver_deps.issuer = issuer_.get();
+      approver_deps.revocations = revocations_.get();
+      approver_deps.directory = &directory_;
+      approver_deps.record = [this](core::Json rec) -> core::Status {
+        auto appended = pipeline_->Record(std::move(rec));
+        if (!appended.ok()) return std::move(appended).error();
+        return core::OkStatus();
+      };
+      MANDATE_ASSIGN_OR_RETURN(approver_tokens_, ApproverTokens::Create(std::move(approver_deps)));
+    }
+    admin.approver_tokens = approver_tokens_.get();
     // Cached verifications must not outlive a key that was retired early.
-    admin.on_keys_rotated = [this] { verifier_->ClearCache(); };
+    admin.on_keys_rotated = [this] {
+      verifier_->ClearCache();
+      approver_tokens_->ClearCache();
+    };
     admin.audit_index = audit_index_.get();
     if (budgets_) admin.budget_usage = [this] { return budgets_->Usage(); };
     admin.approvals = approvals_.get();
+    admin.on_approval_decided = [this](const std::string& id) { plan_service_->OnApprovalDecided(id); };
+    admin.show_plan = [this](std::string_view id) { return plan_service_->Show(id); };
     admin.upstream_health = [this] {
       core::Json list = core::Json::MakeArray();
       for (const auto& b : breakers_) list.Push(b->Snapshot());
@@ -437,7 +484,16 @@ class ServerImpl final : public Server {
       core::Json methods = core::Json::MakeArray();
       methods.Push("header");
       j.Set("bearer_methods_supported", std::move(methods));
+      // RFC 9728 section 2: the proof algorithms DPoP-bound sessions may sign with.
+      core::Json dpop_algs = core::Json::MakeArray();
+      dpop_algs.Push("EdDSA");
+      dpop_algs.Push("ES256");
+      j.Set("dpop_signing_alg_values_supported", std::move(dpop_algs));
       sink->Send(net::HttpResponse::Json(200, j.Dump()));
+      return;
+    }
+    if (req.path == "/v1/plans" || req.path.rfind("/v1/plans/", 0) == 0) {
+      sink->Send(Plans(req));
       return;
     }
     if (req.method == "GET" && req.path.rfind("/v1/approvals/", 0) == 0) {
@@ -456,15 +512,51 @@ class ServerImpl final : public Server {
     return net::HttpResponse::Json(core::HttpStatus(code), b.Dump());
   }
 
+  // Authenticates a request of the agent listener, Bearer or DPoP
+  // (gateway::Pipeline::AuthenticateRequest); on failure *refusal is the 401 to send, with its
+  // WWW-Authenticate challenge.
+  core::Result<gateway::Caller> AuthenticateAgent(const net::HttpRequest& req, net::HttpResponse* refusal) const {
+    std::string challenge;
+    auto caller = pipeline_->AuthenticateRequest(gateway::AgentRequest{req.method, req.target, &req.headers}, &challenge);
+    if (!caller.ok()) {
+      *refusal = AgentError(caller.error().code, caller.error().message);
+      refusal->headers.emplace_back("WWW-Authenticate", std::move(challenge));
+    }
+    return caller;
+  }
+
+  // POST /v1/plans (submit) and GET /v1/plans/<id> (the session's own plans only: another
+  // session's plan is not_found, so ids reveal nothing).
+  net::HttpResponse Plans(const net::HttpRequest& req) {
+    const bool submit = req.path == "/v1/plans";
+    if (req.method != (submit ? "POST" : "GET")) {
+      auto r = AgentError(core::ErrorCode::kBadRequest, submit ? "use POST to submit a plan" : "use GET to read a plan");
+      r.status = 405;
+      r.headers.emplace_back("Allow", submit ? "POST" : "GET");
+      return r;
+    }
+    net::HttpResponse refusal;
+    auto caller = AuthenticateAgent(req, &refusal);
+    if (!caller.ok()) return refusal;
+    if (!submit) {
+      const std::string_view id = std::string_view(req.path).substr(std::string_view("/v1/plans/").size());
+      auto shown = plan_service_->Show(id, &caller->sid());
+      if (!shown) return AgentError(core::ErrorCode::kNotFound, "no plan " + std::string(id) + " of this session");
+      return net::HttpResponse::Json(200, shown->Dump());
+    }
+    auto document = core::Json::Parse(req.body, core::kHttpRequestBodyBytesMax);
+    if (!document.ok()) return AgentError(core::ErrorCode::kBadRequest, "the plan is not JSON: " + document.error().message);
+    auto submitted = plan_service_->Submit(*caller, *document);
+    if (!submitted.ok()) return AgentError(submitted.error().code, submitted.error().message);
+    return net::HttpResponse::Json(submitted->GetString("state") == "active" ? 201 : 202, submitted->Dump());
+  }
+
   // GET /v1/approvals/<id>: a parked or refused call's approval, for the session that asked
   // for it only (another session's approval is not_found, so ids reveal nothing).
   net::HttpResponse ApprovalStatus(const net::HttpRequest& req, std::string_view id) {
-    const std::string* auth = req.Header("authorization");
-    if (auth == nullptr || auth->rfind("Bearer ", 0) != 0) {
-      return AgentError(core::ErrorCode::kUnauthenticated, "a bearer token is required");
-    }
-    auto caller = pipeline_->Authenticate(std::string_view(*auth).substr(7));
-    if (!caller.ok()) return AgentError(caller.error().code, caller.error().message);
+    net::HttpResponse refusal;
+    auto caller = AuthenticateAgent(req, &refusal);
+    if (!caller.ok()) return refusal;
     auto a = approvals_ ? approvals_->Get(std::string(id)) : std::nullopt;
     if (!a || a->GetString("sid") != caller->sid()) {
       return AgentError(core::ErrorCode::kNotFound, "no approval " + std::string(id) + " of this session");
@@ -494,9 +586,14 @@ class ServerImpl final : public Server {
   std::vector<std::unique_ptr<gateway::CircuitBreaker>> breakers_;
   std::unique_ptr<budget::BudgetLedger> budgets_;
   std::unique_ptr<approval::ApprovalBook> approvals_;
+  std::unique_ptr<plan::PlanBook> plans_;
+  std::unique_ptr<identity::TxnTokenIssuer> txn_tokens_;
+  std::map<std::string, std::string, std::less<>> txn_token_audiences_;
+  std::unique_ptr<PlanService> plan_service_;
   std::map<std::string, gateway::CircuitBreaker*, std::less<>> breaker_index_;
   std::unique_ptr<revocation::RevocationSet> revocations_;
   std::unique_ptr<audit::AuditLog> audit_;
+  std::unique_ptr<identity::DpopVerifier> dpop_;  // before pipeline_, which uses it
   std::unique_ptr<gateway::Pipeline> pipeline_;
   std::unique_ptr<PolicyReloader> reloader_;
   std::unique_ptr<AuditIndexer> audit_index_;
@@ -505,6 +602,7 @@ class ServerImpl final : public Server {
   std::vector<std::unique_ptr<adapters::mcp::McpUpstream>> upstreams_;
   std::vector<std::string> upstream_names_;
   std::unique_ptr<adapters::mcp::McpEndpoint> mcp_;
+  std::unique_ptr<ApproverTokens> approver_tokens_;
   std::unique_ptr<AdminApi> admin_api_;
   std::unique_ptr<net::HttpServer> admin_server_;
   std::unique_ptr<net::HttpServer> agent_server_;

@@ -25,6 +25,7 @@ core::Result<MintedSession> MintSession(const SessionGrant& g, const SessionDeps
   c.nbf = now;
   c.exp = now + g.ttl_seconds;
   if (g.parent != nullptr) c.exp = std::min(c.exp, g.parent_exp);  // never outlives its parent
+  if (!g.dpop_jkt.empty()) c.cnf_jkt = g.dpop_jkt;
   MANDATE_RETURN_IF_ERROR(c.Validate());
 
   core::Json model = core::Json();
@@ -46,6 +47,7 @@ core::Result<MintedSession> MintSession(const SessionGrant& g, const SessionDeps
   s.depth = g.parent ? static_cast<uint32_t>(g.parent->chain.size()) : 0;
   s.created_at = now;
   s.expires_at = c.exp;
+  s.dpop_jkt = g.dpop_jkt;
   MANDATE_RETURN_IF_ERROR(deps.store->CreateSession(s));
   MANDATE_ASSIGN_OR_RETURN(std::string token, deps.issuer->Mint(c));
 
@@ -67,6 +69,7 @@ core::Result<MintedSession> MintSession(const SessionGrant& g, const SessionDeps
   rec.Set("model", model);
   rec.Set("jti", c.jti);
   rec.Set("expires_at", c.exp);
+  if (!g.dpop_jkt.empty()) rec.Set("dpop_jkt", g.dpop_jkt);
   if (auto appended = deps.pipeline->Record(std::move(rec)); !appended.ok()) {
     (void)deps.revocations->Revoke(*deps.store, revocation::Kind::kSession, c.sid, "audit log unavailable", now);
     return core::MakeError(core::ErrorCode::kInternal, "the audit log cannot be written: " + appended.error().message);

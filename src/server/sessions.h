@@ -41,6 +41,9 @@ struct SessionGrant {
   // caps the child's. Null for a root session.
   const gateway::Caller* parent = nullptr;
   int64_t parent_exp = 0;
+  // DPoP (RFC 9449): the RFC 7638 thumbprint of the instance key the session is bound to, put
+  // in the token as cnf.jkt and in the session row; empty: an unbound (Bearer) session.
+  std::string dpop_jkt;
 };
 
 struct MintedSession {
@@ -51,7 +54,8 @@ struct MintedSession {
 };
 
 // Creates the session row, mints its token and appends `session.started` (root) or
-// `session.delegated` (child, with the parent's sid and the chain). If the audit record cannot
+// `session.delegated` (child, with the parent's sid and the chain; both with `dpop_jkt` when
+// the session is DPoP-bound). If the audit record cannot
 // be written the session is revoked and kInternal returned: a session the log does not know
 // must not exist. Errors: the store's (kConflict, kInternal), claim validation (kBadRequest),
 // signing (kInternal).

@@ -62,7 +62,17 @@ net::HttpResponse TokenExchange::Refuse(int status, std::string_view error, cons
 // A new token for the caller's own session: same sid, chain, task and model; the requested
 // scope (default: the current one) must be inside the current one; the expiry is capped by
 // the run's maximum lifetime, its root session's creation + tokens.max_ttl.
-net::HttpResponse TokenExchange::Refresh(const gateway::Caller& caller, const std::string& scope_param) const {
+net::HttpResponse TokenExchange::Refresh(const gateway::Caller& caller, const std::string& scope_param,
+                                         bool has_proof) const {
+  // A session's DPoP binding is fixed when it starts (its row and every token of it agree): a
+  // bound session's refresh carries a proof of its key (checked by AuthenticateSubjectToken)
+  // and stays bound; an unbound session cannot be bound by a refresh.
+  if (has_proof && !caller.claims->cnf_jkt) {
+    return Refuse(400, "invalid_request",
+                  "the session is not DPoP-bound and a refresh cannot bind it (start a bound session, or "
+                  "delegate with a DPoP proof)",
+                  caller.sid(), "", &caller);
+  }
   auto root = deps_.store->GetSession(caller.run());
   if (!root.ok()) return Refuse(400, "invalid_request", "the session's run is unknown: " + root.error().message, caller.sid(), "", &caller);
   const int64_t now = deps_.clock->NowUnixSeconds();
@@ -93,13 +103,14 @@ net::HttpResponse TokenExchange::Refresh(const gateway::Caller& caller, const st
   rec.Set("jti", c.jti);
   rec.Set("scope", core::Json::StringArray(scope));
   rec.Set("expires_at", c.exp);
+  if (c.cnf_jkt) rec.Set("dpop_jkt", *c.cnf_jkt);
   if (auto st = deps_.pipeline->Record(std::move(rec)); !st.ok()) {
     return Refuse(500, "server_error", "the audit log cannot be written: " + st.error().message, caller.sid(), "", &caller);
   }
   core::Json out = core::Json::MakeObject();
   out.Set("access_token", *token);
   out.Set("issued_token_type", std::string(kTypeAccessToken));
-  out.Set("token_type", "Bearer");
+  out.Set("token_type", c.cnf_jkt ? "DPoP" : "Bearer");  // RFC 9449 section 5
   out.Set("expires_in", c.exp - now);
   out.Set("scope", JoinScope(scope));
   out.Set("sid", caller.sid());
@@ -132,15 +143,21 @@ net::HttpResponse TokenExchange::Handle(const net::HttpRequest& req) const {
   if (!get("actor_token").empty() || (form->count("requested_token_type") && get("requested_token_type") != kTypeAccessToken)) {
     return Refuse(400, "invalid_request", "actor_token and requested token types other than access_token are not supported", "", audience);
   }
-  auto parent = deps_.pipeline->Authenticate(subject_token);
+  // The subject token, and the DPoP proof of the request if any (a bound subject token needs
+  // one of its own key): RFC 9449 section 5, pipeline.h AuthenticateSubjectToken.
+  auto parent = deps_.pipeline->AuthenticateSubjectToken(subject_token,
+                                                         gateway::AgentRequest{req.method, req.target, &req.headers});
   if (!parent.ok()) {
+    if (parent.error().code == core::ErrorCode::kDpopInvalid) {
+      return Refuse(400, "invalid_dpop_proof", parent.error().message, "", audience);
+    }
     return Refuse(400, "invalid_request",
                   "subject_token is not a valid session token: " + std::string(core::PublicCode(parent.error().code)) +
                       ": " + parent.error().message,
                   "", audience);
   }
-  const gateway::Caller& caller = *parent;
-  if (audience.empty()) return Refresh(caller, get("scope"));
+  const gateway::Caller& caller = parent->caller;
+  if (audience.empty()) return Refresh(caller, get("scope"), parent->proof.has_value());
   if (!deps_.store->GetAgent(audience).ok()) {
     return Refuse(400, "invalid_target", "no agent named \"" + audience + "\" is registered", caller.sid(), audience, &caller);
   }
@@ -182,6 +199,9 @@ net::HttpResponse TokenExchange::Handle(const net::HttpRequest& req) const {
   grant.model = caller.claims->model;
   grant.parent = &caller;
   grant.parent_exp = caller.claims->exp;
+  // RFC 9449 section 5: the issued token is bound to the key of the request's proof. For a
+  // bound parent that proof is of the parent's own key, so the child shares its binding.
+  if (parent->proof) grant.dpop_jkt = parent->proof->jkt;
   auto minted = MintSession(grant, deps_);
   if (!minted.ok()) {
     return Refuse(minted.error().code == core::ErrorCode::kInternal ? 500 : 400,
@@ -191,7 +211,7 @@ net::HttpResponse TokenExchange::Handle(const net::HttpRequest& req) const {
   core::Json out = core::Json::MakeObject();
   out.Set("access_token", minted->token);
   out.Set("issued_token_type", std::string(kTypeAccessToken));
-  out.Set("token_type", "Bearer");
+  out.Set("token_type", grant.dpop_jkt.empty() ? "Bearer" : "DPoP");  // RFC 9449 section 5
   out.Set("expires_in", std::max<int64_t>(0, minted->expires_at - deps_.clock->NowUnixSeconds()));
   out.Set("scope", JoinScope(grant.scope));
   out.Set("sid", minted->sid);

@@ -15,7 +15,13 @@
 // Without `audience` the exchange is a refresh: a new token for the subject token's own
 // session (same sid and chain, the same or a narrower scope), expiring no later than the
 // run's maximum lifetime (its root session's creation + tokens.max_ttl); audited as
-// `session.refreshed`. Every refusal is the
+// `session.refreshed`.
+// DPoP (RFC 9449 section 5): a request with a `DPoP` proof (htm POST, htu the token endpoint,
+// no `ath`) gets a token bound to the proof's key (`cnf.jkt`, token_type "DPoP"); a DPoP-bound
+// subject token is accepted only with a proof of its own key, so a delegated child of a bound
+// parent is bound to the parent's key, and a bound session's refresh stays bound. A refresh
+// cannot bind an unbound session (invalid_request). A missing or failing proof is
+// `invalid_dpop_proof`. Every refusal is the
 // OAuth error JSON {"error","error_description"} with HTTP 400 (500 server_error when the
 // audit log cannot record the new session), and is audited as `session.delegation_refused`; a success is `session.delegated`.
 //
@@ -41,7 +47,8 @@ class TokenExchange {
   net::HttpResponse Handle(const net::HttpRequest& request) const;
 
  private:
-  net::HttpResponse Refresh(const gateway::Caller& caller, const std::string& scope) const;
+  // `has_proof`: the request carried a (verified) DPoP proof.
+  net::HttpResponse Refresh(const gateway::Caller& caller, const std::string& scope, bool has_proof) const;
   // Audits the refusal (with the asking session's run, sid, agent and human when `caller`
   // is known) and answers the OAuth error.
   net::HttpResponse Refuse(int status, std::string_view error, const std::string& description,

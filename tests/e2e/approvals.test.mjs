@@ -498,6 +498,56 @@ describe('approvals', () => {
     }
   }));
 
+  test('a parked call reports progress to an MCP client that asked for it, then completes', { timeout: 30_000 },
+    m.guard(async (t) => {
+      const s = await m.startSession({ task: 'T-progress' });
+      const agent = await connectAgent(m.mcpUrl, s.token);
+      try {
+        const id = nonce('progress');
+        const notes = [];
+        const call = agent.client.callTool({ name: 'record', arguments: { id, amount: 7 } }, undefined, {
+          timeout: 20_000, onprogress: (p) => notes.push(p),
+        });
+        call.catch(() => {});
+        const a = await waitListed((x) => x.args?.id === id && x.parked === 1, `the call of ${id} parked`);
+        const until = Date.now() + 5000;
+        while (notes.length === 0 && Date.now() < until) await sleep(50);
+        assert.ok(notes.length >= 1, 'no notifications/progress while parked');
+        t.diagnostic(`progress: ${JSON.stringify(notes[0])}`);
+        assert.equal(notes[0].message, `waiting for approval ${a.id} by ${SLOW} (0 of 2 approvals)`);
+        assert.ok(notes[0].progress > 0 && notes[0].total >= notes[0].progress, JSON.stringify(notes[0]));
+        await vote('approve', a.id, 'bob');
+        await vote('approve', a.id, 'carol');
+        const result = await call;
+        assert.notEqual(result.isError, true, JSON.stringify(result));
+        assert.ok(resultText(result).includes(id), resultText(result));
+        assert.equal(rec.count(id), 1);
+      } finally {
+        await agent.close();
+      }
+    }));
+
+  test('revoking a session cancels its call parked for approval', { timeout: 30_000 }, m.guard(async () => {
+    const s = await m.startSession({ task: 'T-revoke-parked' });
+    const agent = await connectAgent(m.mcpUrl, s.token);
+    try {
+      const id = nonce('revoked');
+      const call = background(agent, 'record', { id, amount: 9 });
+      await waitListed((x) => x.args?.id === id && x.parked === 1, `the call of ${id} parked`);
+      const t0 = Date.now();
+      await m.cliOk(['revoke', 'session', s.sid]);
+      const out = await call.promise;
+      assert.ok(Date.now() - t0 < SLOW_WAIT_MS / 2, `the parked call came back only after ${Date.now() - t0} ms`);
+      // The revoked session's answer: an MCP refusal, or the HTTP 401 of a revoked token.
+      assertRefused(out, 'token_revoked', 'a parked call of a revoked session');
+      assert.equal(rec.count(id), 0, 'the cancelled call reached the upstream');
+      const decided = audit().find((r) => recordType(r) === 'call.decided' && r.args?.id === id);
+      assert.equal(decided?.decision?.code, 'token_revoked', JSON.stringify(decided));
+    } finally {
+      await agent.close();
+    }
+  }));
+
   test('audit verify exits 0 after a clean shutdown', { timeout: 30_000 }, m.guard(async (t) => {
     await m.shutdown();
     const r = await m.cli(['audit', 'verify']);

@@ -52,7 +52,7 @@ export const T = {
 };
 
 /** Auth-level refusal codes: these may come back as HTTP 401 instead of an MCP tool error. */
-export const AUTH_CODES = new Set(['unauthenticated', 'token_expired', 'token_revoked']);
+export const AUTH_CODES = new Set(['unauthenticated', 'token_expired', 'token_revoked', 'dpop_invalid']);
 
 export function mandateBin() {
   return process.env.MANDATE_BIN
@@ -337,11 +337,15 @@ ${this.extraYaml}`;
     await this.cliOk(['agent', 'add', agent, '--owner', human, ...agentGroups.flatMap((g) => ['--group', g])]);
   }
 
-  /** `session start ... --json`; returns {token, sid, expires_at}. */
-  async startSession({ agent = 'triage-bot', human = 'alice', task = 'T-1', scopes = [], ttl } = {}) {
+  /**
+   * `session start ... --json`; returns {token, sid, expires_at, token_type}. `dpopKey`: a JWK
+   * or PEM public key file the session is bound to (DPoP).
+   */
+  async startSession({ agent = 'triage-bot', human = 'alice', task = 'T-1', scopes = [], ttl, dpopKey } = {}) {
     const args = ['session', 'start', '--agent', agent, '--for', human, '--task', task,
       ...scopes.flatMap((s) => ['--scope', s])];
     if (ttl) args.push('--ttl', ttl);
+    if (dpopKey) args.push('--dpop-key', dpopKey);
     args.push('--json');
     const out = await this.cliOk(args);
     let j;
@@ -481,12 +485,13 @@ ${this.extraYaml}`;
 /**
  * Connect the official MCP client to Mandate as an agent. `token` null/undefined = no
  * Authorization header. Non-2xx HTTP answers are recorded in `httpFailures` so a test can
- * inspect status, headers and body of an HTTP-level refusal.
+ * inspect status, headers and body of an HTTP-level refusal. `fetch`: the fetch the client's
+ * requests go through (e.g. one that adds a DPoP proof to each).
  */
-export async function connectAgent(mcpUrl, token, { authScheme = 'Bearer' } = {}) {
+export async function connectAgent(mcpUrl, token, { authScheme = 'Bearer', fetch: innerFetch = fetch } = {}) {
   const httpFailures = [];
   const recordingFetch = async (url, init) => {
-    const res = await fetch(url, init);
+    const res = await innerFetch(url, init);
     if (!res.ok) {
       let text = '';
       try { text = await res.clone().text(); } catch { /* */ }

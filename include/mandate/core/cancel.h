@@ -14,6 +14,7 @@
 #include <cstdint>
 #include <functional>
 #include <map>
+#include <string>
 #include <mutex>
 
 namespace mandate::core {
@@ -68,6 +69,32 @@ class CancelRegistration {
  private:
   CancelSignal* signal_;
   uint64_t id_;
+};
+
+// Progress of a long wait (a call parked for approval), reported to whoever started the work
+// on this thread and can tell its client (the MCP adapter sends notifications/progress). The
+// same ambient mechanism as CancelScope: code deep in a call reports without every signature
+// in between carrying a callback.
+struct Progress {
+  int64_t progress = 0;  // increases with every report of one wait
+  int64_t total = 0;     // 0: unknown
+  std::string message;
+};
+using ProgressSink = std::function<void(const Progress&)>;
+
+// The sink reports on this thread go to; null when nobody listens.
+const ProgressSink* CurrentProgressSink();
+
+// Makes `sink` the thread's current progress sink for the scope's lifetime (nestable).
+class ProgressScope {
+ public:
+  explicit ProgressScope(const ProgressSink* sink);
+  ~ProgressScope();
+  ProgressScope(const ProgressScope&) = delete;
+  ProgressScope& operator=(const ProgressScope&) = delete;
+
+ private:
+  const ProgressSink* previous_;
 };
 
 }  // namespace mandate::core

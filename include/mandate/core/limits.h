@@ -34,6 +34,17 @@ inline constexpr size_t kDelegationDepthMax = 16;  // hard ceiling; config defau
 inline constexpr uint32_t kDelegationDepthDefault = 4;  // tokens.max_delegation_depth
 inline constexpr size_t kSessionTreeNodesMax = 1000;  // sessions one `session show` tree lists
 static_assert(kTokenBytesMax <= kHttpHeaderBytesMax, "a token must fit in a header");
+// Transaction tokens sent to upstreams (src/identity/txn_token.cc): lifetime, and the longest
+// member (a name, an action id, a session id...).
+inline constexpr int64_t kTxnTokenTtlSecondsDefault = 60;
+inline constexpr size_t kTxnTokenFieldBytesMax = 512;
+// Approver tokens (a human approver's token for the approvals of the admin listener): the
+// default and the longest lifetime (also never longer than tokens.max_ttl, so a key rotation
+// retires the old key only after every approver token it signed has expired).
+inline constexpr int64_t kApproverTokenTtlSecondsDefault = 8 * 60 * 60;
+inline constexpr int64_t kApproverTokenTtlSecondsMax = 24 * 60 * 60;
+static_assert(kApproverTokenTtlSecondsDefault <= kApproverTokenTtlSecondsMax &&
+              kApproverTokenTtlSecondsMax <= kTokenTtlSecondsMax);
 
 // --- Names --------------------------------------------------------------------------------
 inline constexpr size_t kNameBytesMax = 128;  // human, agent, group, upstream, tool, task
@@ -78,6 +89,30 @@ inline constexpr size_t kActorChainEntriesMax = kDelegationDepthMax + 1;  // nes
 inline constexpr size_t kAudiencesMax = 16;  // entries of an array-valued "aud" claim
 // Each "act" level is one JSON object level, below the claims object itself.
 static_assert(kActorChainEntriesMax + 2 <= kJsonDepthMax, "act chain must fit the JSON depth");
+
+// --- DPoP proofs (src/identity/dpop.cc, RFC 9449) -------------------------------------------
+// One `DPoP` header value: a JWS whose header carries the public JWK (~250 bytes of base64url
+// for P-256) and whose payload carries jti, htm, htu, iat and ath.
+inline constexpr size_t kDpopProofBytesMax = 4 * 1024;
+inline constexpr size_t kDpopJtiBytesMax = 256;
+// The "htu" claim and the request URI it is compared with, without query and fragment.
+inline constexpr size_t kDpopHtuBytesMax = 2048;
+// How far a proof's iat may lie behind / ahead of the server clock, by default; each is
+// configurable up to kDpopIatWindowSecondsMax.
+inline constexpr int64_t kDpopIatPastSecondsDefault = 60;
+inline constexpr int64_t kDpopIatFutureSecondsDefault = 5;
+inline constexpr int64_t kDpopIatWindowSecondsMax = 300;
+// (jkt, jti) pairs the replay cache remembers. An entry lives until its proof's iat leaves the
+// window (at most past + future seconds), so this bounds the sustained rate of DPoP proofs
+// (~2,000/s with the default 65 s) and the memory (~120 bytes an entry, ~15 MiB). When it is
+// full of live entries, new proofs are refused (fail closed: forgetting one would allow a replay).
+inline constexpr size_t kDpopReplayEntriesMax = 1 << 17;
+static_assert(kDpopIatPastSecondsDefault <= kDpopIatWindowSecondsMax &&
+              kDpopIatFutureSecondsDefault <= kDpopIatWindowSecondsMax);
+static_assert((kDpopJtiBytesMax + kDpopHtuBytesMax + 256) * 4 / 3 + 512 <= kDpopProofBytesMax,
+              "a proof with the longest jti and htu fits");
+static_assert(kTokenBytesMax + kDpopProofBytesMax < kHttpHeaderBytesMax,
+              "a token and its proof fit in the request headers");
 
 // --- Audit log files and the store (src/audit, src/store) ---------------------------------
 // A segment file rolls to the next one before a record would take it past this size.
@@ -238,6 +273,9 @@ inline constexpr int64_t kApprovalExpiryMicrosDefault = 15LL * 60 * 1000000;
 inline constexpr int64_t kApprovalExpiryMicrosMin = 1000000;
 inline constexpr int64_t kApprovalExpiryMicrosMax = 7LL * 24 * 60 * 60 * 1000000;
 inline constexpr int64_t kApprovalWaitMicrosDefault = 60LL * 1000000;
+// A call parked for approval whose client asked for progress (MCP progressToken) is told it
+// is still waiting this often.
+inline constexpr int64_t kApprovalProgressIntervalMicros = 5LL * 1000000;
 static_assert(kApprovalsPendingPerSessionMax <= kApprovalsPendingMax);
 static_assert(kApprovalWaitMicrosDefault <= kApprovalExpiryMicrosDefault &&
               kApprovalWaitMillisMax * 1000 <= kApprovalExpiryMicrosMax,

@@ -24,6 +24,13 @@
 
 namespace mandate::identity {
 
+// The JWS header "typ" of a session token (RFC 9068) and of an approver token (a human
+// approver's token for the approvals of the admin listener; docs/formats/token.md, "Approver
+// tokens"). A verifier accepts exactly one of them (VerifierOptions::typ), so neither kind of
+// token is ever accepted where the other is expected.
+inline constexpr std::string_view kSessionTokenTyp = "at+jwt";
+inline constexpr std::string_view kApproverTokenTyp = "approver+jwt";
+
 // One actor of the delegation chain (RFC 8693 section 4.1): an agent session acting for sub.
 struct Actor {
   std::string sub;  // e.g. "agent:orchestrator"; required, non-empty

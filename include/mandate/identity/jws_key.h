@@ -57,6 +57,12 @@ class JwsKey {
   // coordinate of the wrong length, or a point not on the curve.
   static core::Result<std::shared_ptr<const JwsKey>> FromPublicJwk(const core::Json& jwk);
 
+  // Builds a verify-only key from a PEM "PUBLIC KEY" (SubjectPublicKeyInfo, as
+  // `openssl pkey -pubout` writes it) of an Ed25519 or P-256 key. Only the first PEM block is
+  // read. Errors (kBadRequest): more than kKeyFileBytesMax bytes, not a PEM public key (a
+  // private key PEM included: private keys never travel this way), or another key type.
+  static core::Result<std::shared_ptr<const JwsKey>> FromPublicPem(std::string_view pem);
+
   ~JwsKey();
   JwsKey(const JwsKey&) = delete;
   JwsKey& operator=(const JwsKey&) = delete;

@@ -1,11 +1,13 @@
 // TokenIssuer: mints session tokens, i.e. compact JWS (RFC 7515) JWTs whose protected header
 // is {"alg":"EdDSA"|"ES256","typ":"at+jwt","kid":"<active key's kid>"} and whose payload is
-// Claims::ToJson(). Format: docs/formats/token.md.
+// Claims::ToJson(), and approver tokens (the same with "typ":"approver+jwt"). Format:
+// docs/formats/token.md.
 //
 // Thread safety: Mint may be called concurrently from any thread.
 #pragma once
 
 #include <string>
+#include <string_view>
 
 #include "mandate/core/result.h"
 #include "mandate/identity/claims.h"
@@ -19,14 +21,17 @@ class TokenIssuer {
   explicit TokenIssuer(const SigningKeys& keys) : keys_(&keys) {}
 
   // Signs `claims` with the active key and returns the compact token
-  // "<b64url header>.<b64url payload>.<b64url signature>". The claims are used as given (the
-  // caller chooses iss, aud, jti, times...); they are validated first, and the token's
-  // lifetime (exp - nbf) may not exceed kTokenTtlSecondsMax.
+  // "<b64url header>.<b64url payload>.<b64url signature>", with header "typ" `typ`
+  // (kSessionTokenTyp or kApproverTokenTyp). The claims are used as given (the caller chooses
+  // iss, aud, jti, times...); they are validated first, and the token's lifetime (exp - nbf)
+  // may not exceed kTokenTtlSecondsMax.
   // Errors:
-  //   kBadRequest       the claims fail Claims::Validate or the lifetime limit;
+  //   kBadRequest       the claims fail Claims::Validate or the lifetime limit, or `typ` is
+  //                     neither kSessionTokenTyp nor kApproverTokenTyp;
   //   kPayloadTooLarge  the token would exceed kTokenBytesMax (a verifier would refuse it);
   //   kInternal         signing failed.
-  core::Result<std::string> Mint(const Claims& claims) const;
+  core::Result<std::string> Mint(const Claims& claims,
+                                 std::string_view typ = kSessionTokenTyp) const;
 
  private:
   const SigningKeys* keys_;  // not owned

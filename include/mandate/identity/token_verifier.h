@@ -1,5 +1,6 @@
 // TokenVerifier: checks session tokens (the format of docs/formats/token.md) on every call's
-// hot path, with a bounded cache so each token's signature is checked once.
+// hot path, with a bounded cache so each token's signature is checked once. A second verifier
+// configured with typ kApproverTokenTyp and the approver audience checks approver tokens.
 //
 // Verification rules, in order, and the error each failure returns (the message says which
 // rule failed and never contains the token or any part of it):
@@ -10,8 +11,9 @@
 //                     configured asymmetric alg is accepted, so "none" and "HS256" (even
 //                     MAC-ed with the public key as the secret) never pass;
 //   kUnauthenticated  header "crit" is present (no extension is understood);
-//   kUnauthenticated  header "typ" is not "at+jwt" (RFC 9068; "application/at+jwt" and any
-//                     letter case are accepted as RFC 7515 section 4.1.9 allows);
+//   kUnauthenticated  header "typ" is not the configured typ, "at+jwt" for session tokens
+//                     (RFC 9068; "application/<typ>" and any letter case are accepted as RFC
+//                     7515 section 4.1.9 allows);
 //   kUnauthenticated  header "kid" is missing or names no key of the configured alg;
 //   kUnauthenticated  the signature is not base64url or does not verify;
 //   kUnauthenticated  the payload is not a JSON object or fails Claims::FromJson;
@@ -53,6 +55,8 @@ struct VerifierOptions {
   Alg alg = Alg::kEdDSA;  // the one accepted header "alg"
   int64_t clock_skew_seconds = core::kTokenClockSkewSeconds;  // 0..300
   size_t cache_entries_max = core::kTokenCacheEntriesMax;     // 1..kTokenCacheEntriesMax
+  // The one accepted header "typ": kSessionTokenTyp or kApproverTokenTyp.
+  std::string typ = std::string(kSessionTokenTyp);
 };
 
 class TokenVerifier {
@@ -64,7 +68,8 @@ class TokenVerifier {
   };
 
   // `keys` and `clock` are not owned and must outlive the verifier.
-  // Errors (kInternal): empty issuer or audience, or an option outside its range above.
+  // Errors (kInternal): empty issuer or audience, an unknown typ, or an option outside its
+  // range above.
   static core::Result<std::unique_ptr<TokenVerifier>> Create(VerifierOptions options,
                                                              const SigningKeys& keys,
                                                              const core::Clock& clock);

@@ -58,7 +58,8 @@
 // Audit events: every Submit, Activate, Reject and supersession produces events, JSON objects
 // handed to `on_event` in the order the changes happened, each exactly once:
 //   plan.submitted  {"type": "plan.submitted", "plan": "pln_...", "sid", "run", "agent", "human",
-//                    "steps": [{"action", "when": "<text>" | null, "max_count": N}, ...],
+//                    "steps": [{"action", "when": "<text>" | null, "max_count": N,
+//                               "approval_group": "<group>" | null}, ...],
 //                    "budget": {"<metric>": N, ...} ({} when none), "ttl_seconds": N,
 //                    "created_at", "expires_at": Unix microseconds,
 //                    "auto_approved": bool, "supersedes": "pln_..." | null}
@@ -99,6 +100,12 @@ struct PlanStep {
   std::string action;  // "<upstream>:<tool>"
   std::string when;    // the condition's text; empty when the step has none
   int64_t max_count = 1;
+  // Set by the integrator, not parsed: the approval group that had to approve this step up
+  // front because policy permits its action only through an @approval permit of that group
+  // (empty otherwise). Once the plan is active, a call admitted by this step that needs that
+  // group's approval is approved by the plan (the approvers saw the action, the condition and
+  // the count); a call needing another group's approval still asks for it.
+  std::string approval_group;
   // `when` parsed as the single policy `permit(principal, action, resource) when { <when> };`
   // (shared, immutable); nullptr when the step has no condition.
   std::shared_ptr<const policy::PolicySet> condition;
@@ -144,6 +151,7 @@ struct StepMatch {
   size_t step = 0;   // 0-based index of the step that admitted the call
   int64_t used = 0;  // the step's count including this call
   int64_t max_count = 0;
+  std::string approval_group;  // the step's approval_group (see PlanStep)
   // What was charged to the envelope (metric -> amount), to be given back by Release.
   std::vector<std::pair<std::string, int64_t>> charged;
 };
@@ -188,7 +196,7 @@ class PlanBook {
   void Release(const StepMatch& match);
 
   // The plan as JSON (null when unknown): {"plan", "state", "sid", "run", "agent", "human",
-  // "steps": [{"action", "when", "max_count", "used"}], "budget": {"<metric>": {"limit",
+  // "steps": [{"action", "when", "max_count", "approval_group", "used"}], "budget": {"<metric>": {"limit",
   // "used"}}, "ttl_seconds", "created_at", "expires_at", "auto_approved", "superseded_by"}.
   core::Json Get(std::string_view id);
   // The session's current plan as Get shows it; null when the session has none.

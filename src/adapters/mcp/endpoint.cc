@@ -2,6 +2,7 @@
 
 #include "mandate/core/clock.h"
 #include "mandate/core/crypto.h"
+#include "mandate/core/cancel.h"
 #include "mandate/core/limits.h"
 
 namespace mandate::adapters::mcp {
@@ -48,12 +49,11 @@ std::string ErrorBody(ErrorCode code, std::string_view message) {
   return b.Dump();
 }
 
-net::HttpResponse HttpError(ErrorCode code, std::string_view message) {
+// `challenge`: the WWW-Authenticate value of an authentication refusal
+// (gateway::Pipeline::AuthenticateRequest), empty for other errors.
+net::HttpResponse HttpError(ErrorCode code, std::string_view message, std::string challenge = {}) {
   auto r = net::HttpResponse::Json(core::HttpStatus(code), ErrorBody(code, message));
-  if (code == ErrorCode::kUnauthenticated || code == ErrorCode::kTokenExpired || code == ErrorCode::kTokenRevoked) {
-    r.headers.emplace_back("WWW-Authenticate", "Bearer error=\"invalid_token\", error_description=\"" +
-                                                   std::string(core::PublicCode(code)) + "\"");
-  }
+  if (!challenge.empty()) r.headers.emplace_back("WWW-Authenticate", std::move(challenge));
   return r;
 }
 
@@ -134,11 +134,12 @@ core::Result<core::EntityRef> ResourceTemplate::Render(const Json& args) const {
 class McpEndpoint::Invoker final : public gateway::UpstreamInvoker {
  public:
   explicit Invoker(const UpstreamBinding& up) : up_(up) {}
-  core::Outcome Invoke(const core::Action& action, const gateway::Caller&, const std::string&) override {
+  core::Outcome Invoke(const core::Action& action, const gateway::Caller&,
+                       const gateway::Forwarding& forwarding) override {
     core::Outcome out;
     auto per_tool = up_.tool_timeouts_millis.find(action.name);
     const int timeout = per_tool != up_.tool_timeouts_millis.end() ? per_tool->second : up_.timeout_millis;
-    auto res = up_.upstream->CallTool(action.name, action.args, timeout);
+    auto res = up_.upstream->CallTool(action.name, action.args, timeout, forwarding.txn_token);
     if (!res.ok()) {
       out.ok = false;
       out.error = res.error().code;
@@ -203,15 +204,12 @@ void McpEndpoint::Handle(const net::HttpRequest& req, const std::shared_ptr<net:
     return;
   }
 
-  // Authenticate every request: a token can expire or be revoked mid-session.
-  std::string_view token;
-  if (const std::string* auth = req.Header("authorization")) {
-    std::string_view a(*auth);
-    if (a.size() > 7 && (a.substr(0, 7) == "Bearer " || a.substr(0, 7) == "bearer ")) token = a.substr(7);
-  }
-  auto caller = pipeline_->Authenticate(token);
+  // Authenticate every request: a token can expire or be revoked mid-session, and a
+  // DPoP-bound session needs a fresh proof on each request (Bearer or DPoP, pipeline.h).
+  std::string challenge;
+  auto caller = pipeline_->AuthenticateRequest(gateway::AgentRequest{req.method, req.target, &req.headers}, &challenge);
   if (!caller.ok()) {
-    sink->Send(HttpError(caller.error().code, caller.error().message));
+    sink->Send(HttpError(caller.error().code, caller.error().message, std::move(challenge)));
     return;
   }
 
@@ -289,15 +287,46 @@ void McpEndpoint::Handle(const net::HttpRequest& req, const std::shared_ptr<net:
     sink->Send(net::HttpResponse::Json(200, RpcError(*id, kInvalidParams, "params must be an object").Dump()));
     return;
   }
+  // A tools/call whose client accepts SSE and sent a progressToken hears how a long wait (a
+  // call parked for approval) goes: notifications/progress events on the response stream,
+  // then the answer as the stream's last event.
+  const bool sse = *method == "tools/call" && AcceptsEventStream(req);
+  const Json* meta = params != nullptr ? params->FindObject("_meta") : nullptr;
+  const Json* progress_token = meta != nullptr ? meta->Find("progressToken") : nullptr;
+  bool streaming = false;
+  core::ProgressSink on_progress = [&](const core::Progress& p) {
+    if (!streaming) {
+      streaming = sink->StartStream(200, {{"Content-Type", "text/event-stream"}, {"Cache-Control", "no-cache"}});
+      if (!streaming) return;
+    }
+    Json note = Json::MakeObject();
+    note.Set("progressToken", *progress_token);
+    note.Set("progress", p.progress);
+    if (p.total > 0) note.Set("total", p.total);
+    note.Set("message", p.message);
+    Json msg = Json::MakeObject();
+    msg.Set("jsonrpc", "2.0");
+    msg.Set("method", "notifications/progress");
+    msg.Set("params", std::move(note));
+    (void)sink->Write("event: message\ndata: " + msg.Dump() + "\n\n");
+  };
+  const bool wants_progress =
+      sse && progress_token != nullptr && (progress_token->is_string() || progress_token->is_int());
+  core::ProgressScope progress_scope(wants_progress ? &on_progress : nullptr);
   RpcAnswer answer = HandleRequest(*caller, up, *method, params ? *params : empty, &new_session);
   Json reply = answer.is_error ? RpcError(*id, answer.error_code, std::move(answer.error_message))
                                : RpcResult(*id, std::move(answer.result));
+  if (streaming) {
+    (void)sink->Write("event: message\ndata: " + reply.Dump() + "\n\n");
+    sink->End();
+    return;
+  }
 
   net::Headers headers;
   if (!new_session.empty()) headers.emplace_back("Mcp-Session-Id", new_session);
   // tools/call answers as an SSE stream when the client accepts one (long calls can then
   // carry progress); everything else as plain JSON.
-  if (*method == "tools/call" && AcceptsEventStream(req)) {
+  if (sse) {
     // The whole stream is known here (one event), so it goes out as one body in one write.
     net::HttpResponse r;
     r.status = 200;

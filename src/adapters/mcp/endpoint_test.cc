@@ -67,7 +67,7 @@ class FakeUpstream final : public McpUpstream {
     return tools_;
   }
 
-  core::Result<Json> CallTool(const std::string& tool, const Json& arguments, int) override {
+  core::Result<Json> CallTool(const std::string& tool, const Json& arguments, int, const std::string&) override {
     std::lock_guard lock(mu_);
     calls_.emplace_back(tool, arguments);
     if (call_error) return *call_error;

@@ -408,17 +408,18 @@ core::Result<std::vector<ToolInfo>> JsonRpcUpstream::ListTools() {
   if (auto cached = cache_.Get(&generation)) return *std::move(cached);
   SteadyTime deadline = DeadlineAfterMillis(core::kUpstreamTimeoutMillisDefault);
   auto tools = ListAllTools(name(), [&](const core::Json& params) {
-    return Request("tools/list", params, deadline, core::kUpstreamTimeoutMillisDefault, "tools/list");
+    return Request("tools/list", params, deadline, core::kUpstreamTimeoutMillisDefault, "tools/list", std::string());
   });
   if (tools.ok()) cache_.Put(generation, *tools);
   return tools;
 }
 
 core::Result<core::Json> JsonRpcUpstream::CallTool(const std::string& tool, const core::Json& arguments,
-                                                   int timeout_millis) {
+                                                   int timeout_millis, const std::string& txn_token) {
   MANDATE_ASSIGN_OR_RETURN(core::Json params, CallToolParams(tool, arguments));
   int timeout = EffectiveTimeoutMillis(timeout_millis);
-  return Request("tools/call", std::move(params), DeadlineAfterMillis(timeout), timeout, "tools/call " + tool);
+  return Request("tools/call", std::move(params), DeadlineAfterMillis(timeout), timeout, "tools/call " + tool,
+                 txn_token);
 }
 
 }  // namespace mandate::adapters::mcp::internal

@@ -101,13 +101,15 @@ class JsonRpcUpstream : public McpUpstream {
  public:
   core::Result<std::vector<ToolInfo>> ListTools() final;
   core::Result<core::Json> CallTool(const std::string& tool, const core::Json& arguments,
-                                    int timeout_millis) final;
+                                    int timeout_millis, const std::string& txn_token) final;
+  using McpUpstream::CallTool;
 
  protected:
-  // Sends one request and waits for its result. `what` names it in error messages.
+  // Sends one request and waits for its result. `what` names it in error messages;
+  // `txn_token` (may be empty) goes with it as the transport allows (see CallTool).
   virtual core::Result<core::Json> Request(std::string_view method, core::Json params,
                                            SteadyTime deadline, int timeout_millis,
-                                           const std::string& what) = 0;
+                                           const std::string& what, const std::string& txn_token) = 0;
 
   ToolCache cache_;
 };

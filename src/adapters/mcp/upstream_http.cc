@@ -151,7 +151,7 @@ class HttpUpstream final : public internal::JsonRpcUpstream {
 
   // One request with a slot, an initialized session and one retry after a lost session.
   core::Result<Json> Request(std::string_view method, Json params, SteadyTime deadline,
-                             int timeout_millis, const std::string& what) override {
+                             int timeout_millis, const std::string& what, const std::string& txn_token) override {
     if (stopped_) return Prefixed(ErrorCode::kUpstreamUnavailable, "stopped");
     MANDATE_RETURN_IF_ERROR(limiter_.Acquire(name(), deadline));
     internal::InflightSlot slot(&limiter_);
@@ -160,7 +160,7 @@ class HttpUpstream final : public internal::JsonRpcUpstream {
       int64_t id = next_id_.fetch_add(1);
       bool session_gone = false;
       auto answer = Exchange(&session, internal::MakeRequest(id, method, params), id, deadline,
-                             &session_gone);
+                             &session_gone, txn_token);
       if (session_gone && attempt == 0) {
         // HTTP 404 for our session id: the server forgot it (restart, expiry). The request was
         // not processed, so a fresh session and one retry are safe.
@@ -287,10 +287,11 @@ class HttpUpstream final : public internal::JsonRpcUpstream {
   // POSTs one request and finds the response with `id` in the JSON or SSE answer, resuming an
   // SSE stream that ended early. `session` is null for initialize.
   core::Result<Answer> Exchange(const Session* session, const Json& request, int64_t id,
-                                SteadyTime deadline, bool* session_gone) {
+                                SteadyTime deadline, bool* session_gone, const std::string& txn_token = {}) {
     net::HttpClientRequest req;
     req.method = "POST";
     req.headers = Headers(session, kAcceptBoth);
+    if (!txn_token.empty()) req.headers.emplace_back("Txn-Token", txn_token);
     req.body = request.Dump();
     MANDATE_ASSIGN_OR_RETURN(net::HttpResponse res, Send(std::move(req), deadline));
     MANDATE_RETURN_IF_ERROR(CheckStatus(session, res, session_gone));

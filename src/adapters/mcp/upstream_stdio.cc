@@ -343,7 +343,15 @@ class StdioUpstream final : public internal::JsonRpcUpstream {
 
   // Sends one request and waits for its result. `what` names it in error messages.
   core::Result<Json> Request(std::string_view method, Json params, SteadyTime deadline,
-                             int timeout_millis, const std::string& what) override {
+                             int timeout_millis, const std::string& what, const std::string& txn_token) override {
+    if (!txn_token.empty() && params.is_object()) {
+      // No headers over stdio: the token rides in the request's _meta (MCP reserves
+      // _meta for such out-of-band data; the prefix names who put it there).
+      Json meta = params.Find("_meta") != nullptr && params.Find("_meta")->is_object() ? *params.Find("_meta")
+                                                                                    : Json::MakeObject();
+      meta.Set("io.mandate/txn-token", txn_token);
+      params.Set("_meta", std::move(meta));
+    }
     MANDATE_RETURN_IF_ERROR(limiter_.Acquire(name(), deadline));
     internal::InflightSlot slot(&limiter_);
 

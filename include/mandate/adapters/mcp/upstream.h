@@ -86,8 +86,13 @@ class McpUpstream {
   //                        in-flight queue is full, or the upstream was stopped;
   //   kUpstreamError       a JSON-RPC error object (the message includes its code and message),
   //                        or a malformed response, e.g. a result that is not an object.
+  // `txn_token`, when not empty, is the call's signed transaction token (DESIGN.md section 4):
+  // over HTTP the `Txn-Token` request header; over stdio params._meta["io.mandate/txn-token"].
   virtual core::Result<core::Json> CallTool(const std::string& tool, const core::Json& arguments,
-                                            int timeout_millis) = 0;
+                                            int timeout_millis, const std::string& txn_token) = 0;
+  core::Result<core::Json> CallTool(const std::string& tool, const core::Json& arguments, int timeout_millis) {
+    return CallTool(tool, arguments, timeout_millis, std::string());
+  }
 
   // Ends the connection. Idempotent and safe to call from any thread. Callers waiting for a
   // slot or (stdio) for an answer fail with kUpstreamUnavailable; later calls fail with
