@@ -209,6 +209,19 @@ size_t Pipeline::CancelRevoked() const {
   return hit.size();
 }
 
+size_t Pipeline::ReleaseParked() const {
+  std::vector<std::shared_ptr<core::CancelSignal>> hit;
+  {
+    std::lock_guard<std::mutex> lock(inflight_mu_);
+    releasing_parked_ = true;
+    for (const auto& [id, call] : inflight_) {
+      if (call.parked) hit.push_back(call.signal);
+    }
+  }
+  for (auto& s : hit) s->Cancel();
+  return hit.size();
+}
+
 size_t Pipeline::InflightCount() const {
   std::lock_guard<std::mutex> lock(inflight_mu_);
   return inflight_.size();
@@ -726,13 +739,32 @@ Pipeline::CallResult Pipeline::Call(const Caller& caller, core::Action action, U
   // its reservation and an approval is never spent on a call its budget refuses): ask the
   // group, park up to its wait, and go on only when approved for exactly these arguments.
   if (out.decision.kind == core::Decision::Kind::kApprovalRequired && deps_.approvals != nullptr) {
-    core::CancelScope scope(cancel.get());
-    decided.Set("approval", SeekApproval(caller, action, args_canonical, &out.decision));
+    bool shutting_down = false;
+    {
+      std::lock_guard<std::mutex> lock(inflight_mu_);
+      inflight_.at(inflight_guard.id).parked = true;
+      shutting_down = releasing_parked_;
+    }
+    if (shutting_down) cancel->Cancel();  // never park once shutdown began
+    {
+      core::CancelScope scope(cancel.get());
+      decided.Set("approval", SeekApproval(caller, action, args_canonical, &out.decision));
+    }
+    {
+      std::lock_guard<std::mutex> lock(inflight_mu_);
+      inflight_.at(inflight_guard.id).parked = false;
+      shutting_down = releasing_parked_;
+    }
     if (cancel->cancelled()) {
-      // Revoked while parked: the agent learns why, and nothing is forwarded even if the
-      // approval came at the same moment (it is used up: fail closed).
-      out.decision = Deny(std::move(out.decision), ErrorCode::kTokenRevoked,
-                          "the session was revoked while the call waited for approval");
+      // Nothing is forwarded even if the approval came at the same moment (it is used up:
+      // fail closed). Revoked: the agent learns why; else Mandate is shutting down.
+      if (!CheckRevocation(caller).ok() || !shutting_down) {
+        out.decision = Deny(std::move(out.decision), ErrorCode::kTokenRevoked,
+                            "the session was revoked while the call waited for approval");
+      } else {
+        out.decision = Deny(std::move(out.decision), ErrorCode::kUpstreamUnavailable,
+                            "Mandate is shutting down; the call waited for approval and was not forwarded");
+      }
     }
   }
 

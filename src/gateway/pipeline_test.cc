@@ -480,24 +480,59 @@ TEST_F(PipelineTest, RevokingASessionCancelsItsCallsInFlightAndOnlyThose) {
   EXPECT_FALSE(FindRecord("call.completed", result.decision.id).is_object());
 }
 
-TEST_F(PipelineTest, RevokingASessionCancelsItsCallParkedForApproval) {
-  SetPolicies(R"(@id("needs-approval") @approval("g") permit (principal, action, resource);)");
+// An approval book whose group "g" parks calls far longer than any test: only a revocation or
+// a shutdown ends the wait.
+std::unique_ptr<approval::ApprovalBook> SlowApprovalBook(const core::Clock& clock) {
   approval::ApprovalGroup group;
   group.name = "g";
-  group.wait_micros = 60'000'000;  // far longer than the test: only the revocation ends the wait
+  group.wait_micros = 60'000'000;
   group.expiry_micros = 120'000'000;
-  auto book = approval::ApprovalBook::Create({group}, clock_);
-  ASSERT_TRUE(book.ok()) << book.error().message;
+  auto book = approval::ApprovalBook::Create({group}, clock);
+  EXPECT_TRUE(book.ok()) << book.error().message;
+  return book.ok() ? std::move(book).value() : nullptr;
+}
+
+// Waits until `book` has a pending approval (a call is parked on it).
+void AwaitParked(approval::ApprovalBook& book) {
+  for (int i = 0; i < 2000 && book.List(approval::ListFilter::kPending).FindArray("approvals")->as_array().empty(); ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+}
+
+TEST_F(PipelineTest, ShutdownReleasesParkedCallsWithoutForwardingThem) {
+  SetPolicies(R"(@id("needs-approval") @approval("g") permit (principal, action, resource);)");
+  auto book = SlowApprovalBook(clock_);
+  ASSERT_NE(book, nullptr);
   PipelineDeps deps = Deps(audit_.get());
-  deps.approvals = book->get();
+  deps.approvals = book.get();
   Pipeline pipeline(deps);
   Caller caller = MustAuthenticate(RootClaims());
   RecordingInvoker invoker;
   Pipeline::CallResult result;
   std::thread call([&] { result = pipeline.Call(caller, MakeAction("refund", ActionClass::kWrite), invoker); });
-  for (int i = 0; i < 2000 && (*book)->List(approval::ListFilter::kPending).FindArray("approvals")->as_array().empty(); ++i) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(5));
-  }
+  AwaitParked(*book);
+  EXPECT_EQ(pipeline.ReleaseParked(), 1u);
+  call.join();
+  EXPECT_EQ(result.outcome.error, ErrorCode::kUpstreamUnavailable);
+  EXPECT_NE(result.decision.reason.find("shutting down"), std::string::npos) << result.decision.reason;
+  // A call that would park after shutdown began is refused at once.
+  auto late = pipeline.Call(caller, MakeAction("refund", ActionClass::kWrite), invoker);
+  EXPECT_EQ(late.outcome.error, ErrorCode::kUpstreamUnavailable);
+  EXPECT_EQ(invoker.calls(), 0u);
+}
+
+TEST_F(PipelineTest, RevokingASessionCancelsItsCallParkedForApproval) {
+  SetPolicies(R"(@id("needs-approval") @approval("g") permit (principal, action, resource);)");
+  auto book = SlowApprovalBook(clock_);
+  ASSERT_NE(book, nullptr);
+  PipelineDeps deps = Deps(audit_.get());
+  deps.approvals = book.get();
+  Pipeline pipeline(deps);
+  Caller caller = MustAuthenticate(RootClaims());
+  RecordingInvoker invoker;
+  Pipeline::CallResult result;
+  std::thread call([&] { result = pipeline.Call(caller, MakeAction("refund", ActionClass::kWrite), invoker); });
+  AwaitParked(*book);
   EXPECT_EQ(pipeline.InflightCount(), 1u);
   ASSERT_TRUE(revocations_->Revoke(*store_, revocation::Kind::kSession, std::string(kRootSid), "test", 1767000000).ok());
   EXPECT_EQ(pipeline.CancelRevoked(), 1u);

@@ -279,6 +279,8 @@ class ServerImpl final : public Server {
   void Stop() override {
     if (stopped_) return;
     stopped_ = true;
+    // Parked calls would hold the listener's workers for up to their approval wait.
+    if (pipeline_) pipeline_->ReleaseParked();
     if (agent_server_) agent_server_->Stop();
     if (admin_server_) admin_server_->Stop();
     if (reloader_) reloader_->Stop();

@@ -548,8 +548,21 @@ describe('approvals', () => {
     }
   }));
 
-  test('audit verify exits 0 after a clean shutdown', { timeout: 30_000 }, m.guard(async (t) => {
+  test('shutdown releases a parked call at once; audit verify exits 0 after it', { timeout: 30_000 }, m.guard(async (t) => {
+    const s = await m.startSession({ task: 'T-shutdown' });
+    const agent = await connectAgent(m.mcpUrl, s.token);
+    const id = nonce('shutdown');
+    const call = background(agent, 'record', { id, amount: 5 });
+    await waitListed((x) => x.args?.id === id && x.parked === 1, `the call of ${id} parked`);
+    const t0 = Date.now();
     await m.shutdown();
+    const ms = Date.now() - t0;
+    t.diagnostic(`shutdown with a parked call took ${ms} ms`);
+    assert.ok(ms < SLOW_WAIT_MS / 2, `SIGTERM waited ${ms} ms for a parked call`);
+    const out = await call.promise.catch((err) => ({ kind: 'error', err }));
+    if (out.kind === 'result') assertRefused(out, 'upstream_unavailable', 'a call parked at shutdown');
+    assert.equal(rec.count(id), 0, 'a call parked at shutdown reached the upstream');
+    await agent.close().catch(() => {});
     const r = await m.cli(['audit', 'verify']);
     assert.equal(r.code, 0, `\`mandate audit verify\` exited ${r.timedOut ? '(timed out)' : r.code}, expected 0\n` +
       `stdout: ${r.stdout}\nstderr: ${r.stderr}`);

@@ -285,6 +285,11 @@ class Pipeline {
   // notifications/cancelled sent) and the log gets `call.cancelled`. Either way the agent gets
   // token_revoked. Call after every revocation. Returns how many.
   size_t CancelRevoked() const;
+  // For shutdown: every call parked for approval stops waiting and is refused with
+  // upstream_unavailable ("Mandate is shutting down"; nothing is forwarded), and calls that
+  // park later are refused at once. Calls already at their upstream finish normally.
+  // Returns how many were parked.
+  size_t ReleaseParked() const;
   // Calls currently parked for approval or waiting on an upstream (observability, tests).
   size_t InflightCount() const;
 
@@ -308,6 +313,7 @@ class Pipeline {
   struct InflightCall {
     const Caller* caller;  // outlives the entry: Call erases it before returning
     std::shared_ptr<core::CancelSignal> signal;
+    bool parked = false;  // waiting for approval (guarded by inflight_mu_)
   };
   // The intersection rule over `principals` (human first), filling d.checks and d.kind.
   core::Decision Evaluate(core::Decision d, const std::vector<policy::EntityUid>& principals,
@@ -332,6 +338,7 @@ class Pipeline {
   mutable std::mutex inflight_mu_;
   mutable std::unordered_map<uint64_t, InflightCall> inflight_;  // guarded by inflight_mu_
   mutable uint64_t next_inflight_id_ = 1;                        // guarded by inflight_mu_
+  mutable bool releasing_parked_ = false;                        // guarded by inflight_mu_
 };
 
 // Whether `action_id` ("upstream:tool") is covered by a scope entry: an exact action id,
