@@ -20,9 +20,13 @@ Result<std::string> TokenIssuer::Mint(const Claims& claims, std::string_view typ
         ErrorCode::kBadRequest,
         "token lifetime exceeds " + std::to_string(core::kTokenTtlSecondsMax) + " seconds");
   }
+  return SignJwt(*keys_, typ, claims.ToJson());
+}
+
+Result<std::string> SignJwt(const SigningKeys& keys, std::string_view typ, const Json& payload) {
   // One snapshot of the active key for both the header's kid and the signature, so a
   // concurrent rotation cannot pair one key's kid with another key's signature.
-  std::shared_ptr<const JwsKey> key = keys_->Active();
+  std::shared_ptr<const JwsKey> key = keys.Active();
   Json header = Json::MakeObject();
   header.Set("alg", std::string(AlgName(key->alg())));
   header.Set("typ", std::string(typ));
@@ -30,7 +34,7 @@ Result<std::string> TokenIssuer::Mint(const Claims& claims, std::string_view typ
 
   std::string token = core::Base64UrlEncode(header.Dump());
   token.push_back('.');
-  token += core::Base64UrlEncode(claims.ToJson().Dump());
+  token += core::Base64UrlEncode(payload.Dump());
   MANDATE_ASSIGN_OR_RETURN(std::string sig, key->Sign(token));
   token.push_back('.');
   token += core::Base64UrlEncode(sig);

@@ -1,6 +1,6 @@
 #include "mandate/identity/txn_token.h"
 
-#include "mandate/core/encoding.h"
+#include "mandate/identity/token_issuer.h"
 #include "mandate/core/json.h"
 #include "mandate/core/limits.h"
 
@@ -51,22 +51,7 @@ core::Result<std::string> TxnTokenIssuer::Mint(const TxnTokenRequest& r, int64_t
   claims.Set("req_wl", r.agent);
   claims.Set("tctx", std::move(tctx));
 
-  // One snapshot of the active key for the kid and the signature (a rotation may run).
-  std::shared_ptr<const JwsKey> key = keys_->Active();
-  Json header = Json::MakeObject();
-  header.Set("alg", std::string(AlgName(key->alg())));
-  header.Set("typ", std::string(kTxnTokenTyp));
-  header.Set("kid", key->kid());
-  std::string token = core::Base64UrlEncode(header.Dump());
-  token.push_back('.');
-  token += core::Base64UrlEncode(claims.Dump());
-  MANDATE_ASSIGN_OR_RETURN(std::string sig, key->Sign(token));
-  token.push_back('.');
-  token += core::Base64UrlEncode(sig);
-  if (token.size() > core::kTokenBytesMax) {
-    return MakeError(ErrorCode::kPayloadTooLarge, "txn token would exceed " + std::to_string(core::kTokenBytesMax) + " bytes");
-  }
-  return token;
+  return SignJwt(*keys_, kTxnTokenTyp, claims);
 }
 
 }  // namespace mandate::identity

@@ -9,11 +9,18 @@
 #include <string>
 #include <string_view>
 
+#include "mandate/core/json.h"
 #include "mandate/core/result.h"
 #include "mandate/identity/claims.h"
 #include "mandate/identity/signing_keys.h"
 
 namespace mandate::identity {
+
+// Signs `payload` as a compact JWS with the active key of `keys`: protected header
+// {"alg", "typ": `typ`, "kid"}. The building block of every token Mandate signs (session,
+// approver and transaction tokens). Errors: kPayloadTooLarge beyond kTokenBytesMax (a verifier
+// would refuse it), kInternal when signing fails.
+core::Result<std::string> SignJwt(const SigningKeys& keys, std::string_view typ, const core::Json& payload);
 
 class TokenIssuer {
  public:
