@@ -153,8 +153,8 @@ class StubUpstream final : public mcp::McpUpstream {
     return tools;
   }
 
-  core::Result<Json> CallTool(const std::string& tool, const Json& arguments,
-                              int timeout_millis) override {
+  core::Result<Json> CallTool(const std::string& tool, const Json& arguments, int timeout_millis,
+                              const std::string& /*txn_token*/) override {
     Check(timeout_millis > 0);
     if (!arguments.is_object() && !arguments.is_null()) {
       return core::MakeError(ErrorCode::kBadRequest, "arguments must be an object");
