@@ -38,6 +38,13 @@
 #                         of the budget side carries its reservation on `hot` and every
 #                         call.completed its settlement (and none on the other side).
 #                         BENCH_SCENARIOS=budget runs only that (BENCH_RUNS=3: about 1.5 min).
+#                         "revocation" (not in the default either; docs/performance.md,
+#                         "Revocation check at scale") runs bench/mandate_revocation_bench once
+#                         per run, before the others: RevocationSet::Check over a SqliteStore
+#                         holding 1,000, 100,000 and 1,000,000 revocations vs an indexed SQLite
+#                         lookup per subject, at delegation depth 1 and 4, 1 and 2 threads (about
+#                         30 s; its store files in the temp dir below). BENCH_SCENARIOS=revocation
+#                         runs only that.
 #   BENCH_PERF=DIR        profile Mandate during each governed test:
 #                         perf record -e cpu-clock --call-graph dwarf into DIR/<scenario>.perf.data
 #                         (budget scenario: DIR/no-budget.perf.data and DIR/hot-budget.perf.data)
@@ -58,10 +65,12 @@ BUDGET_LOSS_MAX_PERCENT=5
 MCP_SCENARIOS=""
 RUN_AUDIT=0
 RUN_BUDGET=0
+RUN_REVOCATION=0
 for scenario in ${BENCH_SCENARIOS:-rate-1000 rate-3000 saturation}; do
   case $scenario in
     audit) RUN_AUDIT=1 ;;
     budget) RUN_BUDGET=1 ;;
+    revocation) RUN_REVOCATION=1 ;;
     *) MCP_SCENARIOS="$MCP_SCENARIOS $scenario" ;;
   esac
 done
@@ -70,6 +79,7 @@ if [ -n "$MCP_SCENARIOS" ] || [ "$RUN_BUDGET" = 1 ]; then
   TARGETS+=(mandate mcp_upstream_fast mcp_load)
 fi
 if [ "$RUN_AUDIT" = 1 ]; then TARGETS+=(mandate_audit_bench); fi
+if [ "$RUN_REVOCATION" = 1 ]; then TARGETS+=(mandate_revocation_bench); fi
 
 if [ "${BENCH_SKIP_BUILD:-0}" != 1 ]; then
   echo "== building (release): ${TARGETS[*]}"
@@ -117,6 +127,19 @@ if awk -v l="$LOAD1" 'BEGIN { exit !(l > 1.0) }'; then
 fi
 
 FAILED=0
+if [ "$RUN_REVOCATION" = 1 ]; then
+  for run in $(seq 1 "$RUNS"); do
+    echo "== revocation run $run: the per-call revocation check at scale, RevocationSet vs SQLite (bench/mandate_revocation_bench)"
+    "$ROOT/$BUILD/bench/mandate_revocation_bench" --dir "$WORK" || FAILED=1
+  done
+  if [ -z "$MCP_SCENARIOS" ] && [ "$RUN_BUDGET" = 0 ] && [ "$RUN_AUDIT" = 0 ]; then
+    if [ "$FAILED" != 0 ]; then
+      echo "!!!!! run-bench: the revocation benchmark had errors; see above" >&2
+      exit 1
+    fi
+    exit 0
+  fi
+fi
 if [ "$RUN_AUDIT" = 1 ]; then
   for run in $(seq 1 "$RUNS"); do
     echo "== audit run $run: durable audit appends, Mandate vs SQLite (bench/mandate_audit_bench)"
