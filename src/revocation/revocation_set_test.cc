@@ -128,6 +128,34 @@ TEST_F(RevocationSetTest, PersistedRevocationsReload) {
   EXPECT_EQ(reloaded->Check(grandchild), Kind::kSession);
 }
 
+TEST_F(RevocationSetTest, EveryRevocationIsFoundAcrossFilterGrowthAndReload) {
+  // 2,100 revocations: the filter in front of the sets is rebuilt twice (1,024 -> 2,048 ->
+  // 4,096 entries). Every revoked subject must still be found (a Bloom filter has no false
+  // negatives), in its kind only, and the unrevoked ones not.
+  std::vector<std::pair<Kind, std::string>> revoked;
+  for (int i = 0; i < 2100; ++i) {
+    const Kind kind = i % 3 == 0 ? Kind::kAgent : (i % 3 == 1 ? Kind::kHuman : Kind::kTask);
+    revoked.emplace_back(kind, "subject-" + std::to_string(i));
+    ASSERT_TRUE(set_->Revoke(*store_, kind, revoked.back().second, "r", kNow).ok());
+  }
+  auto reloaded = MustLoad(*store_);
+  ASSERT_NE(reloaded, nullptr);
+  for (const RevocationSet* set : {set_.get(), reloaded.get()}) {
+    for (const auto& [kind, subject] : revoked) {
+      EXPECT_TRUE(set->Contains(kind, subject)) << subject;
+      Subjects s{"ses_other", {"ses_other"}, kind == Kind::kAgent ? subject : "bot",
+                 kind == Kind::kHuman ? subject : "alice", kind == Kind::kTask ? subject : "SUP-1"};
+      EXPECT_EQ(set->Check(s), kind) << subject;
+    }
+    for (int i = 2100; i < 4200; ++i) {
+      const std::string other = "subject-" + std::to_string(i);
+      EXPECT_FALSE(set->Check({"ses_other", {"ses_other"}, other, other, other}).has_value()) << other;
+    }
+    // Kinds do not mix: subject-0 is an agent, not a human.
+    EXPECT_FALSE(set->Check({"ses_other", {"ses_other"}, "bot", "subject-0", "SUP-1"}).has_value());
+  }
+}
+
 TEST_F(RevocationSetTest, CheckByEachKind) {
   ASSERT_TRUE(set_->Revoke(*store_, Kind::kAgent, "rogue-bot", "r", kNow).ok());
   ASSERT_TRUE(set_->Revoke(*store_, Kind::kHuman, "mallory", "r", kNow).ok());
