@@ -130,16 +130,6 @@ void ReplaceAll(std::string* s, std::string_view from, std::string_view to) {
   }
 }
 
-bool EqualsIgnoreCase(std::string_view a, std::string_view b) {
-  if (a.size() != b.size()) return false;
-  for (size_t i = 0; i < a.size(); ++i) {
-    char x = a[i], y = b[i];
-    if (x >= 'A' && x <= 'Z') x = static_cast<char>(x - 'A' + 'a');
-    if (y >= 'A' && y <= 'Z') y = static_cast<char>(y - 'A' + 'a');
-    if (x != y) return false;
-  }
-  return true;
-}
 
 void CheckUnsignedRefused(const KeySet& ks, std::string_view token) {
   auto r = ks.verifier->Verify(token);
@@ -174,7 +164,8 @@ void CheckSigned(const Env& env, const KeySet& ks, const std::string& header,
   Check(h->Find("crit") == nullptr);
   const std::string* typ = h->FindString("typ");
   Check(typ != nullptr &&
-        (EqualsIgnoreCase(*typ, "at+jwt") || EqualsIgnoreCase(*typ, "application/at+jwt")));
+        (mandate::core::AsciiEqualsIgnoreCase(*typ, "at+jwt") ||
+         mandate::core::AsciiEqualsIgnoreCase(*typ, "application/at+jwt")));
   const std::string* kid = h->FindString("kid");
   Check(kid != nullptr && ks.keys->Find(*kid) != nullptr);
 

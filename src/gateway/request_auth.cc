@@ -7,6 +7,7 @@
 #include <string_view>
 #include <vector>
 
+#include "mandate/core/encoding.h"
 #include "mandate/core/error_code.h"
 #include "mandate/gateway/pipeline.h"
 
@@ -19,23 +20,13 @@ using core::MakeError;
 constexpr std::string_view kBearerScheme = "Bearer";
 constexpr std::string_view kDpopScheme = "DPoP";
 
-bool EqualsIgnoreCase(std::string_view a, std::string_view b) {
-  if (a.size() != b.size()) return false;
-  for (size_t i = 0; i < a.size(); ++i) {
-    char x = a[i], y = b[i];
-    if (x >= 'A' && x <= 'Z') x = static_cast<char>(x - 'A' + 'a');
-    if (y >= 'A' && y <= 'Z') y = static_cast<char>(y - 'A' + 'a');
-    if (x != y) return false;
-  }
-  return true;
-}
 
 // Every value of header `name` (case-insensitive), in the order received.
 std::vector<std::string_view> HeaderValues(const AgentRequest& request, std::string_view name) {
   std::vector<std::string_view> out;
   if (request.headers == nullptr) return out;
   for (const auto& [k, v] : *request.headers) {
-    if (EqualsIgnoreCase(k, name)) out.emplace_back(v);
+    if (core::AsciiEqualsIgnoreCase(k, name)) out.emplace_back(v);
   }
   return out;
 }
@@ -56,9 +47,9 @@ core::Result<Credentials> ParseAuthorization(std::string_view value) {
   }
   const std::string_view scheme = value.substr(0, sp);
   Credentials c;
-  if (EqualsIgnoreCase(scheme, kBearerScheme)) {
+  if (core::AsciiEqualsIgnoreCase(scheme, kBearerScheme)) {
     c.scheme = Scheme::kBearer;
-  } else if (EqualsIgnoreCase(scheme, kDpopScheme)) {
+  } else if (core::AsciiEqualsIgnoreCase(scheme, kDpopScheme)) {
     c.scheme = Scheme::kDpop;
   } else {
     return MakeError(ErrorCode::kUnauthenticated,

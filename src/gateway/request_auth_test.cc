@@ -4,14 +4,13 @@
 // Every way a DPoP-bound token can be misused is refused, and the challenge tells the client
 // which scheme and which error (RFC 9449 section 7.1).
 #include <gtest/gtest.h>
-#include <stdlib.h>
 
-#include <filesystem>
 #include <memory>
 #include <string>
 #include <utility>
 #include <vector>
 
+#include "core/temp_dir_test_util.h"
 #include "mandate/core/clock.h"
 #include "mandate/core/encoding.h"
 #include "mandate/core/json.h"
@@ -28,7 +27,6 @@
 namespace mandate::gateway {
 namespace {
 
-namespace fs = std::filesystem;
 using core::ErrorCode;
 using core::Json;
 using Headers = std::vector<std::pair<std::string, std::string>>;
@@ -41,24 +39,6 @@ constexpr char kPath[] = "/mcp/up";
 constexpr char kUri[] = "http://mandate.example:8080/mcp/up";  // dpop_scheme "http" + Host + path
 constexpr char kTokenEndpoint[] = "http://mandate.example:8080/oauth/token";
 
-class ScratchDir {
- public:
-  ScratchDir() {
-    std::string tmpl = (fs::temp_directory_path() / "mandate-request-auth-XXXXXX").string();
-    EXPECT_NE(::mkdtemp(tmpl.data()), nullptr);
-    path_ = tmpl;
-  }
-  ~ScratchDir() {
-    std::error_code ec;
-    fs::remove_all(path_, ec);
-  }
-  ScratchDir(const ScratchDir&) = delete;
-  ScratchDir& operator=(const ScratchDir&) = delete;
-  std::string Sub(const std::string& name) const { return path_ + "/" + name; }
-
- private:
-  std::string path_;
-};
 
 std::shared_ptr<const identity::JwsKey> NewKey(identity::Alg alg) {
   auto key = identity::JwsKey::Generate(alg);
@@ -213,7 +193,7 @@ class RequestAuthTest : public ::testing::Test {
                                                AgentRequest{"POST", "/oauth/token", &headers});
   }
 
-  ScratchDir dir_;
+  core::testing::TempDir dir_;
   core::FakeClock clock_;
   mutable int jti_ = 0;
   mutable int proof_jti_ = 0;

@@ -29,16 +29,6 @@ core::Error Reject(std::string reason) {
   return MakeError(ErrorCode::kUnauthenticated, std::move(reason));
 }
 
-bool EqualsIgnoreCase(std::string_view a, std::string_view b) {
-  if (a.size() != b.size()) return false;
-  for (size_t i = 0; i < a.size(); ++i) {
-    char x = a[i], y = b[i];
-    if (x >= 'A' && x <= 'Z') x = static_cast<char>(x - 'A' + 'a');
-    if (y >= 'A' && y <= 'Z') y = static_cast<char>(y - 'A' + 'a');
-    if (x != y) return false;
-  }
-  return true;
-}
 
 struct DigestHash {
   size_t operator()(const core::Sha256Digest& d) const {
@@ -190,8 +180,8 @@ Result<std::shared_ptr<const Claims>> TokenVerifier::VerifyUncached(std::string_
   // Invariant: session and approver tokens differ in typ (and audience), so a verifier of
   // one kind never accepts the other.
   const std::string* typ = header->FindString("typ");
-  if (typ == nullptr || !(EqualsIgnoreCase(*typ, options_.typ) ||
-                          EqualsIgnoreCase(*typ, "application/" + options_.typ))) {
+  if (typ == nullptr || !(core::AsciiEqualsIgnoreCase(*typ, options_.typ) ||
+                          core::AsciiEqualsIgnoreCase(*typ, "application/" + options_.typ))) {
     return Reject("token \"typ\" is not " + options_.typ);
   }
   const std::string* kid = header->FindString("kid");

@@ -143,8 +143,11 @@ TEST_F(RevocationSetTest, EveryRevocationIsFoundAcrossFilterGrowthAndReload) {
   for (const RevocationSet* set : {set_.get(), reloaded.get()}) {
     for (const auto& [kind, subject] : revoked) {
       EXPECT_TRUE(set->Contains(kind, subject)) << subject;
-      Subjects s{"ses_other", {"ses_other"}, kind == Kind::kAgent ? subject : "bot",
-                 kind == Kind::kHuman ? subject : "alice", kind == Kind::kTask ? subject : "SUP-1"};
+      // Named strings: Subjects holds views (a ternary of string and literal is a temporary).
+      const std::string agent = kind == Kind::kAgent ? subject : "bot";
+      const std::string human = kind == Kind::kHuman ? subject : "alice";
+      const std::string task = kind == Kind::kTask ? subject : "SUP-1";
+      Subjects s{"ses_other", {"ses_other"}, agent, human, task};
       EXPECT_EQ(set->Check(s), kind) << subject;
     }
     for (int i = 2100; i < 4200; ++i) {

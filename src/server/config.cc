@@ -1,5 +1,6 @@
 #include "server/config.h"
 
+#include "mandate/core/encoding.h"
 #include "mandate/audit/checkpoint.h"
 
 #include <yaml-cpp/depthguard.h>
@@ -84,16 +85,9 @@ bool IsAlnum(char c) { return IsAlpha(c) || IsDigit(c); }
 
 char ToLower(char c) { return (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c; }
 
-bool EqualsIgnoreCase(std::string_view a, std::string_view b) {
-  if (a.size() != b.size()) return false;
-  for (size_t i = 0; i < a.size(); ++i) {
-    if (ToLower(a[i]) != ToLower(b[i])) return false;
-  }
-  return true;
-}
 
 bool StartsWithIgnoreCase(std::string_view s, std::string_view prefix) {
-  return s.size() >= prefix.size() && EqualsIgnoreCase(s.substr(0, prefix.size()), prefix);
+  return s.size() >= prefix.size() && core::AsciiEqualsIgnoreCase(s.substr(0, prefix.size()), prefix);
 }
 
 // Upstream, tool, credential, budget and approval-group names: [A-Za-z0-9_.-]{1,64}.
@@ -359,7 +353,7 @@ bool IsReservedHeader(std::string_view name) {
        {"host", "content-length", "content-type", "transfer-encoding", "connection", "keep-alive",
         "proxy-connection", "te", "trailer", "upgrade", "accept", "txn-token", "dpop",
         "mcp-session-id", "mcp-protocol-version", "last-event-id"}) {
-    if (EqualsIgnoreCase(name, reserved)) return true;
+    if (core::AsciiEqualsIgnoreCase(name, reserved)) return true;
   }
   return false;
 }
@@ -841,7 +835,7 @@ Result<UpstreamConfig> ConfigParser::ParseUpstream(const Entry& u, const Config&
                                   ".credential: a stdio upstream needs credential_env, the "
                                   "environment variable of the child that receives the secret");
   }
-  if (!up.credential_header.empty() && EqualsIgnoreCase(up.credential_header, "Authorization")) {
+  if (!up.credential_header.empty() && core::AsciiEqualsIgnoreCase(up.credential_header, "Authorization")) {
     up.credential_header_prefix = "Bearer ";
   }
 

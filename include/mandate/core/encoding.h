@@ -8,6 +8,10 @@
 
 namespace mandate::core {
 
+// Whether `a` and `b` are equal when ASCII letters are compared without case (HTTP header
+// names, auth schemes, media types); other bytes must match exactly.
+bool AsciiEqualsIgnoreCase(std::string_view a, std::string_view b);
+
 std::string Base64UrlEncode(std::string_view bytes);
 // Accepts unpadded input only (JOSE); rejects '=' padding, whitespace and non-canonical tails.
 std::optional<std::string> Base64UrlDecode(std::string_view text);
