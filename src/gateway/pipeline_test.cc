@@ -294,6 +294,42 @@ class PipelineTest : public ::testing::Test {
     return Json();
   }
 
+  // One call of the root session (action up:refund) parked in its own thread on an approval
+  // of group "g", which parks far longer than any test: only a revocation or a shutdown ends
+  // the wait. The pipeline uses the fixture's dependencies plus that approval book.
+  struct ParkedCall {
+    std::unique_ptr<approval::ApprovalBook> book;
+    std::unique_ptr<Pipeline> pipeline;
+    Caller caller;
+    RecordingInvoker invoker;
+    Pipeline::CallResult result;
+    std::thread thread;
+    ~ParkedCall() {
+      if (thread.joinable()) thread.join();
+    }
+  };
+  void Park(ParkedCall* parked) {
+    SetPolicies(R"(@id("needs-approval") @approval("g") permit (principal, action, resource);)");
+    approval::ApprovalGroup group;
+    group.name = "g";
+    group.wait_micros = 60'000'000;
+    group.expiry_micros = 120'000'000;
+    auto book = approval::ApprovalBook::Create({group}, clock_);
+    ASSERT_TRUE(book.ok()) << book.error().message;
+    parked->book = std::move(book).value();
+    PipelineDeps deps = Deps(audit_.get());
+    deps.approvals = parked->book.get();
+    parked->pipeline = std::make_unique<Pipeline>(deps);
+    parked->caller = MustAuthenticate(RootClaims());
+    parked->thread = std::thread([parked] {
+      parked->result = parked->pipeline->Call(parked->caller, MakeAction("refund", ActionClass::kWrite), parked->invoker);
+    });
+    for (int i = 0; i < 2000 && parked->book->List(approval::ListFilter::kPending).FindArray("approvals")->as_array().empty();
+         ++i) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
+  }
+
   ScratchDir dir_;
   core::FakeClock clock_;
   mutable int jti_ = 0;
@@ -480,68 +516,32 @@ TEST_F(PipelineTest, RevokingASessionCancelsItsCallsInFlightAndOnlyThose) {
   EXPECT_FALSE(FindRecord("call.completed", result.decision.id).is_object());
 }
 
-// An approval book whose group "g" parks calls far longer than any test: only a revocation or
-// a shutdown ends the wait.
-std::unique_ptr<approval::ApprovalBook> SlowApprovalBook(const core::Clock& clock) {
-  approval::ApprovalGroup group;
-  group.name = "g";
-  group.wait_micros = 60'000'000;
-  group.expiry_micros = 120'000'000;
-  auto book = approval::ApprovalBook::Create({group}, clock);
-  EXPECT_TRUE(book.ok()) << book.error().message;
-  return book.ok() ? std::move(book).value() : nullptr;
-}
-
-// Waits until `book` has a pending approval (a call is parked on it).
-void AwaitParked(approval::ApprovalBook& book) {
-  for (int i = 0; i < 2000 && book.List(approval::ListFilter::kPending).FindArray("approvals")->as_array().empty(); ++i) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(5));
-  }
-}
-
 TEST_F(PipelineTest, ShutdownReleasesParkedCallsWithoutForwardingThem) {
-  SetPolicies(R"(@id("needs-approval") @approval("g") permit (principal, action, resource);)");
-  auto book = SlowApprovalBook(clock_);
-  ASSERT_NE(book, nullptr);
-  PipelineDeps deps = Deps(audit_.get());
-  deps.approvals = book.get();
-  Pipeline pipeline(deps);
-  Caller caller = MustAuthenticate(RootClaims());
-  RecordingInvoker invoker;
-  Pipeline::CallResult result;
-  std::thread call([&] { result = pipeline.Call(caller, MakeAction("refund", ActionClass::kWrite), invoker); });
-  AwaitParked(*book);
-  EXPECT_EQ(pipeline.ReleaseParked(), 1u);
-  call.join();
-  EXPECT_EQ(result.outcome.error, ErrorCode::kUpstreamUnavailable);
-  EXPECT_NE(result.decision.reason.find("shutting down"), std::string::npos) << result.decision.reason;
+  ParkedCall parked;
+  ASSERT_NO_FATAL_FAILURE(Park(&parked));
+  EXPECT_EQ(parked.pipeline->ReleaseParked(), 1u);
+  parked.thread.join();
+  EXPECT_EQ(parked.result.outcome.error, ErrorCode::kUpstreamUnavailable);
+  EXPECT_NE(parked.result.decision.reason.find("shutting down"), std::string::npos) << parked.result.decision.reason;
   // A call that would park after shutdown began is refused at once.
-  auto late = pipeline.Call(caller, MakeAction("refund", ActionClass::kWrite), invoker);
+  auto late = parked.pipeline->Call(parked.caller, MakeAction("refund", ActionClass::kWrite), parked.invoker);
   EXPECT_EQ(late.outcome.error, ErrorCode::kUpstreamUnavailable);
-  EXPECT_EQ(invoker.calls(), 0u);
+  EXPECT_EQ(parked.invoker.calls(), 0u);
 }
 
 TEST_F(PipelineTest, RevokingASessionCancelsItsCallParkedForApproval) {
-  SetPolicies(R"(@id("needs-approval") @approval("g") permit (principal, action, resource);)");
-  auto book = SlowApprovalBook(clock_);
-  ASSERT_NE(book, nullptr);
-  PipelineDeps deps = Deps(audit_.get());
-  deps.approvals = book.get();
-  Pipeline pipeline(deps);
-  Caller caller = MustAuthenticate(RootClaims());
-  RecordingInvoker invoker;
-  Pipeline::CallResult result;
-  std::thread call([&] { result = pipeline.Call(caller, MakeAction("refund", ActionClass::kWrite), invoker); });
-  AwaitParked(*book);
-  EXPECT_EQ(pipeline.InflightCount(), 1u);
+  ParkedCall parked;
+  ASSERT_NO_FATAL_FAILURE(Park(&parked));
+  EXPECT_EQ(parked.pipeline->InflightCount(), 1u);
   ASSERT_TRUE(revocations_->Revoke(*store_, revocation::Kind::kSession, std::string(kRootSid), "test", 1767000000).ok());
-  EXPECT_EQ(pipeline.CancelRevoked(), 1u);
-  call.join();
+  EXPECT_EQ(parked.pipeline->CancelRevoked(), 1u);
+  parked.thread.join();
+  const Pipeline::CallResult& result = parked.result;
   EXPECT_FALSE(result.decision.allowed());
   EXPECT_EQ(result.outcome.error, ErrorCode::kTokenRevoked);
   EXPECT_NE(result.decision.reason.find("waited for approval"), std::string::npos) << result.decision.reason;
-  EXPECT_EQ(invoker.calls(), 0u);
-  EXPECT_EQ(pipeline.InflightCount(), 0u);
+  EXPECT_EQ(parked.invoker.calls(), 0u);
+  EXPECT_EQ(parked.pipeline->InflightCount(), 0u);
   Json decided = FindRecord("call.decided", result.decision.id);
   ASSERT_TRUE(decided.is_object());
   EXPECT_EQ(decided.FindObject("decision")->GetString("code"), "token_revoked");
