@@ -76,6 +76,7 @@
 #include <thread>
 #include <vector>
 
+#include "bench_util.h"
 #include "mandate/audit/audit_log.h"
 #include "mandate/core/clock.h"
 #include "mandate/core/json.h"
@@ -84,7 +85,12 @@ namespace {
 
 namespace audit = mandate::audit;
 using mandate::core::Json;
-using Clock = std::chrono::steady_clock;
+using Clock = mandate::bench::Clock;
+using mandate::bench::Grouped;
+using mandate::bench::SecondsSince;
+using mandate::bench::SplitMix64;
+using mandate::bench::SqliteError;
+using mandate::bench::SqliteExec;
 
 // Limits: every run is bounded in time and count, and so is what it keeps in memory.
 constexpr double kSecondsMax = 600;
@@ -138,26 +144,7 @@ struct Options {
 }
 
 double ParseNumber(const std::string& flag, const char* v, double lo, double hi) {
-  if (v == nullptr) Usage(flag + " needs a value");
-  char* end = nullptr;
-  double d = std::strtod(v, &end);
-  if (end == v || *end != '\0' || !(d >= lo && d <= hi)) {
-    Usage(flag + " must be a number from " + std::to_string(lo) + " to " + std::to_string(hi));
-  }
-  return d;
-}
-
-// 1234567.8 -> "1,234,568".
-std::string Grouped(double v) {
-  if (!std::isfinite(v)) return "n/a";
-  long long n = std::llround(v);
-  std::string digits = std::to_string(n < 0 ? -n : n);
-  std::string out;
-  for (size_t i = 0; i < digits.size(); ++i) {
-    if (i > 0 && (digits.size() - i) % 3 == 0) out.push_back(',');
-    out.push_back(digits[i]);
-  }
-  return n < 0 ? "-" + out : out;
+  return mandate::bench::ParseNumber(flag, v, lo, hi, Usage);
 }
 
 double PercentileMicros(const std::vector<uint64_t>& sorted, double p) {
@@ -178,19 +165,8 @@ double ProcessCpuSeconds() {
          static_cast<double>(u.ru_utime.tv_usec + u.ru_stime.tv_usec) / 1e6;
 }
 
-double SecondsSince(Clock::time_point t0) {
-  return std::chrono::duration<double>(Clock::now() - t0).count();
-}
-
 // ---------------------------------------------------------------------------------------------
 // The records.
-
-uint64_t SplitMix64(uint64_t x) {
-  x += 0x9e3779b97f4a7c15ULL;
-  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
-  x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
-  return x ^ (x >> 31);
-}
 
 // 64 lowercase hex digits that differ for every i (stands in for a SHA-256, which the caller
 // would have computed before appending; computing it is not what is measured here).
@@ -240,21 +216,6 @@ Json MakeRecord(int64_t i) {
 
 // ---------------------------------------------------------------------------------------------
 // The two sides, behind one interface so that the same driver runs both.
-
-std::string SqliteError(sqlite3* db, const std::string& what) {
-  return what + ": " + (db != nullptr ? sqlite3_errmsg(db) : "out of memory");
-}
-
-// Runs every statement of `sql`; an empty string on success.
-std::string SqliteExec(sqlite3* db, const char* sql) {
-  char* msg = nullptr;
-  if (sqlite3_exec(db, sql, nullptr, nullptr, &msg) != SQLITE_OK) {
-    std::string err = std::string(sql) + ": " + (msg != nullptr ? msg : "?");
-    sqlite3_free(msg);
-    return err;
-  }
-  return {};
-}
 
 // One connection to the peer's database with its INSERT prepared.
 class SqliteConnection {

@@ -77,6 +77,7 @@
 #include <thread>
 #include <vector>
 
+#include "bench_util.h"
 #include "mandate/revocation/revocation_set.h"
 #include "mandate/store/sqlite_store.h"
 
@@ -85,7 +86,12 @@ namespace {
 namespace revocation = mandate::revocation;
 namespace store = mandate::store;
 using revocation::Kind;
-using Clock = std::chrono::steady_clock;
+using Clock = mandate::bench::Clock;
+using mandate::bench::Grouped;
+using mandate::bench::SecondsSince;
+using mandate::bench::SplitMix64;
+using mandate::bench::SqliteError;
+using mandate::bench::SqliteExec;
 
 // Limits: every run is bounded in time and count, and so is what it keeps in memory.
 constexpr int64_t kRevocationsMin = 10;  // a multiple of kKindCycle, so every kind is present
@@ -135,13 +141,7 @@ struct Options {
 }
 
 double ParseNumber(const std::string& flag, const char* v, double lo, double hi) {
-  if (v == nullptr) Usage(flag + " needs a value");
-  char* end = nullptr;
-  double d = std::strtod(v, &end);
-  if (end == v || *end != '\0' || !(d >= lo && d <= hi)) {
-    Usage(flag + " must be a number from " + std::to_string(lo) + " to " + std::to_string(hi));
-  }
-  return d;
+  return mandate::bench::ParseNumber(flag, v, lo, hi, Usage);
 }
 
 // "1,8,64" -> {1, 8, 64}, each in [lo, hi], at most `count_max` of them.
@@ -160,23 +160,6 @@ std::vector<int64_t> ParseList(const std::string& flag, const char* v, double lo
   return out;
 }
 
-// 1234567.8 -> "1,234,568".
-std::string Grouped(double v) {
-  if (!std::isfinite(v)) return "n/a";
-  long long n = std::llround(v);
-  std::string digits = std::to_string(n < 0 ? -n : n);
-  std::string out;
-  for (size_t i = 0; i < digits.size(); ++i) {
-    if (i > 0 && (digits.size() - i) % 3 == 0) out.push_back(',');
-    out.push_back(digits[i]);
-  }
-  return n < 0 ? "-" + out : out;
-}
-
-double SecondsSince(Clock::time_point t0) {
-  return std::chrono::duration<double>(Clock::now() - t0).count();
-}
-
 // Nearest-rank percentile of sorted samples.
 double Percentile(const std::vector<double>& sorted, double p) {
   if (sorted.empty()) return NAN;
@@ -187,13 +170,6 @@ double Percentile(const std::vector<double>& sorted, double p) {
 
 // ---------------------------------------------------------------------------------------------
 // Subject names: deterministic, shaped like the real ones, distinct per kind and entry number.
-
-uint64_t SplitMix64(uint64_t x) {
-  x += 0x9e3779b97f4a7c15ULL;
-  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
-  x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
-  return x ^ (x >> 31);
-}
 
 // `chars` Crockford base-32 digits drawn from entry i under `salt` (as core::NewId spells ids).
 std::string Crockford(uint64_t i, uint64_t salt, int chars) {
@@ -311,21 +287,6 @@ class CallerPool {
 
 // ---------------------------------------------------------------------------------------------
 // The store: filled through its own schema, then loaded the way the server loads it.
-
-std::string SqliteError(sqlite3* db, const std::string& what) {
-  return what + ": " + (db != nullptr ? sqlite3_errmsg(db) : "out of memory");
-}
-
-// Runs every statement of `sql`; an empty string on success.
-std::string SqliteExec(sqlite3* db, const std::string& sql) {
-  char* msg = nullptr;
-  if (sqlite3_exec(db, sql.c_str(), nullptr, nullptr, &msg) != SQLITE_OK) {
-    std::string err = sql + ": " + (msg != nullptr ? msg : "?");
-    sqlite3_free(msg);
-    return err;
-  }
-  return {};
-}
 
 struct FillTimes {
   double rows_seconds = 0;

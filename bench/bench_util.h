@@ -1,0 +1,70 @@
+// Helpers shared by the standalone benchmarks (bench/audit_append.cc, bench/revocation_check.cc):
+// argument parsing, number formatting, timing, a deterministic mixer and SQLite error text.
+// Header-only; each benchmark is its own executable.
+#pragma once
+
+#include <sqlite3.h>
+
+#include <chrono>
+#include <cmath>
+#include <cstdint>
+#include <cstdlib>
+#include <string>
+
+namespace mandate::bench {
+
+using Clock = std::chrono::steady_clock;
+
+// A command-line number of `flag` in [lo, hi]; anything else calls `usage` (which exits).
+[[nodiscard]] inline double ParseNumber(const std::string& flag, const char* v, double lo, double hi,
+                                        void (*usage)(const std::string&)) {
+  if (v == nullptr) usage(flag + " needs a value");
+  char* end = nullptr;
+  const double d = std::strtod(v, &end);
+  if (end == v || *end != '\0' || !(d >= lo && d <= hi)) {
+    usage(flag + " must be a number from " + std::to_string(lo) + " to " + std::to_string(hi));
+  }
+  return d;
+}
+
+// 1234567.8 -> "1,234,568".
+inline std::string Grouped(double v) {
+  if (!std::isfinite(v)) return "n/a";
+  long long n = std::llround(v);
+  std::string digits = std::to_string(n < 0 ? -n : n);
+  std::string out;
+  for (size_t i = 0; i < digits.size(); ++i) {
+    if (i > 0 && (digits.size() - i) % 3 == 0) out.push_back(',');
+    out.push_back(digits[i]);
+  }
+  return n < 0 ? "-" + out : out;
+}
+
+inline double SecondsSince(Clock::time_point t0) {
+  return std::chrono::duration<double>(Clock::now() - t0).count();
+}
+
+// splitmix64: a deterministic, well-mixed 64-bit value from a counter.
+inline uint64_t SplitMix64(uint64_t x) {
+  x += 0x9E3779B97F4A7C15ULL;
+  x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ULL;
+  x = (x ^ (x >> 27)) * 0x94D049BB133111EBULL;
+  return x ^ (x >> 31);
+}
+
+inline std::string SqliteError(sqlite3* db, const std::string& what) {
+  return what + ": " + (db != nullptr ? sqlite3_errmsg(db) : "out of memory");
+}
+
+// Runs `sql`; returns "" or the error.
+inline std::string SqliteExec(sqlite3* db, const std::string& sql) {
+  char* msg = nullptr;
+  if (sqlite3_exec(db, sql.c_str(), nullptr, nullptr, &msg) != SQLITE_OK) {
+    std::string err = sql + ": " + (msg != nullptr ? msg : "?");
+    sqlite3_free(msg);
+    return err;
+  }
+  return {};
+}
+
+}  // namespace mandate::bench
