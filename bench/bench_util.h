@@ -1,15 +1,18 @@
-// Helpers shared by the standalone benchmarks (bench/audit_append.cc, bench/revocation_check.cc):
-// argument parsing, number formatting, timing, a deterministic mixer and SQLite error text.
+// Helpers shared by the standalone benchmarks (bench/audit_append.cc, bench/revocation_check.cc,
+// bench/policy_eval.cc): argument parsing, number formatting, percentiles, timing, a
+// deterministic mixer and SQLite error text.
 // Header-only; each benchmark is its own executable.
 #pragma once
 
 #include <sqlite3.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdint>
 #include <cstdlib>
 #include <string>
+#include <vector>
 
 namespace mandate::bench {
 
@@ -25,6 +28,32 @@ using Clock = std::chrono::steady_clock;
     usage(flag + " must be a number from " + std::to_string(lo) + " to " + std::to_string(hi));
   }
   return d;
+}
+
+// "1,8,64" -> {1, 8, 64}, each in [lo, hi], at most `count_max` of them; anything else calls
+// `usage` (which exits).
+[[nodiscard]] inline std::vector<int64_t> ParseList(const std::string& flag, const char* v,
+                                                    double lo, double hi, size_t count_max,
+                                                    void (*usage)(const std::string&)) {
+  if (v == nullptr) usage(flag + " needs a comma-separated list");
+  std::vector<int64_t> out;
+  std::string list = v;
+  for (size_t at = 0; at <= list.size();) {
+    size_t comma = std::min(list.find(',', at), list.size());
+    std::string one = list.substr(at, comma - at);
+    out.push_back(static_cast<int64_t>(ParseNumber(flag, one.c_str(), lo, hi, usage)));
+    at = comma + 1;
+  }
+  if (out.size() > count_max) usage(flag + ": too many values");
+  return out;
+}
+
+// Nearest-rank percentile of sorted samples; NaN when there are none.
+inline double Percentile(const std::vector<double>& sorted, double p) {
+  if (sorted.empty()) return NAN;
+  size_t rank = static_cast<size_t>(std::ceil(p * static_cast<double>(sorted.size())));
+  rank = std::clamp<size_t>(rank, 1, sorted.size());
+  return sorted[rank - 1];
 }
 
 // 1234567.8 -> "1,234,568".

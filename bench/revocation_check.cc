@@ -88,6 +88,7 @@ namespace store = mandate::store;
 using revocation::Kind;
 using Clock = mandate::bench::Clock;
 using mandate::bench::Grouped;
+using mandate::bench::Percentile;
 using mandate::bench::SecondsSince;
 using mandate::bench::SplitMix64;
 using mandate::bench::SqliteError;
@@ -144,28 +145,9 @@ double ParseNumber(const std::string& flag, const char* v, double lo, double hi)
   return mandate::bench::ParseNumber(flag, v, lo, hi, Usage);
 }
 
-// "1,8,64" -> {1, 8, 64}, each in [lo, hi], at most `count_max` of them.
 std::vector<int64_t> ParseList(const std::string& flag, const char* v, double lo, double hi,
                                size_t count_max) {
-  if (v == nullptr) Usage(flag + " needs a comma-separated list");
-  std::vector<int64_t> out;
-  std::string list = v;
-  for (size_t at = 0; at <= list.size();) {
-    size_t comma = std::min(list.find(',', at), list.size());
-    std::string one = list.substr(at, comma - at);
-    out.push_back(static_cast<int64_t>(ParseNumber(flag, one.c_str(), lo, hi)));
-    at = comma + 1;
-  }
-  if (out.size() > count_max) Usage(flag + ": too many values");
-  return out;
-}
-
-// Nearest-rank percentile of sorted samples.
-double Percentile(const std::vector<double>& sorted, double p) {
-  if (sorted.empty()) return NAN;
-  size_t rank = static_cast<size_t>(std::ceil(p * static_cast<double>(sorted.size())));
-  rank = std::clamp<size_t>(rank, 1, sorted.size());
-  return sorted[rank - 1];
+  return mandate::bench::ParseList(flag, v, lo, hi, count_max, Usage);
 }
 
 // ---------------------------------------------------------------------------------------------
