@@ -1,8 +1,24 @@
 #include "mandate/policy/authorize.h"
 
+#include <cstdint>
+#include <vector>
+
 #include "policy/evaluator.h"
+#include "policy/scope_index.h"
 
 namespace mandate::policy {
+namespace {
+
+void Evaluate(Evaluator& evaluator, const Policy& p, Response* response) {
+  core::Result<bool> satisfied = evaluator.Satisfied(p);
+  if (!satisfied.ok()) {
+    response->errors.push_back(p.id + ": " + satisfied.error().message);
+    return;
+  }
+  if (*satisfied) (p.is_forbid ? response->forbids : response->permits).push_back(p.id);
+}
+
+}  // namespace
 
 Response IsAuthorized(const PolicySet& policies, const Request& request, const Entities& entities) {
   Response response;
@@ -11,13 +27,21 @@ Response IsAuthorized(const PolicySet& policies, const Request& request, const E
     return response;
   }
   Evaluator evaluator(request, entities);
-  for (const Policy& p : policies.policies()) {
-    core::Result<bool> satisfied = evaluator.Satisfied(p);
-    if (!satisfied.ok()) {
-      response.errors.push_back(p.id + ": " + satisfied.error().message);
-      continue;
-    }
-    if (*satisfied) (p.is_forbid ? response.forbids : response.permits).push_back(p.id);
+  const ScopeIndex* index = policies.scope_index();
+  const std::vector<const EntityUid*>* principal = evaluator.RequestAncestors(Var::kPrincipal);
+  const std::vector<const EntityUid*>* action = evaluator.RequestAncestors(Var::kAction);
+  const std::vector<const EntityUid*>* resource = evaluator.RequestAncestors(Var::kResource);
+  if (index != nullptr && principal != nullptr && action != nullptr && resource != nullptr) {
+    // Only the policies whose scope can match (exact: scope_index.h). The buffer is per thread
+    // so that a decision allocates nothing for it once warm.
+    thread_local std::vector<uint32_t> candidates;
+    index->Candidates({&request.principal, principal}, {&request.action, action},
+                      {&request.resource, resource}, &candidates);
+    for (uint32_t i : candidates) Evaluate(evaluator, policies.policies()[i], &response);
+  } else {
+    // An ancestor walk failed: every policy, so that each reports the error as the reference
+    // does.
+    for (const Policy& p : policies.policies()) Evaluate(evaluator, p, &response);
   }
   // Forbid overrides permit; no satisfied permit is a denial.
   response.allow = response.forbids.empty() && !response.permits.empty();

@@ -2,6 +2,7 @@
 
 #include <utility>
 
+#include "mandate/core/check.h"
 #include "mandate/core/limits.h"
 
 namespace mandate::policy {
@@ -113,6 +114,15 @@ Evaluator::Ancestors* Evaluator::CachedAncestors(const EntityUid& uid) {
     });
   }
   return cache;
+}
+
+const std::vector<const EntityUid*>* Evaluator::RequestAncestors(Var v) {
+  const EntityUid& uid = v == Var::kPrincipal ? request_.principal
+                         : v == Var::kAction  ? request_.action
+                                              : request_.resource;
+  MANDATE_DCHECK(v != Var::kContext);
+  Ancestors* cached = CachedAncestors(uid);
+  return cached->status.ok() ? &cached->list : nullptr;
 }
 
 Result<bool> Evaluator::InEntity(const EntityUid& child, const EntityUid& parent) {

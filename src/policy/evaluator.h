@@ -31,6 +31,11 @@ class Evaluator {
   // Evaluates one expression (`file` names its source in errors). Same errors and step bound.
   core::Result<Value> Evaluate(const Expr& expr, const std::string& file);
 
+  // The transitive ancestors of the request's principal, action or resource (`v`; not
+  // kContext), computed once per Evaluator and shared with scope matching; nullptr when the walk
+  // failed (more than core::kEntityAncestorsMax ancestors). Valid as long as the Evaluator.
+  const std::vector<const EntityUid*>* RequestAncestors(Var v);
+
  private:
   // The result of evaluating a node: borrowed from something that outlives the evaluation
   // (the AST, the request, the entity store) or owned. Borrowing keeps attribute reads and

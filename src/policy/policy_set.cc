@@ -10,6 +10,7 @@
 #include "mandate/core/limits.h"
 #include "policy/ast.h"
 #include "policy/parser.h"
+#include "policy/scope_index.h"
 
 namespace mandate::policy {
 namespace {
@@ -49,7 +50,7 @@ Result<PolicySet> PolicySet::ParseNamed(std::string_view text, std::string_view 
   }
   PolicySet parsed;
   MANDATE_ASSIGN_OR_RETURN(parsed.policies_, ParsePolicies(text, display_name, id_file));
-  // Merging into an empty set builds the id index and checks ids are unique within the file.
+  // Merging into an empty set builds the indexes and checks ids are unique within the file.
   PolicySet set;
   MANDATE_RETURN_IF_ERROR(set.Merge(std::move(parsed)));
   return set;
@@ -106,16 +107,27 @@ Result<PolicySet> PolicySet::LoadDir(const std::string& dir) {
     if (in.bad()) return MakeError(ErrorCode::kInternal, "cannot read policy file " + path);
     text.resize(static_cast<size_t>(in.gcount()));
     MANDATE_ASSIGN_OR_RETURN(PolicySet file_set, ParseNamed(text, path, name));
-    MANDATE_RETURN_IF_ERROR(set.Merge(std::move(file_set)));
+    MANDATE_RETURN_IF_ERROR(set.Append(std::move(file_set)));
     digest_input.append(name).push_back('\0');
     digest_input.append(std::to_string(text.size())).push_back('\0');
     digest_input.append(text);
   }
   set.source_sha256_ = core::Sha256Hex(digest_input);
+  set.BuildScopeIndex();
   return set;
 }
 
 core::Status PolicySet::Merge(PolicySet other) {
+  MANDATE_RETURN_IF_ERROR(Append(std::move(other)));
+  BuildScopeIndex();
+  return core::OkStatus();
+}
+
+void PolicySet::BuildScopeIndex() {
+  scope_index_ = policies_.empty() ? nullptr : std::make_shared<const ScopeIndex>(policies_);
+}
+
+core::Status PolicySet::Append(PolicySet other) {
   if (policies_.size() + other.policies_.size() > core::kPoliciesMax) {
     return MakeError(ErrorCode::kPayloadTooLarge,
                      "more than " + std::to_string(core::kPoliciesMax) + " policies");

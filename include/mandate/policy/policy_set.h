@@ -32,6 +32,8 @@ namespace mandate::policy {
 // A condition's expression tree. Its definition is internal to the policy module
 // (src/policy/ast.h); other modules only hold it through Condition.
 struct Expr;
+// The policies indexed by scope (internal: src/policy/scope_index.h), built with the set.
+class ScopeIndex;
 
 struct SourceLocation {
   std::string file;  // as given to Parse, or "<dir>/<name>" for LoadDir
@@ -110,15 +112,24 @@ class PolicySet {
   const std::vector<Policy>& policies() const { return policies_; }
   // The policy with this id, or nullptr.
   const Policy* Find(std::string_view id) const;
+  // The scope index of the policies (internal to the policy module), built whenever the set
+  // changes; nullptr for an empty set.
+  const ScopeIndex* scope_index() const { return scope_index_.get(); }
 
  private:
   // Parse, with `display_name` naming the file in errors and `id_file` in generated ids.
   static core::Result<PolicySet> ParseNamed(std::string_view text, std::string_view display_name,
                                             std::string_view id_file);
 
+  // Merge without rebuilding the scope index (LoadDir builds it once, after its last file).
+  core::Status Append(PolicySet other);
+  void BuildScopeIndex();
+
   std::vector<Policy> policies_;
   std::string source_sha256_;
   std::map<std::string, size_t, std::less<>> index_;  // id -> position in policies_
+  // Shared, immutable, between copies of the set. Invariant: indexes policies_ as they are.
+  std::shared_ptr<const ScopeIndex> scope_index_;
 };
 
 }  // namespace mandate::policy
