@@ -19,6 +19,7 @@
 #include <string_view>
 #include <vector>
 
+#include "../policy_checks.h"
 #include "mandate/core/error_code.h"
 #include "mandate/core/json.h"
 #include "mandate/policy/authorize.h"
@@ -29,16 +30,15 @@
 namespace {
 
 using mandate::core::ErrorCode;
+using mandate::fuzz::Check;
+using mandate::fuzz::CheckResponse;
+using mandate::fuzz::SameResponse;
 using mandate::policy::Entities;
 using mandate::policy::EntityUid;
 using mandate::policy::PolicySet;
 using mandate::policy::Request;
 using mandate::policy::Response;
 using mandate::policy::Value;
-
-void Check(bool ok) {
-  if (!ok) __builtin_trap();
-}
 
 Value FromJson(std::string_view text) {
   auto j = mandate::core::Json::Parse(text);
@@ -99,39 +99,6 @@ struct Env {
 const Env& GetEnv() {
   static const Env* env = new Env();  // never destroyed: the fuzzer may exit at any point
   return *env;
-}
-
-bool SameResponse(const Response& a, const Response& b) {
-  return a.allow == b.allow && a.permits == b.permits && a.forbids == b.forbids &&
-         a.errors == b.errors;
-}
-
-void CheckResponse(const PolicySet& set, const Response& r) {
-  if (r.allow) {
-    Check(!r.permits.empty());
-    Check(r.forbids.empty());
-  } else {
-    Check(r.permits.empty());
-  }
-  for (const std::string& id : r.permits) {
-    const mandate::policy::Policy* p = set.Find(id);
-    Check(p != nullptr && !p->is_forbid);
-  }
-  for (const std::string& id : r.forbids) {
-    const mandate::policy::Policy* p = set.Find(id);
-    Check(p != nullptr && p->is_forbid);
-  }
-  for (const std::string& err : r.errors) {
-    bool named = false;
-    for (const auto& p : set.policies()) {
-      if (err.size() > p.id.size() + 1 && err.compare(0, p.id.size(), p.id) == 0 &&
-          err.compare(p.id.size(), 2, ": ") == 0) {
-        named = true;
-        break;
-      }
-    }
-    Check(named);
-  }
 }
 
 }  // namespace
