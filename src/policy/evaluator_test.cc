@@ -105,7 +105,7 @@ TEST_F(EvaluatorTest, EqualityWorksAcrossAllKindsWithoutErrors) {
   EXPECT_TRUE(True("principal.owner == Human::\"alice\""));
 }
 
-TEST_F(EvaluatorTest, ComparesLongsOnly) {
+TEST_F(EvaluatorTest, ComparesLongsDatetimesAndDurationsOnly) {
   EXPECT_TRUE(True("1 < 2"));
   EXPECT_TRUE(False("2 < 2"));
   EXPECT_TRUE(True("2 <= 2"));
@@ -115,8 +115,9 @@ TEST_F(EvaluatorTest, ComparesLongsOnly) {
   EXPECT_TRUE(True("-9223372036854775808 < 9223372036854775807"));
   EXPECT_TRUE(True("context.args.amount <= 50000"));
   EXPECT_EQ(Error("\"a\" < \"b\""),
-            "type error: '<' expects long operands, got string at expr:1:5");
-  EXPECT_EQ(Error("1 >= true"), "type error: '>=' expects long operands, got bool at expr:1:3");
+            "type error: '<' expects long, datetime or duration operands, got string at expr:1:5");
+  EXPECT_EQ(Error("1 >= true"),
+            "type error: '>=' expects operands of type long, got bool at expr:1:3");
 }
 
 TEST_F(EvaluatorTest, DoesCheckedArithmetic) {
