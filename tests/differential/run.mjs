@@ -19,20 +19,29 @@
 //     --jobs J   split the cases over J worker threads, each with its own cedar-wasm and
 //                cedar_decide (default 1; at most 64)
 //
-// The generator stays within the Cedar subset Mandate supports today (docs/policy.md): permit
-// and forbid; scopes ==, in, is, is..in and `action in [...]`; when/unless; && || !; == != < <=
-// > >=; in; has (identifier, string, extended a.b); like; is [in]; attribute access `.a` and
+// The generator stays within the Cedar language Mandate supports (docs/policy.md): permit and
+// forbid; scopes ==, in, is, is..in and `action in [...]`; when/unless; && || !; == != < <= >
+// >=; in; has (identifier, string, extended a.b); like; is [in]; attribute access `.a` and
 // `["a"]`; if-then-else; + - * and unary - (with overflow); .contains, .containsAll,
 // .containsAny, .isEmpty(); bool, long (full 64-bit range in policy text), string (escapes,
-// non-ASCII), entity, set and record literals; entity hierarchies; contexts.
+// non-ASCII), entity, set and record literals; the extension constructors ip(), decimal(),
+// datetime(), duration() on valid, invalid and randomly mutated literals and on strings of the
+// request, with wrong argument counts now and then, and every method of their values
+// (isIpv4 ... isInRange, lessThan ... greaterThanOrEqual, offset, durationSince, toDate, toTime,
+// toDays ... toMilliseconds); < <= > >= on datetimes and durations; == across extension values;
+// .getTag and .hasTag; Unicode whitespace between tokens; entity hierarchies; entity
+// attributes, tags and contexts holding extension values as {"__extn": {"fn", "arg"}} (and now
+// and then {"fn": "offset", "args"}).
 //
 // Not covered yet (Mandate does not support them, or their inputs are rejected before any
 // decision):
-//   - extension types and functions: ip(), decimal(), datetime(), duration() and their methods;
-//   - entity tags (.getTag, .hasTag, "tags" in entity JSON);
 //   - policy templates and slots; schemas, request validation; partial evaluation;
 //   - the JSON policy format (EST); policies that do not parse (every generated case must be
-//     accepted by both sides: a rejection on either side is a disagreement);
+//     accepted by both sides: a rejection on either side is a disagreement), so method-style
+//     calls of constructors and function-style calls of methods are left to the unit tests;
+//   - invalid __extn values in JSON (a bad literal, an unknown function): both sides refuse the
+//     whole request; malformed __extn escapes, which the reference reads as plain records (or
+//     whose extra keys it ignores) and Mandate refuses (docs/policy.md);
 //   - cyclic entity hierarchies: Cedar rejects the entity store ("input graph has a cycle")
 //     while Mandate accepts it, so the generator builds DAGs only;
 //   - an action entity with a parent that is not an action: Cedar rejects the entity store
@@ -975,12 +984,14 @@ function scopeText(varName, c) {
   }
 }
 
-// The policy's Cedar text. With a style seed (p.st): CRLF or single-line layout, comments,
-// annotations besides @id (with and without a value), a trailing comma after the scope.
+// The policy's Cedar text. With a style seed (p.st): CRLF, Unicode-whitespace or single-line
+// layout, comments, annotations besides @id (with and without a value), a trailing comma after
+// the scope.
 function policyText(p) {
   const st = p.st ? new Style(p.st) : null;
-  const nl = st ? ['\n', '\r\n', ' ', '\n\t'][st.int(4)] : '\n';
-  const comment = (text) => (st && st.int(3) === 0 ? `// ${text}${nl === ' ' ? '\n' : nl}` : '');
+  // Unicode whitespace (U+00A0, U+2028, U+3000) separates tokens as ASCII whitespace does.
+  const nl = st ? ['\n', '\r\n', ' ', '\n\t', '\u00a0', '\u2028\n', '\u3000'][st.int(7)] : '\n';
+  const comment = (text) => (st && st.int(3) === 0 ? `// ${text}${nl.includes('\n') ? nl : '\n'}` : '');
   let text = comment('a policy, é');
   const annotations = [`@id(${cedarString(p.id, st ? st.int(2) * (st.int(1 << 30) + 1) : 0)})`];
   if (st && st.int(3) === 0) annotations.splice(st.int(2), 0, st.int(2) ? '@flag' : '@approval("finance")');
