@@ -1,5 +1,7 @@
 #include "policy/evaluator.h"
 
+#include <array>
+#include <span>
 #include <utility>
 #include <vector>
 
@@ -287,18 +289,20 @@ Result<Evaluator::Ref> Evaluator::Eval(const Expr& e) {
     }
     case ExprKind::kExtensionCall: {
       // Every argument is evaluated before the call checks their number and types, as in the
-      // reference. Arguments are few (the parser bounds a call's width only by the file size,
-      // so do not size anything on the stack by it).
-      std::vector<Ref> args;
-      args.reserve(e.children.size());
-      for (const auto& c : e.children) {
-        MANDATE_ASSIGN_OR_RETURN(Ref v, Eval(*c));
-        args.push_back(std::move(v));
+      // reference. No function takes more than kExtensionArityMax, so only that many are kept
+      // (a call with more is an error once they are all evaluated).
+      std::array<Ref, kExtensionArityMax> args;
+      std::array<const Value*, kExtensionArityMax> values{};
+      for (size_t i = 0; i < e.children.size(); ++i) {
+        MANDATE_ASSIGN_OR_RETURN(Ref v, Eval(*e.children[i]));
+        if (i < args.size()) args[i] = std::move(v);
       }
-      std::vector<const Value*> values;
-      values.reserve(args.size());
-      for (const Ref& r : args) values.push_back(&r.get());
-      Result<Value> r = CallExtensionFunction(e.function, values);
+      if (e.children.size() > args.size()) {
+        return ErrorAt(e, WrongArgumentCount(e.function, e.children.size()).message);
+      }
+      for (size_t i = 0; i < e.children.size(); ++i) values[i] = &args[i].get();
+      Result<Value> r =
+          CallExtensionFunction(e.function, std::span(values.data(), e.children.size()));
       if (!r.ok()) return ErrorAt(e, r.error().message);
       return Ref::Own(std::move(*r));
     }

@@ -37,6 +37,9 @@ constexpr ExtensionFunctionInfo kFunctions[] = {
 };
 // Invariant: kFunctions[i].function == ExtensionFunction(i), so InfoOf is an index.
 static_assert(std::size(kFunctions) == static_cast<size_t>(ExtensionFunction::kToMilliseconds) + 1);
+static_assert(std::all_of(std::begin(kFunctions), std::end(kFunctions), [](const auto& f) {
+  return f.arity >= 1 && f.arity <= kExtensionArityMax;
+}));
 
 constexpr int64_t kDayMillis = 24 * 3600 * 1000;
 constexpr int64_t kDecimalScale = 10000;  // 4 fractional digits
@@ -263,8 +266,9 @@ int64_t RemEuclid(int64_t a, int64_t b) {
 }
 
 std::optional<std::string> FormatDatetime(int64_t epoch_millis) {
+  // No multiplication back: days * kDayMillis overflows near INT64_MIN.
   const int64_t days = FloorDiv(epoch_millis, kDayMillis);
-  const int64_t ms_of_day = epoch_millis - days * kDayMillis;
+  const int64_t ms_of_day = RemEuclid(epoch_millis, kDayMillis);
   int64_t y;
   int m;
   int d;
@@ -586,15 +590,17 @@ std::optional<std::string> ConstructorArgument(const ExtensionValue& v) {
   return std::nullopt;
 }
 
+core::Error WrongArgumentCount(ExtensionFunction function, size_t got) {
+  const ExtensionFunctionInfo& info = InfoOf(function);
+  return MakeError(ErrorCode::kBadRequest,
+                   "wrong number of arguments provided to extension function `" +
+                       std::string(info.name) + "`: expected " + std::to_string(info.arity) +
+                       ", got " + std::to_string(got));
+}
+
 Result<Value> CallExtensionFunction(ExtensionFunction function,
                                     std::span<const Value* const> args) {
-  const ExtensionFunctionInfo& info = InfoOf(function);
-  if (args.size() != info.arity) {
-    return MakeError(ErrorCode::kBadRequest,
-                     "wrong number of arguments provided to extension function `" +
-                         std::string(info.name) + "`: expected " + std::to_string(info.arity) +
-                         ", got " + std::to_string(args.size()));
-  }
+  if (args.size() != InfoOf(function).arity) return WrongArgumentCount(function, args.size());
   const Value& a = *args[0];
   switch (function) {
     case ExtensionFunction::kIp:

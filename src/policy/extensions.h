@@ -60,6 +60,12 @@ struct ExtensionFunctionInfo {
 const ExtensionFunctionInfo* FindExtensionFunction(std::string_view name);
 const ExtensionFunctionInfo& InfoOf(ExtensionFunction function);
 
+// The most arguments any extension function takes (a method's receiver included).
+inline constexpr size_t kExtensionArityMax = 2;
+
+// The error of calling `function` with `got` arguments (not its arity).
+core::Error WrongArgumentCount(ExtensionFunction function, size_t got);
+
 // Applies `function` to `args` (a method's receiver first). Errors (kBadRequest, messages
 // without a location, as the reference words them where it matters): a wrong number of
 // arguments; a type error ("type error: expected ipaddr, got string"); a constructor argument

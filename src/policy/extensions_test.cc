@@ -318,8 +318,10 @@ TEST(Extensions, ConstructorArgumentsParseBackToEqualValues) {
   // Beyond year 9999 no datetime string exists.
   ExtensionValue far;
   far.type = ExtensionType::kDatetime;
-  far.number = INT64_MAX;
-  EXPECT_FALSE(ConstructorArgument(far).has_value());
+  for (int64_t ms : {INT64_MAX, INT64_MIN, int64_t{253402300800000}, int64_t{-62167219200001}}) {
+    far.number = ms;
+    EXPECT_FALSE(ConstructorArgument(far).has_value()) << ms;
+  }
 }
 
 }  // namespace
