@@ -147,8 +147,8 @@ TEST(Authorize, AnInvalidExtensionLiteralSkipsThePolicyAsInCedar) {
     @id("bad-net") forbid(principal, action, resource) when { ip("10.0.0.256/8").isIpv4() };
     @id("office") permit(principal, action, resource)
       when { context.src.isInRange(ip("10.0.0.0/8")) };)");
-  Response r = IsAuthorized(set, MakeRequest(R"({"src": {"__extn": {"fn": "ip", "arg": "10.1.2.3"}}})"),
-                            Entities());
+  Response r = IsAuthorized(
+      set, MakeRequest(R"({"src": {"__extn": {"fn": "ip", "arg": "10.1.2.3"}}})"), Entities());
   EXPECT_TRUE(r.allow);  // the erroring forbid does not deny (the gateway's rule does)
   EXPECT_THAT(r.permits, ElementsAre("office"));
   ASSERT_EQ(r.errors.size(), 1u);
@@ -163,8 +163,8 @@ TEST(Authorize, DecidesOnTagsAndTimes) {
       when { principal.hasTag("rotation") && principal.getTag("rotation") == "primary" &&
              context.now < principal.getTag("until") };)");
   Entities entities;
-  auto j = core::Json::Parse(R"({"rotation": "primary",
-                                 "until": {"__extn": {"fn": "datetime", "arg": "2026-01-05T18:00:00Z"}}})");
+  auto j = core::Json::Parse(R"({"rotation": "primary", "until": {"__extn": {
+                                   "fn": "datetime", "arg": "2026-01-05T18:00:00Z"}}})");
   ASSERT_TRUE(j.ok());
   ASSERT_TRUE(entities.Add({"Human", "alice"}, Value(), {}, *ValueFromJson(*j)).ok());
   auto at = [](std::string_view when) {

@@ -384,7 +384,8 @@ TEST_F(EvaluatorTest, ReadsEntityTags) {
   EXPECT_EQ(*Eval("Human::\"bob\".getTag(if true then \"level\" else \"x\") + 1"),
             Value::Long(4));
   EXPECT_TRUE(True("Human::\"bob\".getTag(\"since\") < datetime(\"2025-01-01\")"));
-  EXPECT_TRUE(True("Human::\"bob\".hasTag(\"team\") && Human::\"bob\".getTag(\"team\") == \"sre\""));
+  EXPECT_TRUE(
+      True("Human::\"bob\".hasTag(\"team\") && Human::\"bob\".getTag(\"team\") == \"sre\""));
 }
 
 TEST_F(EvaluatorTest, TagErrors) {

@@ -44,7 +44,8 @@ static_assert(std::all_of(std::begin(kFunctions), std::end(kFunctions), [](const
 constexpr int64_t kDayMillis = 24 * 3600 * 1000;
 constexpr int64_t kDecimalScale = 10000;  // 4 fractional digits
 constexpr size_t kDecimalDigitsMax = 4;
-// The longest ip() argument the reference accepts: len("ABCD:EF01:2345:6789:ABCD:EF01:2345:6789/128").
+// The longest ip() argument the reference accepts:
+// len("ABCD:EF01:2345:6789:ABCD:EF01:2345:6789/128").
 constexpr size_t kIpStringBytesMax = 43;
 
 bool IsAsciiDigit(char c) { return c >= '0' && c <= '9'; }
@@ -378,19 +379,20 @@ Result<ExtensionValue> ParseIp(std::string_view s) {
   const size_t max = v.ip_v6 ? 128 : 32;
   const size_t max_len = v.ip_v6 ? 3 : 2;
   if (prefix.size() > max_len) {
-    return Failed("ipaddr", "error parsing prefix: string length " +
-                                std::to_string(prefix.size()) + " is too large");
+    return Failed("ipaddr", "error parsing prefix: string length " + std::to_string(prefix.size()) +
+                                " is too large");
   }
   if (!std::all_of(prefix.begin(), prefix.end(), IsAsciiDigit)) {
-    return Failed("ipaddr", "error parsing prefix `" + std::string(prefix) +
-                                "`: encountered non-digit");
+    return Failed("ipaddr",
+                  "error parsing prefix `" + std::string(prefix) + "`: encountered non-digit");
   }
   if (prefix.size() > 1 && prefix[0] == '0') {
     return Failed("ipaddr", "error parsing prefix `" + std::string(prefix) + "`: leading zero(s)");
   }
   if (prefix.empty()) {
-    return Failed("ipaddr", "error parsing prefix from the string ``: cannot parse integer from "
-                            "empty string");
+    return Failed("ipaddr",
+                  "error parsing prefix from the string ``: cannot parse integer from "
+                  "empty string");
   }
   size_t n = 0;
   for (char c : prefix) n = n * 10 + static_cast<size_t>(c - '0');
@@ -454,7 +456,8 @@ Result<ExtensionValue> ParseDatetime(std::string_view s) {
     return failed("invalid date pattern");
   }
   auto valid_date = [&] {
-    return month >= 1 && month <= 12 && day >= 1 && day <= DaysInMonth(year, static_cast<int>(month));
+    return month >= 1 && month <= 12 && day >= 1 &&
+           day <= DaysInMonth(year, static_cast<int>(month));
   };
   std::string date_str(s.substr(0, 10));
   if (s.size() == 10) {
@@ -490,8 +493,8 @@ Result<ExtensionValue> ParseDatetime(std::string_view s) {
     return failed("invalid offset range: " + std::to_string(offset_h) + std::to_string(offset_m));
   }
   // Years 0000-9999 and offsets below a day keep this far inside 64 bits.
-  int64_t ms = DaysFromCivil(year, month, day) * kDayMillis + h * 3600000 + m * 60000 +
-               sec * 1000 + millis - offset_sign * (offset_h * 3600 + offset_m * 60) * 1000;
+  int64_t ms = DaysFromCivil(year, month, day) * kDayMillis + h * 3600000 + m * 60000 + sec * 1000 +
+               millis - offset_sign * (offset_h * 3600 + offset_m * 60) * 1000;
   return Datetime(ms);
 }
 
@@ -574,8 +577,8 @@ std::optional<std::string> ConstructorArgument(const ExtensionValue& v) {
     case ExtensionType::kIpAddr:
       return FormatIp(v);
     case ExtensionType::kDecimal: {
-      uint64_t magnitude = v.number < 0 ? 0 - static_cast<uint64_t>(v.number)
-                                        : static_cast<uint64_t>(v.number);
+      uint64_t magnitude =
+          v.number < 0 ? 0 - static_cast<uint64_t>(v.number) : static_cast<uint64_t>(v.number);
       char buf[32];
       std::snprintf(buf, sizeof(buf), "%s%llu.%04llu", v.number < 0 ? "-" : "",
                     static_cast<unsigned long long>(magnitude / kDecimalScale),
@@ -608,11 +611,10 @@ Result<Value> CallExtensionFunction(ExtensionFunction function,
     case ExtensionFunction::kDatetime:
     case ExtensionFunction::kDuration: {
       MANDATE_ASSIGN_OR_RETURN(const std::string* s, AsString(a));
-      Result<ExtensionValue> v = function == ExtensionFunction::kIp        ? ParseIp(*s)
-                                 : function == ExtensionFunction::kDecimal ? ParseDecimal(*s)
-                                 : function == ExtensionFunction::kDatetime
-                                     ? ParseDatetime(*s)
-                                     : ParseDuration(*s);
+      Result<ExtensionValue> v = function == ExtensionFunction::kIp         ? ParseIp(*s)
+                                 : function == ExtensionFunction::kDecimal  ? ParseDecimal(*s)
+                                 : function == ExtensionFunction::kDatetime ? ParseDatetime(*s)
+                                                                            : ParseDuration(*s);
       if (!v.ok()) return v.error();
       return Value::Extension(*v);
     }

@@ -93,12 +93,37 @@ TEST(Extensions, ParsesIpv6AsRustDoes) {
 }
 
 TEST(Extensions, RejectsWhatTheReferenceRejectsInIpAddresses) {
-  for (const char* bad :
-       {"", "bad", "1.2.3", "1.2.3.4.5", "01.2.3.4", "1.2.3.04", "256.1.1.1", " 1.2.3.4",
-        "1.2.3.4 ", "1.2.3.4%eth0", "fe80::1%eth0", "1::2::3", ":::", ":1::", "00000::1",
-        "1:2:3:4:5:6:7:8:9", "1:2:3:4:5:6:7::8", "::1:2:3:4:5:6:7:8", "1.2.3.4/", "1.2.3.4/33",
-        "1.2.3.4/08", "1.2.3.4/00", "1.2.3.4/+8", "1.2.3.4/ 8", "1.2.3.4/8/8", "1.2.3.4/032",
-        "::/129", "::1/0128", "::1/1.2", "a:1.2.3.4", "1.2.3.4/1.2"}) {
+  for (const char* bad : {"",
+                          "bad",
+                          "1.2.3",
+                          "1.2.3.4.5",
+                          "01.2.3.4",
+                          "1.2.3.04",
+                          "256.1.1.1",
+                          " 1.2.3.4",
+                          "1.2.3.4 ",
+                          "1.2.3.4%eth0",
+                          "fe80::1%eth0",
+                          "1::2::3",
+                          ":::",
+                          ":1::",
+                          "00000::1",
+                          "1:2:3:4:5:6:7:8:9",
+                          "1:2:3:4:5:6:7::8",
+                          "::1:2:3:4:5:6:7:8",
+                          "1.2.3.4/",
+                          "1.2.3.4/33",
+                          "1.2.3.4/08",
+                          "1.2.3.4/00",
+                          "1.2.3.4/+8",
+                          "1.2.3.4/ 8",
+                          "1.2.3.4/8/8",
+                          "1.2.3.4/032",
+                          "::/129",
+                          "::1/0128",
+                          "::1/1.2",
+                          "a:1.2.3.4",
+                          "1.2.3.4/1.2"}) {
     EXPECT_NE(IpError(bad).find("error while evaluating `ipaddr` extension function"),
               std::string::npos)
         << bad;
@@ -203,13 +228,32 @@ TEST(Extensions, ParsesDatetimesInEveryFormat) {
 }
 
 TEST(Extensions, RejectsMalformedDatetimes) {
-  for (const char* bad :
-       {"", "a", "-1", "2024-1-01", "+2024-01-01", "10000-01-01", "2024-01-01Z", "2024-01-01T",
-        "2024-01-01T10:00Z", "2024-01-01 10:00:00Z", "2024-01-01t10:00:00Z",
-        "2024-01-01T10:00:00", "2024-01-01T10:00:00z", "2024-01-01T10:00:00.1Z",
-        "2024-01-01T10:00:00+01:00", "2024-01-01T10:00:00ZZ", "2023-02-29", "2024-00-01",
-        "2024-13-01", "2024-04-31", "2024-01-00", "2024-01-01T24:00:00Z", "2024-01-01T01:60:00Z",
-        "2016-12-31T23:59:60Z", "2024-01-01T10:00:00+2400", "2024-01-01T10:00:00+2360"}) {
+  for (const char* bad : {"",
+                          "a",
+                          "-1",
+                          "2024-1-01",
+                          "+2024-01-01",
+                          "10000-01-01",
+                          "2024-01-01Z",
+                          "2024-01-01T",
+                          "2024-01-01T10:00Z",
+                          "2024-01-01 10:00:00Z",
+                          "2024-01-01t10:00:00Z",
+                          "2024-01-01T10:00:00",
+                          "2024-01-01T10:00:00z",
+                          "2024-01-01T10:00:00.1Z",
+                          "2024-01-01T10:00:00+01:00",
+                          "2024-01-01T10:00:00ZZ",
+                          "2023-02-29",
+                          "2024-00-01",
+                          "2024-13-01",
+                          "2024-04-31",
+                          "2024-01-00",
+                          "2024-01-01T24:00:00Z",
+                          "2024-01-01T01:60:00Z",
+                          "2016-12-31T23:59:60Z",
+                          "2024-01-01T10:00:00+2400",
+                          "2024-01-01T10:00:00+2360"}) {
     auto v = ParseDatetime(bad);
     EXPECT_FALSE(v.ok()) << bad;
     if (!v.ok()) {
@@ -237,9 +281,9 @@ TEST(Extensions, RejectsMalformedAndOverflowingDurations) {
     ASSERT_FALSE(v.ok()) << bad;
     EXPECT_NE(v.error().message.find("invalid duration pattern"), std::string::npos) << bad;
   }
-  for (const char* big : {"9223372036854775808ms", "106751991167d7h12m55s808ms",
-                          "-106751991167d7h12m55s809ms", "106751991168d",
-                          "18446744073709551615ms", "99999999999999999999s"}) {
+  for (const char* big :
+       {"9223372036854775808ms", "106751991167d7h12m55s808ms", "-106751991167d7h12m55s809ms",
+        "106751991168d", "18446744073709551615ms", "99999999999999999999s"}) {
     auto v = ParseDuration(big);
     ASSERT_FALSE(v.ok()) << big;
     EXPECT_NE(v.error().message.find("overflows"), std::string::npos) << big;
@@ -269,9 +313,9 @@ TEST(Extensions, DatetimeArithmeticOverflowIsAnError) {
   auto far_past = Call("offset", {epoch, min});
   ASSERT_TRUE(far_past.ok());
   EXPECT_EQ(far_past->as_extension().number, INT64_MIN);
-  EXPECT_NE(Call("offset", {Ext(*ParseDatetime("1970-01-02")), max}).error().message.find(
-                "overflows"),
-            std::string::npos);
+  EXPECT_NE(
+      Call("offset", {Ext(*ParseDatetime("1970-01-02")), max}).error().message.find("overflows"),
+      std::string::npos);
   EXPECT_FALSE(Call("toDate", {*far_past}).ok());
   // Time of day is never negative: -2^63 ms is 16:47:04.192 on its day.
   EXPECT_EQ(Call("toTime", {*far_past})->as_extension().number, 60424192);
@@ -291,9 +335,7 @@ TEST(Extensions, ChecksArgumentCountsAndTypes) {
             "constructor?)");
   EXPECT_EQ(Call("lessThan", {Ext(*ParseDecimal("1.0")), Ext(Ip("::1"))}).error().message,
             "type error: expected decimal, got ipaddr");
-  EXPECT_EQ(Call("offset", {Ext(*ParseDuration("1s")), Ext(*ParseDuration("1s"))})
-                .error()
-                .message,
+  EXPECT_EQ(Call("offset", {Ext(*ParseDuration("1s")), Ext(*ParseDuration("1s"))}).error().message,
             "type error: expected datetime, got duration");
   EXPECT_EQ(Call("toHours", {Value::Long(1)}).error().message,
             "type error: expected duration, got long");
