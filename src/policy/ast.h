@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "mandate/policy/value.h"
+#include "policy/extensions.h"
 
 namespace mandate::policy {
 
@@ -49,6 +50,14 @@ enum class ExprKind : uint8_t {
   kHasAttr,  // children[0] has name
   kLike,     // children[0] like pattern
   kIs,       // children[0] is name [in children[1]]
+  kGetTag,   // children[0].getTag(children[1])
+  kHasTag,   // children[0].hasTag(children[1])
+  // A call of the extension function `function` (extensions.h; `name` is its Cedar name) with
+  // the arguments children[0..n), a method's receiver first: ip("10.0.0.1") has one child,
+  // ip(...).isInRange(r) two. The number of children may differ from the function's arity:
+  // as in the reference, that is an evaluation error, not a parse error. A constructor applied
+  // to a valid string literal is folded into a kLiteral by the parser.
+  kExtensionCall,
 };
 
 // A `like` pattern: literal segments separated by wildcards, so segments.size() is the number
@@ -70,6 +79,7 @@ struct Expr {
   std::string name;
   Pattern pattern;
   std::vector<std::string> keys;
+  ExtensionFunction function = ExtensionFunction::kIp;  // kExtensionCall only
   std::vector<std::unique_ptr<Expr>> children;
 };
 

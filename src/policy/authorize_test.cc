@@ -142,6 +142,40 @@ TEST(Authorize, AnErroringForbidDoesNotDenyAsInCedar) {
   EXPECT_EQ(r.errors[0].rfind("f: ", 0), 0u);
 }
 
+TEST(Authorize, AnInvalidExtensionLiteralSkipsThePolicyAsInCedar) {
+  PolicySet set = Policies(R"(
+    @id("bad-net") forbid(principal, action, resource) when { ip("10.0.0.256/8").isIpv4() };
+    @id("office") permit(principal, action, resource)
+      when { context.src.isInRange(ip("10.0.0.0/8")) };)");
+  Response r = IsAuthorized(
+      set, MakeRequest(R"({"src": {"__extn": {"fn": "ip", "arg": "10.1.2.3"}}})"), Entities());
+  EXPECT_TRUE(r.allow);  // the erroring forbid does not deny (the gateway's rule does)
+  EXPECT_THAT(r.permits, ElementsAre("office"));
+  ASSERT_EQ(r.errors.size(), 1u);
+  EXPECT_EQ(r.errors[0],
+            "bad-net: error while evaluating `ipaddr` extension function: error parsing IP "
+            "address from the string `10.0.0.256` at p.cedar:2:63");
+}
+
+TEST(Authorize, DecidesOnTagsAndTimes) {
+  PolicySet set = Policies(R"(
+    @id("on-call") permit(principal, action, resource)
+      when { principal.hasTag("rotation") && principal.getTag("rotation") == "primary" &&
+             context.now < principal.getTag("until") };)");
+  Entities entities;
+  auto j = core::Json::Parse(R"({"rotation": "primary", "until": {"__extn": {
+                                   "fn": "datetime", "arg": "2026-01-05T18:00:00Z"}}})");
+  ASSERT_TRUE(j.ok());
+  ASSERT_TRUE(entities.Add({"Human", "alice"}, Value(), {}, *ValueFromJson(*j)).ok());
+  auto at = [](std::string_view when) {
+    return MakeRequest(R"({"now": {"__extn": {"fn": "datetime", "arg": ")" + std::string(when) +
+                       R"("}}})");
+  };
+  EXPECT_TRUE(IsAuthorized(set, at("2026-01-05T12:00:00Z"), entities).allow);
+  EXPECT_FALSE(IsAuthorized(set, at("2026-01-05T19:00:00+0100"), entities).allow);
+  EXPECT_FALSE(IsAuthorized(set, at("2026-01-05T12:00:00Z"), Entities()).allow);
+}
+
 TEST(Authorize, AContextThatIsNotARecordDenies) {
   PolicySet p = Policies(R"(permit(principal, action, resource);)");
   Request req = MakeRequest();

@@ -45,11 +45,17 @@ class VisitedSet {
 
 }  // namespace
 
-core::Status Entities::Add(EntityUid uid, Value attrs, std::vector<EntityUid> parents) {
+core::Status Entities::Add(EntityUid uid, Value attrs, std::vector<EntityUid> parents,
+                           Value tags) {
   if (!attrs.is_record()) {
     return MakeError(ErrorCode::kBadRequest, "attributes of " + uid.ToString() +
                                                  " must be a record, got " +
-                                                 std::string(KindName(attrs.kind())));
+                                                 std::string(TypeName(attrs)));
+  }
+  if (!tags.is_record()) {
+    return MakeError(ErrorCode::kBadRequest, "tags of " + uid.ToString() +
+                                                 " must be a record, got " +
+                                                 std::string(TypeName(tags)));
   }
   if (parents.size() > core::kEntityAncestorsMax) {
     return MakeError(ErrorCode::kBadRequest, uid.ToString() + " has more than " +
@@ -59,7 +65,7 @@ core::Status Entities::Add(EntityUid uid, Value attrs, std::vector<EntityUid> pa
   if (entries_.count(uid) != 0) {
     return MakeError(ErrorCode::kConflict, "entity " + uid.ToString() + " added twice");
   }
-  entries_.emplace(std::move(uid), Entry{std::move(attrs), std::move(parents)});
+  entries_.emplace(std::move(uid), Entry{std::move(attrs), std::move(parents), std::move(tags)});
   return core::OkStatus();
 }
 
@@ -68,6 +74,11 @@ bool Entities::Contains(const EntityUid& uid) const { return entries_.count(uid)
 const Value* Entities::Attrs(const EntityUid& uid) const {
   auto it = entries_.find(uid);
   return it == entries_.end() ? nullptr : &it->second.attrs;
+}
+
+const Value* Entities::Tags(const EntityUid& uid) const {
+  auto it = entries_.find(uid);
+  return it == entries_.end() ? nullptr : &it->second.tags;
 }
 
 const std::vector<EntityUid>* Entities::Parents(const EntityUid& uid) const {
@@ -116,6 +127,78 @@ core::Result<bool> Entities::IsDescendantChecked(const EntityUid& child,
 bool Entities::IsDescendant(const EntityUid& child, const EntityUid& ancestor) const {
   core::Result<bool> r = IsDescendantChecked(child, ancestor);
   return r.ok() && *r;
+}
+
+namespace {
+
+core::Result<EntityUid> UidFromJson(const core::Json& j, std::string_view what) {
+  const core::Json* inner = j.Find("__entity");
+  const core::Json& uid = inner != nullptr && j.as_object().size() == 1 ? *inner : j;
+  const std::string* type = uid.FindString("type");
+  const std::string* id = uid.FindString("id");
+  if (!uid.is_object() || type == nullptr || id == nullptr || uid.as_object().size() != 2) {
+    return MakeError(ErrorCode::kBadRequest,
+                     std::string(what) + ": expected {\"type\": string, \"id\": string}");
+  }
+  return EntityUid{*type, *id};
+}
+
+// The value of member `key` of `entry`, which must be a JSON object; an empty record when the
+// member is absent.
+core::Result<Value> RecordMember(const core::Json& entry, std::string_view key,
+                                 const EntityUid& uid) {
+  const core::Json* j = entry.Find(key);
+  if (j == nullptr) return Value();
+  if (!j->is_object()) {
+    return MakeError(ErrorCode::kBadRequest,
+                     "\"" + std::string(key) + "\" of " + uid.ToString() + " must be an object");
+  }
+  core::Result<Value> v = ValueFromJson(*j);
+  if (!v.ok()) {
+    return MakeError(ErrorCode::kBadRequest, "\"" + std::string(key) + "\" of " +
+                                                 uid.ToString() + ": " + v.error().message);
+  }
+  return v;
+}
+
+}  // namespace
+
+core::Result<Entities> EntitiesFromJson(const core::Json& j, size_t entities_max) {
+  Entities entities;
+  if (!j.is_array()) return MakeError(ErrorCode::kBadRequest, "entities must be a JSON array");
+  if (j.as_array().size() > entities_max) {
+    return MakeError(ErrorCode::kPayloadTooLarge,
+                     "more than " + std::to_string(entities_max) + " entities");
+  }
+  for (const core::Json& e : j.as_array()) {
+    if (!e.is_object()) return MakeError(ErrorCode::kBadRequest, "an entity must be an object");
+    for (const auto& [key, unused] : e.as_object()) {
+      if (key != "uid" && key != "attrs" && key != "parents" && key != "tags") {
+        return MakeError(ErrorCode::kBadRequest, "unknown member \"" + key +
+                                                     "\" in an entity (expected uid, attrs, "
+                                                     "parents, tags)");
+      }
+    }
+    const core::Json* uid_json = e.Find("uid");
+    if (uid_json == nullptr) return MakeError(ErrorCode::kBadRequest, "entity without \"uid\"");
+    MANDATE_ASSIGN_OR_RETURN(EntityUid uid, UidFromJson(*uid_json, "entity uid"));
+    MANDATE_ASSIGN_OR_RETURN(Value attrs, RecordMember(e, "attrs", uid));
+    MANDATE_ASSIGN_OR_RETURN(Value tags, RecordMember(e, "tags", uid));
+    std::vector<EntityUid> parents;
+    if (const core::Json* p = e.Find("parents")) {
+      if (!p->is_array()) {
+        return MakeError(ErrorCode::kBadRequest,
+                         "\"parents\" of " + uid.ToString() + " must be an array");
+      }
+      for (const core::Json& parent : p->as_array()) {
+        MANDATE_ASSIGN_OR_RETURN(EntityUid parent_uid, UidFromJson(parent, "parent"));
+        parents.push_back(std::move(parent_uid));
+      }
+    }
+    MANDATE_RETURN_IF_ERROR(
+        entities.Add(std::move(uid), std::move(attrs), std::move(parents), std::move(tags)));
+  }
+  return entities;
 }
 
 }  // namespace mandate::policy

@@ -1,6 +1,9 @@
 #include "policy/evaluator.h"
 
+#include <array>
+#include <span>
 #include <utility>
+#include <vector>
 
 #include "mandate/core/check.h"
 #include "mandate/core/limits.h"
@@ -60,6 +63,10 @@ std::string_view OpName(ExprKind k) {
       return "'like'";
     case ExprKind::kIs:
       return "'is'";
+    case ExprKind::kGetTag:
+      return "'getTag'";
+    case ExprKind::kHasTag:
+      return "'hasTag'";
     default:
       return "expression";
   }
@@ -83,7 +90,7 @@ core::Error Evaluator::ErrorAt(const Expr& e, const std::string& message) const 
 core::Error Evaluator::TypeError(const Expr& e, std::string_view op, std::string_view expected,
                                  const Value& got) const {
   return ErrorAt(e, "type error: " + std::string(op) + " expects " + std::string(expected) +
-                        ", got " + std::string(KindName(got.kind())));
+                        ", got " + std::string(TypeName(got)));
 }
 
 core::Status Evaluator::Charge(size_t steps, const Expr& e) {
@@ -290,6 +297,25 @@ Result<Evaluator::Ref> Evaluator::Eval(const Expr& e) {
       if (!v.get().is_set()) return TypeError(e, "'isEmpty'", "a set", v.get());
       return Ref::Own(Value::Bool(v.get().as_set().empty()));
     }
+    case ExprKind::kExtensionCall: {
+      // Every argument is evaluated before the call checks their number and types, as in the
+      // reference. No function takes more than kExtensionArityMax, so only that many are kept
+      // (a call with more is an error once they are all evaluated).
+      std::array<Ref, kExtensionArityMax> args;
+      std::array<const Value*, kExtensionArityMax> values{};
+      for (size_t i = 0; i < e.children.size(); ++i) {
+        MANDATE_ASSIGN_OR_RETURN(Ref v, Eval(*e.children[i]));
+        if (i < args.size()) args[i] = std::move(v);
+      }
+      if (e.children.size() > args.size()) {
+        return ErrorAt(e, WrongArgumentCount(e.function, e.children.size()).message);
+      }
+      for (size_t i = 0; i < e.children.size(); ++i) values[i] = &args[i].get();
+      Result<Value> r =
+          CallExtensionFunction(e.function, std::span(values.data(), e.children.size()));
+      if (!r.ok()) return ErrorAt(e, r.error().message);
+      return Ref::Own(std::move(*r));
+    }
     default:
       return EvalBinary(e);
   }
@@ -309,10 +335,21 @@ Result<Evaluator::Ref> Evaluator::EvalBinary(const Expr& e) {
     case ExprKind::kLe:
     case ExprKind::kGt:
     case ExprKind::kGe: {
-      if (!a.is_long()) return TypeError(e, OpName(e.kind), "long operands", a);
-      if (!b.is_long()) return TypeError(e, OpName(e.kind), "long operands", b);
-      int64_t x = a.as_long();
-      int64_t y = b.as_long();
+      // Longs, or two datetimes, or two durations (the extension types the reference lets
+      // these operators compare); anything else is a type error.
+      auto ordered = [](const Value& v) {
+        return v.is_long() || v.is_extension(ExtensionType::kDatetime) ||
+               v.is_extension(ExtensionType::kDuration);
+      };
+      if (!ordered(a)) {
+        return TypeError(e, OpName(e.kind), "long, datetime or duration operands", a);
+      }
+      if (a.kind() != b.kind() ||
+          (a.is_extension() && !b.is_extension(a.as_extension().type))) {
+        return TypeError(e, OpName(e.kind), "operands of type " + std::string(TypeName(a)), b);
+      }
+      int64_t x = a.is_long() ? a.as_long() : a.as_extension().number;
+      int64_t y = b.is_long() ? b.as_long() : b.as_extension().number;
       bool r = e.kind == ExprKind::kLt   ? x < y
                : e.kind == ExprKind::kLe ? x <= y
                : e.kind == ExprKind::kGt ? x > y
@@ -351,6 +388,25 @@ Result<Evaluator::Ref> Evaluator::EvalBinary(const Expr& e) {
         if (a.SetContains(v) != all) return Ref::Own(Value::Bool(!all));
       }
       return Ref::Own(Value::Bool(all));
+    }
+    case ExprKind::kGetTag:
+    case ExprKind::kHasTag: {
+      if (!a.is_entity()) return TypeError(e, OpName(e.kind), "an entity", a);
+      if (!b.is_string()) return TypeError(e, OpName(e.kind), "a string tag", b);
+      const Value* tags = entities_.Tags(a.as_entity());
+      if (tags == nullptr) {
+        // As for attributes: hasTag of an entity not in the store is false, getTag an error.
+        if (e.kind == ExprKind::kHasTag) return Ref::Own(Value::Bool(false));
+        return ErrorAt(e, "entity " + a.as_entity().ToString() + " does not exist");
+      }
+      const Value* tag = tags->FindAttr(b.as_string());
+      if (e.kind == ExprKind::kHasTag) return Ref::Own(Value::Bool(tag != nullptr));
+      if (tag == nullptr) {
+        return ErrorAt(e, "entity " + a.as_entity().ToString() + " does not have the tag '" +
+                              b.as_string() + "'");
+      }
+      // Tags live in the store, which outlives the evaluation.
+      return Ref::Borrow(*tag);
     }
     default:
       return ErrorAt(e, "unsupported expression");

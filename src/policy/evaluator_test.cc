@@ -30,6 +30,12 @@ class EvaluatorTest : public ::testing::Test {
     Add({"Group", "support"}, "{}", {{"Group", "staff"}});
     Add({"Group", "staff"}, "{}", {});
     Add({"Human", "alice"}, R"({"dept": "finance"})", {{"Group", "finance"}});
+    EXPECT_TRUE(entities_
+                    .Add({"Human", "bob"},
+                         Json(R"({"addr": {"__extn": {"fn": "ip", "arg": "10.1.2.3"}}})"), {},
+                         Json(R"({"team": "sre", "since": {"__extn": {"fn": "datetime",
+                                  "arg": "2024-01-01"}}, "level": 3})"))
+                    .ok());
     Add({"Action", "jira:get_issue"}, "{}", {{"Action", "jira"}, {"Action", "read"}});
   }
 
@@ -105,7 +111,7 @@ TEST_F(EvaluatorTest, EqualityWorksAcrossAllKindsWithoutErrors) {
   EXPECT_TRUE(True("principal.owner == Human::\"alice\""));
 }
 
-TEST_F(EvaluatorTest, ComparesLongsOnly) {
+TEST_F(EvaluatorTest, ComparesLongsDatetimesAndDurationsOnly) {
   EXPECT_TRUE(True("1 < 2"));
   EXPECT_TRUE(False("2 < 2"));
   EXPECT_TRUE(True("2 <= 2"));
@@ -115,8 +121,9 @@ TEST_F(EvaluatorTest, ComparesLongsOnly) {
   EXPECT_TRUE(True("-9223372036854775808 < 9223372036854775807"));
   EXPECT_TRUE(True("context.args.amount <= 50000"));
   EXPECT_EQ(Error("\"a\" < \"b\""),
-            "type error: '<' expects long operands, got string at expr:1:5");
-  EXPECT_EQ(Error("1 >= true"), "type error: '>=' expects long operands, got bool at expr:1:3");
+            "type error: '<' expects long, datetime or duration operands, got string at expr:1:5");
+  EXPECT_EQ(Error("1 >= true"),
+            "type error: '>=' expects operands of type long, got bool at expr:1:3");
 }
 
 TEST_F(EvaluatorTest, DoesCheckedArithmetic) {
@@ -295,6 +302,101 @@ TEST_F(EvaluatorTest, IsTestsTheEntityType) {
   EXPECT_TRUE(False("principal is Human in context.missing"));
   EXPECT_EQ(Error("context is Agent"),
             "type error: 'is' expects an entity, got record at expr:1:9");
+}
+
+TEST_F(EvaluatorTest, CallsExtensionFunctionsAndMethods) {
+  EXPECT_TRUE(True("ip(\"10.1.2.3\").isInRange(ip(\"10.0.0.0/8\"))"));
+  EXPECT_TRUE(True("Human::\"bob\".addr.isIpv4()"));
+  EXPECT_TRUE(True("decimal(\"1.25\").lessThan(decimal(\"1.2501\"))"));
+  EXPECT_TRUE(True("datetime(\"2024-01-01\").offset(duration(\"1h\")) == "
+                   "datetime(\"2024-01-01T01:00:00Z\")"));
+  EXPECT_EQ(*Eval("duration(\"90m\").toHours()"), Value::Long(1));
+  // The argument may be computed at run time.
+  EXPECT_EQ(Error("ip(context.path)"),
+            "error while evaluating `ipaddr` extension function: error parsing IP address from "
+            "the string `` at expr:1:1");
+}
+
+TEST_F(EvaluatorTest, ExtensionValuesAreEqualByValue) {
+  EXPECT_TRUE(True("ip(\"10.0.0.1\") == ip(\"10.0.0.1/32\")"));
+  EXPECT_TRUE(False("ip(\"10.0.0.1/24\") == ip(\"10.0.0.0/24\")"));
+  EXPECT_TRUE(True("decimal(\"1.0\") == decimal(\"1.0000\")"));
+  EXPECT_TRUE(False("decimal(\"1.0\") == \"1.0\""));
+  EXPECT_TRUE(True("datetime(\"2024-01-01\") == datetime(\"2024-01-01T00:00:00.000+0000\")"));
+  EXPECT_TRUE(False("duration(\"1ms\") == decimal(\"0.0001\")"));
+  EXPECT_TRUE(True("[ip(\"::1\"), ip(\"0:0::1/128\")] == [ip(\"::1\")]"));
+  EXPECT_TRUE(True("[decimal(\"1.0\"), 1].contains(decimal(\"1.00\"))"));
+}
+
+TEST_F(EvaluatorTest, OrdersDatetimesAndDurationsButNotOtherExtensions) {
+  EXPECT_TRUE(True("datetime(\"2024-01-01\") < datetime(\"2024-01-02\")"));
+  EXPECT_TRUE(True("datetime(\"2024-01-01\") <= datetime(\"2024-01-01\")"));
+  EXPECT_TRUE(True("duration(\"1d\") >= duration(\"24h\")"));
+  EXPECT_TRUE(False("duration(\"-1ms\") > duration(\"0ms\")"));
+  EXPECT_EQ(Error("decimal(\"1.0\") < decimal(\"2.0\")"),
+            "type error: '<' expects long, datetime or duration operands, got decimal at "
+            "expr:1:16");
+  EXPECT_EQ(Error("datetime(\"2024-01-01\") < duration(\"1d\")"),
+            "type error: '<' expects operands of type datetime, got duration at expr:1:24");
+  EXPECT_EQ(Error("duration(\"1h\") < 5"),
+            "type error: '<' expects operands of type duration, got long at expr:1:16");
+  EXPECT_EQ(Error("5 < duration(\"1h\")"),
+            "type error: '<' expects operands of type long, got duration at expr:1:3");
+  EXPECT_EQ(Error("ip(\"::1\") > ip(\"::2\")"),
+            "type error: '>' expects long, datetime or duration operands, got ipaddr at "
+            "expr:1:11");
+}
+
+TEST_F(EvaluatorTest, ExtensionErrorsAreEvaluationErrors) {
+  // Invalid literals, wrong argument counts and type errors: the reference parses these and
+  // fails at evaluation, so the policy is skipped rather than the file refused.
+  EXPECT_EQ(Error("ip(\"10.0.0.256\").isIpv4()"),
+            "error while evaluating `ipaddr` extension function: invalid IP address: 10.0.0.256 "
+            "at expr:1:1");
+  EXPECT_EQ(Error("decimal(\"1.23456\")"),
+            "error while evaluating `decimal` extension function: too many digits after the "
+            "decimal in `1.23456` at expr:1:1");
+  EXPECT_EQ(Error("ip(\"::1\").isIpv4(1)"),
+            "wrong number of arguments provided to extension function `isIpv4`: expected 1, got "
+            "2 at expr:1:11");
+  EXPECT_EQ(Error("ip(\"1.2.3.4\", \"x\")"),
+            "wrong number of arguments provided to extension function `ip`: expected 1, got 2 at "
+            "expr:1:1");
+  EXPECT_EQ(Error("\"1.0\".lessThan(decimal(\"1.0\"))"),
+            "type error: expected decimal, got string (maybe you forgot to apply the `decimal` "
+            "constructor?) at expr:1:7");
+  EXPECT_EQ(Error("ip(1)"), "type error: expected string, got long at expr:1:1");
+  EXPECT_EQ(Error("ip(\"::1\") has x"),
+            "type error: 'has' expects an entity or a record, got ipaddr at expr:1:11");
+  EXPECT_EQ(Error("if ip(\"::1\") then 1 else 2"),
+            "type error: 'if' expects a bool condition, got ipaddr at expr:1:1");
+  // Every argument is evaluated first: an error there wins.
+  EXPECT_EQ(Error("ip(\"::1\").isInRange(context.missing)"),
+            "record does not have the attribute 'missing' at expr:1:29");
+}
+
+TEST_F(EvaluatorTest, ReadsEntityTags) {
+  EXPECT_TRUE(True("Human::\"bob\".hasTag(\"team\")"));
+  EXPECT_TRUE(False("Human::\"bob\".hasTag(\"addr\")"));  // an attribute, not a tag
+  EXPECT_TRUE(False("principal.hasTag(\"team\")"));        // an entity without tags
+  EXPECT_TRUE(False("Ghost::\"x\".hasTag(\"team\")"));     // not in the store: false
+  EXPECT_EQ(*Eval("Human::\"bob\".getTag(\"team\")"), Value::String("sre"));
+  EXPECT_EQ(*Eval("Human::\"bob\".getTag(if true then \"level\" else \"x\") + 1"),
+            Value::Long(4));
+  EXPECT_TRUE(True("Human::\"bob\".getTag(\"since\") < datetime(\"2025-01-01\")"));
+  EXPECT_TRUE(
+      True("Human::\"bob\".hasTag(\"team\") && Human::\"bob\".getTag(\"team\") == \"sre\""));
+}
+
+TEST_F(EvaluatorTest, TagErrors) {
+  EXPECT_EQ(Error("Human::\"bob\".getTag(\"nope\")"),
+            "entity Human::\"bob\" does not have the tag 'nope' at expr:1:14");
+  EXPECT_EQ(Error("Ghost::\"x\".getTag(\"team\")"),
+            "entity Ghost::\"x\" does not exist at expr:1:12");
+  EXPECT_EQ(Error("context.getTag(\"a\")"),
+            "type error: 'getTag' expects an entity, got record at expr:1:9");
+  EXPECT_EQ(Error("principal.hasTag(1)"),
+            "type error: 'hasTag' expects a string tag, got long at expr:1:11");
 }
 
 TEST_F(EvaluatorTest, ReportsErrorsAtTheFaultyNode) {

@@ -17,6 +17,22 @@ bool IsSpace(char c) {
   return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v';
 }
 
+// The length of the non-ASCII Unicode whitespace character (White_Space property, as the
+// reference's lexer) starting at s[i], or 0: U+0085, U+00A0, U+1680, U+2000-U+200A, U+2028,
+// U+2029, U+202F, U+205F, U+3000.
+size_t UnicodeSpaceLength(std::string_view s, size_t i) {
+  auto at = [&](size_t k) { return i + k < s.size() ? static_cast<unsigned char>(s[i + k]) : 0; };
+  if (at(0) == 0xC2 && (at(1) == 0x85 || at(1) == 0xA0)) return 2;
+  if (at(0) == 0xE1 && at(1) == 0x9A && at(2) == 0x80) return 3;
+  if (at(0) == 0xE2 && at(1) == 0x80 &&
+      ((at(2) >= 0x80 && at(2) <= 0x8A) || at(2) == 0xA8 || at(2) == 0xA9 || at(2) == 0xAF)) {
+    return 3;
+  }
+  if (at(0) == 0xE2 && at(1) == 0x81 && at(2) == 0x9F) return 3;
+  if (at(0) == 0xE3 && at(1) == 0x80 && at(2) == 0x80) return 3;
+  return 0;
+}
+
 // Length of the well-formed UTF-8 sequence starting at s[i], or 0 when it is malformed
 // (truncated, overlong, a surrogate, or above U+10FFFF).
 size_t Utf8SequenceLength(std::string_view s, size_t i) {
@@ -154,6 +170,9 @@ class Lexer {
       char c = src_[pos_];
       if (IsSpace(c)) {
         Advance();
+      } else if (size_t n = UnicodeSpaceLength(src_, pos_); n > 0) {
+        // One character: Advance counts columns per UTF-8 lead byte.
+        for (size_t k = 0; k < n; ++k) Advance();
       } else if (c == '/' && Next('/')) {
         while (pos_ < src_.size() && src_[pos_] != '\n' && src_[pos_] != '\r') Advance();
       } else {

@@ -1,6 +1,8 @@
 // The Cedar lexer: source text -> tokens with 1-based line and column (columns count Unicode
-// characters). Comments (`// ...` to end of line) and whitespace are skipped. String bodies
-// are kept raw; the parser unescapes them as a string or as a `like` pattern.
+// characters). Comments (`// ...` to end of line) and whitespace (ASCII, and the Unicode
+// White_Space characters U+0085, U+00A0, U+1680, U+2000-U+200A, U+2028, U+2029, U+202F,
+// U+205F and U+3000, as the reference) are skipped. String bodies are kept raw; the parser
+// unescapes them as a string or as a `like` pattern.
 #pragma once
 
 #include <cstdint>

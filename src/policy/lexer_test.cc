@@ -63,6 +63,18 @@ TEST(Lexer, SkipsLineCommentsAndWhitespace) {
             (std::vector<K>{K::kIdent, K::kIdent, K::kIdent, K::kEnd}));
 }
 
+TEST(Lexer, SkipsUnicodeWhitespaceAsTheReferenceDoes) {
+  // U+00A0, U+2028, U+3000, U+0085, U+1680, U+200A, U+202F, U+205F between tokens.
+  EXPECT_EQ(Kinds("a\u00a0b\u2028c\u3000d\xc2\x85" "e\u1680f\u200ag\u202fh\u205fi"),
+            Kinds("a b c d e f g h i"));
+  auto tokens = Tokenize("a\u3000\u00a0b", "t.cedar");
+  ASSERT_TRUE(tokens.ok());
+  EXPECT_EQ((*tokens)[1].column, 4u);  // one column per character
+  // Not whitespace in Unicode (the reference refuses them too): zero-width space, BOM.
+  EXPECT_EQ(LexError("a\u200bb"), "t.cedar:1:2: unexpected character '\u200b'");
+  EXPECT_EQ(LexError("\ufeffa"), "t.cedar:1:1: unexpected character '\ufeff'");
+}
+
 TEST(Lexer, CommentMarkersInsideStringsAreText) {
   auto tokens = Tokenize(R"("http://x" y)", "t.cedar");
   ASSERT_TRUE(tokens.ok());

@@ -143,6 +143,40 @@ TEST(Limits, LargeSetOperationsCountTowardTheStepLimit) {
   EXPECT_NE(r.errors[0].find("evaluation exceeded"), std::string::npos);
 }
 
+TEST(Limits, ExtensionCallsAndTagReadsCountTowardTheStepLimit) {
+  // Each call, its receiver and its arguments are nodes: ip(context.a).isIpv6() is 4 steps,
+  // principal.hasTag("t") 3, so these kPolicyEvalStepsMax / 3 operands need more steps than
+  // the limit.
+  std::string expr = "false";
+  for (size_t i = 0; i < core::kPolicyEvalStepsMax / 3; ++i) {
+    expr += i % 2 == 0 ? " || ip(context.a).isIpv6()" : " || principal.hasTag(\"t\")";
+  }
+  Value::RecordFields ctx;
+  ctx.emplace("a", Value::String("10.0.0.1"));
+  Request req;
+  req.context = Value::Record(std::move(ctx));
+  auto set = PolicySet::Parse(WithCondition(expr), "ext.cedar");
+  ASSERT_TRUE(set.ok()) << set.error().message;
+  Response r = IsAuthorized(*set, req, Entities());
+  EXPECT_FALSE(r.allow);
+  ASSERT_EQ(r.errors.size(), 1u);
+  EXPECT_NE(r.errors[0].find("evaluation exceeded"), std::string::npos);
+}
+
+TEST(Limits, ExtensionLiteralsOfAnyLengthAreErrorsNotCrashes) {
+  // Long strings reach every parser: each rejects them in linear time.
+  std::string digits(200000, '9');
+  for (std::string expr : {"decimal(\"" + digits + ".5\")", "duration(\"" + digits + "ms\")",
+                           "ip(\"" + digits + "\")", "datetime(\"" + digits + "\")",
+                           "decimal(\"0." + digits + "\")", "duration(\"-" + digits + "d\")"}) {
+    auto set = PolicySet::Parse(WithCondition(expr + " == 1"), "long.cedar");
+    ASSERT_TRUE(set.ok()) << set.error().message;
+    Response r = IsAuthorized(*set, Request(), Entities());
+    EXPECT_FALSE(r.allow);
+    EXPECT_EQ(r.errors.size(), 1u) << expr.substr(0, 12);
+  }
+}
+
 TEST(Limits, AnOversizedEntityHierarchyIsAnErrorForThePolicy) {
   Entities es;
   const size_t n = core::kEntityAncestorsMax + 10;

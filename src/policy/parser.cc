@@ -48,23 +48,6 @@ bool HasReservedComponent(std::string_view type) {
   }
 }
 
-// Extension functions and methods of full Cedar; named so that their errors say "not supported
-// yet" rather than "unknown".
-bool IsExtensionFunction(std::string_view w) {
-  return w == "ip" || w == "decimal" || w == "datetime" || w == "duration";
-}
-bool IsExtensionMethod(std::string_view w) {
-  static constexpr std::string_view kMethods[] = {
-      "isIpv4",          "isIpv6",        "isLoopback",
-      "isMulticast",     "isInRange",     "lessThan",
-      "lessThanOrEqual", "greaterThan",   "greaterThanOrEqual",
-      "offset",          "durationSince", "toDate",
-      "toTime",          "toDays",        "toHours",
-      "toMinutes",       "toSeconds",     "toMilliseconds",
-      "getTag",          "hasTag"};
-  return std::find(std::begin(kMethods), std::end(kMethods), w) != std::end(kMethods);
-}
-
 // The action scope only names actions: entities whose type's last component is `Action`.
 bool IsActionType(std::string_view type) {
   constexpr std::string_view kAction = "Action";
@@ -84,6 +67,7 @@ ExprPtr CloneExpr(const Expr& e) {
   c->name = e.name;
   c->pattern = e.pattern;
   c->keys = e.keys;
+  c->function = e.function;
   c->children.reserve(e.children.size());
   // Bounded by the AST depth invariant.
   for (const ExprPtr& child : e.children) c->children.push_back(CloneExpr(*child));
@@ -672,10 +656,28 @@ class Parser {
     } else if (name == "isEmpty") {
       kind = ExprKind::kIsEmpty;
       arity = 0;
-    } else if (IsExtensionMethod(name)) {
-      return ErrorAt(name_token, "method '" + name +
-                                     "' is not supported yet (extension types and entity tags "
-                                     "are not supported)");
+    } else if (name == "getTag") {
+      kind = ExprKind::kGetTag;
+      arity = 1;
+    } else if (name == "hasTag") {
+      kind = ExprKind::kHasTag;
+      arity = 1;
+    } else if (const ExtensionFunctionInfo* info = FindExtensionFunction(name)) {
+      if (!info->is_method) {
+        return ErrorAt(name_token, "'" + name + "' is a function, not a method: write " + name +
+                                       "(...)");
+      }
+      // As the reference, a wrong number of arguments to an extension method is an evaluation
+      // error (the policy is skipped), not a parse error.
+      MANDATE_ASSIGN_OR_RETURN(std::vector<ExprPtr> args, ParseArguments());
+      std::vector<ExprPtr> children;
+      children.push_back(std::move(receiver));
+      for (ExprPtr& a : args) children.push_back(std::move(a));
+      MANDATE_ASSIGN_OR_RETURN(ExprPtr call,
+                               Make(ExprKind::kExtensionCall, name_token, std::move(children)));
+      call->function = info->function;
+      call->name = name;
+      return call;
     } else {
       return ErrorAt(name_token, "unknown method '" + name + "'");
     }
@@ -779,15 +781,34 @@ class Parser {
       Take();
       return Expected("a name or a quoted id after '::'");
     }
-    if (Is(TokenKind::kLParen)) {
-      if (IsExtensionFunction(path)) {
-        return ErrorAt(t, "extension function '" + path + "' is not supported yet");
-      }
-      return ErrorAt(t, "unknown function '" + path + "'");
-    }
+    if (Is(TokenKind::kLParen)) return ParseFunctionCall(t, path);
     return ErrorAt(t, "unknown variable '" + path +
                           "' (the variables are principal, action, resource and context; an "
                           "entity is written Type::\"id\")");
+  }
+
+  // name(args...): a call of an extension function (a constructor: ip, decimal, datetime,
+  // duration). A constructor applied to one string literal is evaluated here, once, when the
+  // literal is valid; an invalid literal stays a call, whose evaluation errors (the policy is
+  // skipped), as in the reference.
+  Result<ExprPtr> ParseFunctionCall(const Token& name_token, const std::string& name) {
+    const ExtensionFunctionInfo* info = FindExtensionFunction(name);
+    if (info == nullptr) return ErrorAt(name_token, "unknown function '" + name + "'");
+    if (info->is_method) {
+      return ErrorAt(name_token, "'" + name + "' is a method, not a function: write x." + name +
+                                     "(...)");
+    }
+    MANDATE_ASSIGN_OR_RETURN(std::vector<ExprPtr> args, ParseArguments());
+    if (args.size() == 1 && args[0]->kind == ExprKind::kLiteral && args[0]->value.is_string()) {
+      const Value* arg = &args[0]->value;
+      Result<Value> folded = CallExtensionFunction(info->function, std::span(&arg, 1));
+      if (folded.ok()) return Literal(name_token, std::move(*folded));
+    }
+    MANDATE_ASSIGN_OR_RETURN(ExprPtr call,
+                             Make(ExprKind::kExtensionCall, name_token, std::move(args)));
+    call->function = info->function;
+    call->name = name;
+    return call;
   }
 
   // '[' [Expr {',' Expr} [',']] ']'; folded to a literal when every element is one.

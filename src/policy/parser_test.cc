@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 
+#include "mandate/core/limits.h"
 #include "mandate/policy/policy_set.h"
 #include "policy/ast.h"
 
@@ -394,6 +395,67 @@ TEST(ParserErrors, RejectsAnIdThatCollidesWithAGeneratedOne) {
   EXPECT_EQ(set.error().code, core::ErrorCode::kConflict);
 }
 
+// ---- Extension functions and tags ------------------------------------------------------------
+
+TEST(Parser, FoldsConstructorsOfValidLiteralsOnce) {
+  auto ip = MustParseExpr(R"(ip("10.0.0.0/8"))");
+  ASSERT_NE(ip, nullptr);
+  ASSERT_EQ(ip->kind, ExprKind::kLiteral);
+  EXPECT_TRUE(ip->value.is_extension(ExtensionType::kIpAddr));
+  // Escapes are undone before the literal is parsed.
+  EXPECT_EQ(MustParseExpr(R"(ip("\x31\u{30}.0.0.1"))")->value, MustParseExpr(R"(ip("10.0.0.1"))")->value);
+  // A set of folded constructors is a literal too.
+  auto set = MustParseExpr(R"([decimal("1.0"), decimal("1.00"), duration("1h")])");
+  ASSERT_EQ(set->kind, ExprKind::kLiteral);
+  EXPECT_EQ(set->value.as_set().size(), 2u);
+}
+
+TEST(Parser, KeepsCallsThatMustBeEvaluated) {
+  // An invalid literal is an evaluation error in the reference, not a parse error.
+  auto bad = MustParseExpr(R"(ip("10.0.0.256"))");
+  ASSERT_NE(bad, nullptr);
+  EXPECT_EQ(bad->kind, ExprKind::kExtensionCall);
+  EXPECT_EQ(bad->function, ExtensionFunction::kIp);
+  auto dynamic = MustParseExpr("ip(context.addr)");
+  EXPECT_EQ(dynamic->kind, ExprKind::kExtensionCall);
+  auto arity = MustParseExpr(R"(ip("1.2.3.4", "x"))");
+  EXPECT_EQ(arity->kind, ExprKind::kExtensionCall);
+  EXPECT_EQ(arity->children.size(), 2u);
+  auto method = MustParseExpr(R"(context.a.isInRange(ip("10.0.0.0/8"),))");
+  ASSERT_EQ(method->kind, ExprKind::kExtensionCall);
+  EXPECT_EQ(method->function, ExtensionFunction::kIsInRange);
+  EXPECT_EQ(method->name, "isInRange");
+  ASSERT_EQ(method->children.size(), 2u);  // the receiver first
+  EXPECT_EQ(method->children[0]->kind, ExprKind::kGetAttr);
+  EXPECT_EQ(MustParseExpr("context.d.toHours(1, 2)")->children.size(), 3u);
+  auto tag = MustParseExpr(R"(principal.getTag("team"))");
+  EXPECT_EQ(tag->kind, ExprKind::kGetTag);
+  EXPECT_EQ(MustParseExpr(R"(principal.hasTag("team"))")->kind, ExprKind::kHasTag);
+}
+
+TEST(ParserErrors, RejectsMisplacedExtensionCalls) {
+  EXPECT_EQ(ConditionError(R"(lessThan(decimal("1.0"), decimal("2.0")))"),
+            "policies/a.cedar:1:44: 'lessThan' is a method, not a function: write x.lessThan(...)");
+  EXPECT_EQ(ConditionError(R"(decimal("1.0").ip())"),
+            "policies/a.cedar:1:59: 'ip' is a function, not a method: write ip(...)");
+  EXPECT_EQ(ConditionError(R"(Decimal::decimal("1.0"))"),
+            "policies/a.cedar:1:44: unknown function 'Decimal::decimal'");
+  EXPECT_EQ(ConditionError(R"(principal.getTag("a", "b"))"),
+            "policies/a.cedar:1:54: 'getTag' takes 1 argument, got 2");
+  EXPECT_EQ(ConditionError("principal.hasTag()"),
+            "policies/a.cedar:1:54: 'hasTag' takes 1 argument, got 0");
+  EXPECT_EQ(ConditionError("ip(,)"), "policies/a.cedar:1:47: expected an expression, found ','");
+}
+
+TEST(ParserErrors, BoundsTheDepthOfNestedCalls) {
+  std::string e = "datetime(\"2024-01-01\")";
+  for (size_t i = 0; i < core::kPolicyAstDepthMax + 1; ++i) e += ".toDate()";
+  EXPECT_NE(ConditionError(e).find("nested deeper than"), std::string::npos);
+  std::string args = "ip(context.a)";
+  for (size_t i = 0; i < core::kPolicyAstDepthMax + 1; ++i) args = "ip(" + args + ")";
+  EXPECT_NE(ConditionError(args).find("nested deeper than"), std::string::npos);
+}
+
 TEST(ParserErrors, ReportsLexerErrorsWithTheFileName) {
   EXPECT_EQ(ParseError("permit(principal, action, resource) when { 1 # 2 };"),
             "policies/a.cedar:1:46: unexpected character '#'");
@@ -405,12 +467,10 @@ TEST(ParserErrors, RejectsUnknownVariablesAndFunctions) {
   EXPECT_EQ(ConditionError("user.name"),
             "policies/a.cedar:1:44: unknown variable 'user' (the variables are principal, "
             "action, resource and context; an entity is written Type::\"id\")");
-  EXPECT_EQ(ConditionError("ip(\"10.0.0.1\")"),
-            "policies/a.cedar:1:44: extension function 'ip' is not supported yet");
+  EXPECT_EQ(ConditionError("foo(\"10.0.0.1\")"), "policies/a.cedar:1:44: unknown function 'foo'");
   EXPECT_EQ(ConditionError("foo::bar(1)"), "policies/a.cedar:1:44: unknown function 'foo::bar'");
-  EXPECT_EQ(ConditionError("context.x.lessThan(1)"),
-            "policies/a.cedar:1:54: method 'lessThan' is not supported yet (extension types and "
-            "entity tags are not supported)");
+  EXPECT_EQ(ConditionError("ip::ip(\"10.0.0.1\")"),
+            "policies/a.cedar:1:44: unknown function 'ip::ip'");
   EXPECT_EQ(ConditionError("context.foo()"), "policies/a.cedar:1:52: unknown method 'foo'");
   EXPECT_EQ(ConditionError("[1].contains(1, 2)"),
             "policies/a.cedar:1:48: 'contains' takes 1 argument, got 2");

@@ -2,9 +2,12 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <optional>
 #include <utility>
+#include <vector>
 
 #include "mandate/core/limits.h"
+#include "policy/extensions.h"
 
 namespace mandate::policy {
 namespace {
@@ -87,7 +90,48 @@ void AppendValue(const Value& v, std::string* out) {
       out->push_back('}');
       break;
     }
+    case Value::Kind::kExtension: {
+      const ExtensionValue& ext = v.as_extension();
+      std::optional<std::string> arg = ConstructorArgument(ext);
+      if (arg) {
+        out->append(ConstructorName(ext.type));
+        out->push_back('(');
+        AppendCedarString(*arg, out);
+        out->push_back(')');
+      } else {
+        // A datetime outside years 0000-9999 (only `offset` makes one), as the reference
+        // writes it.
+        out->append("datetime(\"1970-01-01\").offset(duration(\"" +
+                    std::to_string(ext.number) + "ms\"))");
+      }
+      break;
+    }
   }
+}
+
+// {"__extn": {"fn": fn, "arg": arg}}
+core::Json ExtnJson(std::string_view fn, core::Json arg) {
+  core::Json call = core::Json::MakeObject();
+  call.Set("fn", std::string(fn));
+  call.Set("arg", std::move(arg));
+  core::Json escape = core::Json::MakeObject();
+  escape.Set("__extn", std::move(call));
+  return escape;
+}
+
+core::Json ExtensionToJson(const ExtensionValue& ext) {
+  if (std::optional<std::string> arg = ConstructorArgument(ext)) {
+    return ExtnJson(ConstructorName(ext.type), core::Json(*arg));
+  }
+  core::Json args = core::Json::MakeArray();
+  args.Push(ExtnJson("datetime", core::Json(std::string("1970-01-01"))));
+  args.Push(ExtnJson("duration", core::Json(std::to_string(ext.number) + "ms")));
+  core::Json call = core::Json::MakeObject();
+  call.Set("fn", std::string("offset"));
+  call.Set("args", std::move(args));
+  core::Json escape = core::Json::MakeObject();
+  escape.Set("__extn", std::move(call));
+  return escape;
 }
 
 template <typename T>
@@ -98,6 +142,45 @@ int Cmp3(const T& a, const T& b) {
 int CompareStrings(std::string_view a, std::string_view b) {
   int c = a.compare(b);
   return c < 0 ? -1 : (c > 0 ? 1 : 0);
+}
+
+Result<Value> FromJson(const core::Json& j, size_t depth);
+
+// The Cedar JSON extension escape: `escape` is the value of "__extn" (nullptr when the object
+// has other members). Its function is applied to its converted arguments.
+Result<Value> ExtensionFromJson(const core::Json* escape, size_t depth) {
+  auto malformed = [] {
+    return MakeError(ErrorCode::kBadRequest,
+                     "malformed extension value: expected {\"__extn\": {\"fn\": string, "
+                     "\"arg\": value}} or {\"__extn\": {\"fn\": string, \"args\": [...]}}");
+  };
+  if (escape == nullptr || !escape->is_object() || escape->as_object().size() != 2) {
+    return malformed();
+  }
+  const std::string* fn = escape->FindString("fn");
+  const core::Json* arg = escape->Find("arg");
+  const core::Json* args = escape->Find("args");
+  if (fn == nullptr || (arg == nullptr) == (args == nullptr) ||
+      (args != nullptr && !args->is_array())) {
+    return malformed();
+  }
+  const ExtensionFunctionInfo* info = FindExtensionFunction(*fn);
+  if (info == nullptr) {
+    return MakeError(ErrorCode::kBadRequest, "extension function `" + *fn + "` does not exist");
+  }
+  std::vector<Value> values;
+  if (arg != nullptr) {
+    MANDATE_ASSIGN_OR_RETURN(Value v, FromJson(*arg, depth + 2));
+    values.push_back(std::move(v));
+  } else {
+    for (const core::Json& a : args->as_array()) {
+      MANDATE_ASSIGN_OR_RETURN(Value v, FromJson(a, depth + 3));
+      values.push_back(std::move(v));
+    }
+  }
+  std::vector<const Value*> pointers;
+  for (const Value& v : values) pointers.push_back(&v);
+  return CallExtensionFunction(info->function, pointers);
 }
 
 Result<Value> FromJson(const core::Json& j, size_t depth) {
@@ -139,8 +222,8 @@ Result<Value> FromJson(const core::Json& j, size_t depth) {
         }
         return Value::Entity(EntityUid{*type, *id});
       }
-      if (j.Find("__extn") != nullptr) {
-        return MakeError(ErrorCode::kBadRequest, "extension values (__extn) are not supported");
+      if (const core::Json* escape = j.Find("__extn")) {
+        return ExtensionFromJson(obj.size() == 1 ? escape : nullptr, depth);
       }
       Value::RecordFields fields;
       for (const auto& [key, member] : obj) {
@@ -211,6 +294,12 @@ Value Value::Set(std::vector<Value> elements) {
   return v;
 }
 
+Value Value::Extension(ExtensionValue ext) {
+  Value v;
+  v.v_.emplace<static_cast<size_t>(Kind::kExtension)>(ext);
+  return v;
+}
+
 Value Value::Record(RecordFields fields) {
   Value v;
   if (!fields.empty()) {
@@ -241,6 +330,10 @@ const Value::RecordFields& Value::as_record() const {
   static const RecordFields kEmpty;
   const RecordPtr& p = std::get<static_cast<size_t>(Kind::kRecord)>(v_);
   return p ? *p : kEmpty;
+}
+
+const ExtensionValue& Value::as_extension() const {
+  return std::get<static_cast<size_t>(Kind::kExtension)>(v_);
 }
 
 const Value* Value::FindAttr(std::string_view name) const {
@@ -301,6 +394,16 @@ int Compare(const Value& a, const Value& b) {
       }
       return Cmp3(x.size(), y.size());
     }
+    case Value::Kind::kExtension: {
+      const ExtensionValue& x = a.as_extension();
+      const ExtensionValue& y = b.as_extension();
+      if (x.type != y.type) return Cmp3(x.type, y.type);
+      if (x.type != ExtensionType::kIpAddr) return Cmp3(x.number, y.number);
+      if (x.ip_v6 != y.ip_v6) return Cmp3(x.ip_v6, y.ip_v6);
+      if (x.ip_high != y.ip_high) return Cmp3(x.ip_high, y.ip_high);
+      if (x.ip_low != y.ip_low) return Cmp3(x.ip_low, y.ip_low);
+      return Cmp3(x.ip_prefix, y.ip_prefix);
+    }
   }
   return 0;
 }
@@ -319,8 +422,28 @@ std::string_view KindName(Value::Kind kind) {
       return "set";
     case Value::Kind::kRecord:
       return "record";
+    case Value::Kind::kExtension:
+      return "extension";
   }
   return "unknown";
+}
+
+std::string_view ExtensionTypeName(ExtensionType type) {
+  switch (type) {
+    case ExtensionType::kIpAddr:
+      return "ipaddr";
+    case ExtensionType::kDecimal:
+      return "decimal";
+    case ExtensionType::kDatetime:
+      return "datetime";
+    case ExtensionType::kDuration:
+      return "duration";
+  }
+  return "unknown";
+}
+
+std::string_view TypeName(const Value& v) {
+  return v.is_extension() ? ExtensionTypeName(v.as_extension().type) : KindName(v.kind());
 }
 
 Result<Value> ValueFromJson(const core::Json& j) { return FromJson(j, 0); }
@@ -351,6 +474,8 @@ core::Json ValueToJson(const Value& v) {
       for (const auto& [k, e] : v.as_record()) obj.Set(k, ValueToJson(e));
       return obj;
     }
+    case Value::Kind::kExtension:
+      return ExtensionToJson(v.as_extension());
   }
   return core::Json();
 }

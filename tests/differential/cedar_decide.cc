@@ -4,11 +4,13 @@
 //
 // Input: JSON Lines on stdin, one case per line (at most kCaseBytesMax bytes, newline excluded):
 //   {"policies": "<Cedar policy text>",
-//    "entities": [{"uid": {"type": T, "id": I}, "attrs": {...}, "parents": [{"type", "id"}...]}],
+//    "entities": [{"uid": {"type": T, "id": I}, "attrs": {...}, "parents": [{"type", "id"}...],
+//                  "tags": {...}}],
 //    "request":  {"principal": {"type", "id"}, "action": {...}, "resource": {...},
 //                 "context": {...}}}
-// Entities are in the Cedar JSON entity format; a uid may also be written
-// {"__entity": {"type", "id"}}. "attrs", "parents" and "context" may be left out (empty).
+// Entities are in the Cedar JSON entity format (policy::EntitiesFromJson); a uid may also be
+// written {"__entity": {"type", "id"}}. "attrs", "parents", "tags" and "context" may be left
+// out (empty). Values may hold extension values as {"__extn": {"fn": F, "arg": A}}.
 // Policy ids are their @id annotations, else "case:<index>" (policy_set.h).
 //
 // Output: one JSON line per input line, in order:
@@ -16,7 +18,7 @@
 // where "determining" are the satisfied permits of an allow or the satisfied forbids of a deny
 // (Cedar's diagnostics.reason), "errored" the policies skipped on an evaluation error (Cedar's
 // diagnostics.errors), both sorted by id; "errors" are Mandate's messages, for reports. A case
-// that cannot be decided (invalid JSON, a policy parse error, an oversize line, entity tags...)
+// that cannot be decided (invalid JSON, a policy parse error, an oversize line, a bad entity...)
 // answers {"error": "<why>"} and the stream goes on with the next line.
 //
 // Output is flushed whenever the program is about to wait for input, so a driver may write any
@@ -132,36 +134,8 @@ Result<EntityUid> UidFromJson(const Json& j, std::string_view what) {
 }
 
 Result<policy::Entities> EntitiesFromJson(const Json* j) {
-  policy::Entities entities;
-  if (j == nullptr) return entities;
-  if (!j->is_array()) return MakeError(ErrorCode::kBadRequest, "\"entities\" must be an array");
-  if (j->as_array().size() > kEntitiesPerCaseMax) {
-    return MakeError(ErrorCode::kPayloadTooLarge,
-                     "more than " + std::to_string(kEntitiesPerCaseMax) + " entities");
-  }
-  for (const Json& e : j->as_array()) {
-    const Json* uid_json = e.Find("uid");
-    if (uid_json == nullptr) return MakeError(ErrorCode::kBadRequest, "entity without \"uid\"");
-    MANDATE_ASSIGN_OR_RETURN(EntityUid uid, UidFromJson(*uid_json, "entity uid"));
-    if (e.Find("tags") != nullptr) {
-      return MakeError(ErrorCode::kBadRequest, "entity tags are not supported");
-    }
-    Value attrs;
-    if (const Json* a = e.Find("attrs")) {
-      if (!a->is_object()) return MakeError(ErrorCode::kBadRequest, "\"attrs\" must be an object");
-      MANDATE_ASSIGN_OR_RETURN(attrs, policy::ValueFromJson(*a));
-    }
-    std::vector<EntityUid> parents;
-    if (const Json* p = e.Find("parents")) {
-      if (!p->is_array()) return MakeError(ErrorCode::kBadRequest, "\"parents\" must be an array");
-      for (const Json& parent : p->as_array()) {
-        MANDATE_ASSIGN_OR_RETURN(EntityUid parent_uid, UidFromJson(parent, "parent"));
-        parents.push_back(std::move(parent_uid));
-      }
-    }
-    MANDATE_RETURN_IF_ERROR(entities.Add(std::move(uid), std::move(attrs), std::move(parents)));
-  }
-  return entities;
+  if (j == nullptr) return policy::Entities();
+  return policy::EntitiesFromJson(*j, kEntitiesPerCaseMax);
 }
 
 Result<policy::Request> RequestFromJson(const Json* j) {

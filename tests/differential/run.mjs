@@ -19,20 +19,29 @@
 //     --jobs J   split the cases over J worker threads, each with its own cedar-wasm and
 //                cedar_decide (default 1; at most 64)
 //
-// The generator stays within the Cedar subset Mandate supports today (docs/policy.md): permit
-// and forbid; scopes ==, in, is, is..in and `action in [...]`; when/unless; && || !; == != < <=
-// > >=; in; has (identifier, string, extended a.b); like; is [in]; attribute access `.a` and
+// The generator stays within the Cedar language Mandate supports (docs/policy.md): permit and
+// forbid; scopes ==, in, is, is..in and `action in [...]`; when/unless; && || !; == != < <= >
+// >=; in; has (identifier, string, extended a.b); like; is [in]; attribute access `.a` and
 // `["a"]`; if-then-else; + - * and unary - (with overflow); .contains, .containsAll,
 // .containsAny, .isEmpty(); bool, long (full 64-bit range in policy text), string (escapes,
-// non-ASCII), entity, set and record literals; entity hierarchies; contexts.
+// non-ASCII), entity, set and record literals; the extension constructors ip(), decimal(),
+// datetime(), duration() on valid, invalid and randomly mutated literals and on strings of the
+// request, with wrong argument counts now and then, and every method of their values
+// (isIpv4 ... isInRange, lessThan ... greaterThanOrEqual, offset, durationSince, toDate, toTime,
+// toDays ... toMilliseconds); < <= > >= on datetimes and durations; == across extension values;
+// .getTag and .hasTag; Unicode whitespace between tokens; entity hierarchies; entity
+// attributes, tags and contexts holding extension values as {"__extn": {"fn", "arg"}} (and now
+// and then {"fn": "offset", "args"}).
 //
 // Not covered yet (Mandate does not support them, or their inputs are rejected before any
 // decision):
-//   - extension types and functions: ip(), decimal(), datetime(), duration() and their methods;
-//   - entity tags (.getTag, .hasTag, "tags" in entity JSON);
 //   - policy templates and slots; schemas, request validation; partial evaluation;
 //   - the JSON policy format (EST); policies that do not parse (every generated case must be
-//     accepted by both sides: a rejection on either side is a disagreement);
+//     accepted by both sides: a rejection on either side is a disagreement), so method-style
+//     calls of constructors and function-style calls of methods are left to the unit tests;
+//   - invalid __extn values in JSON (a bad literal, an unknown function): both sides refuse the
+//     whole request; malformed __extn escapes, which the reference reads as plain records (or
+//     whose extra keys it ignores) and Mandate refuses (docs/policy.md);
 //   - cyclic entity hierarchies: Cedar rejects the entity store ("input graph has a cycle")
 //     while Mandate accepts it, so the generator builds DAGs only;
 //   - an action entity with a parent that is not an action: Cedar rejects the entity store
@@ -217,11 +226,15 @@ const kOrder = new Map(kUniverse.map((u, i) => [uidKey(u), i]));
 const kAttrs = {
   age: 'long', level: 'long', name: 'string', role: 'string', active: 'bool', tags: 'strset',
   nums: 'longset', owner: 'entity', members: 'entset', meta: 'record', 'a b': 'string',
-  if: 'long', ref: 'typeid',
+  if: 'long', ref: 'typeid', addr: 'ip', nets: 'ipset', price: 'decimal', at: 'datetime',
+  ttl: 'duration', src: 'ipstr',
 };
 const kAttrNames = Object.keys(kAttrs);
 const kMetaAttrs = { age: 'long', name: 'string', owner: 'entity', inner: 'inner', flag: 'bool' };
 const kInnerAttrs = { age: 'long', flag: 'bool' };
+// Entity tags: names and the kinds of their values (tags are read with .getTag / .hasTag).
+const kTags = { role: 'string', level: 'long', addr: 'ip', 'a b': 'string', x: 'bool', at: 'datetime' };
+const kTagNames = Object.keys(kTags);
 const kStrings = ['', 'a', 'ab', 'abc', 'b', 'x y', 'é', '*', 'a*b', '\\', '"', 'line\nbreak',
   "it's", 'cr\r\0nul', '\u{1F600}'];
 const kBigLongs = [
@@ -236,6 +249,114 @@ function isIdent(s) {
     !['true', 'false', 'if', 'then', 'else', 'in', 'has', 'like', 'is', '__cedar'].includes(s);
 }
 
+// ---- Extension literals -----------------------------------------------------------------------
+// Strings for ip(), decimal(), datetime() and duration(): valid ones (the only kind JSON may
+// carry: an invalid one would make both sides refuse the whole request) and, in policy
+// literals and strings given to constructors at run time, invalid ones and random mutations of
+// valid ones, so that both parsers see the same odd inputs.
+
+const kIpLiterals = ['10.0.0.1', '10.0.0.0/8', '10.1.2.3', '127.0.0.1', '127.0.0.1/7', '224.1.2.3',
+  '224.0.0.0/3', '0.0.0.0/0', '192.168.1.0/24', '255.255.255.255', '::1', '::1/127', '::',
+  'ff02::1', 'ff00::/8', 'fe00::/7', '2001:db8::/32', '2001:DB8::1', '::ffff:a00:1',
+  'fe80::1:2:3:4', '1:2:3:4:5:6:7:8', '1:2:3:4:5:6:7::', '::2:3:4:5:6:7:8',
+  'ABCD:EF01:2345:6789:ABCD:EF01:2345:6789/128'];
+const kBadIpLiterals = ['01.2.3.4', '1.2.3.4/33', '1.2.3.4/08', '::ffff:1.2.3.4', '1::2::3', 'bad',
+  '', '1.2.3', '::/129', '1.2.3.4/', ':::', '1.2.3.4%eth0', '0ABCD::', '1.2.3.4/+8', '::1.2.3.4',
+  '1:2:3:4:5:6:7:8:9', '1.2.3.4/1.2', ' 1.2.3.4', 'ABCD:EF01:2345:6789:ABCD:EF01:2345:6789/0128'];
+const kDecimalLiterals = ['0.0', '1.0', '1.00', '-1.5', '-0.5', '0.5', '1.25', '1.2500', '-0.0',
+  '922337203685477.5807', '-922337203685477.5808', '0001.5', '123.4567', '-0.0001', '2.0'];
+const kBadDecimalLiterals = ['1', '1.', '.5', '+1.5', '1.23456', '922337203685477.5808',
+  '-922337203685477.5809', '1.0 ', '--1.0', '1e3', '99999999999999999999.0', '١.5'];
+const kDurationLiterals = ['0ms', '1ms', '1s', '1m', '1h', '1d', '-1d2h', '1d2h3m4s5ms', '90m',
+  '-1500ms', '24h', '1m1ms', '9223372036854775807ms', '-9223372036854775808ms',
+  '106751991167d7h12m55s807ms', '-106751991167d7h12m55s808ms'];
+const kBadDurationLiterals = ['', '-', '1', '1D', '1h1d', '1d-1h', '1ms1s', '9223372036854775808ms',
+  '106751991167d7h12m55s808ms', '18446744073709551616ms', '1.5h', ' 1h', '1hh'];
+const kDatetimeLiterals = ['2024-10-15', '2024-10-15T11:38:02Z', '2024-10-15T11:38:02.101Z',
+  '2024-10-15T11:38:02.101+1134', '2024-10-15T11:38:02-1134', '1970-01-01', '1969-12-31T23:00:00Z',
+  '0000-01-01', '9999-12-31T23:59:59.999Z', '2024-02-29', '2024-01-01T00:00:00+2359'];
+const kBadDatetimeLiterals = ['2023-02-29', '2024-01-01T24:00:00Z', '2024-01-01T23:59:60Z',
+  '2024-01-01T10:00:00+2400', '2024-01-01T10:00:00.1Z', '2024-01-01t10:00:00Z',
+  '2024-01-01T10:00:00', '2024-1-01', '+2024-01-01', '2024-01-01T00:00:00+01:00', '10000-01-01',
+  '2024-13-01', '2024-04-31', '2024-01-01 10:00:00Z'];
+
+const pad = (n, w) => String(n).padStart(w, '0');
+
+function genIpString(r) {
+  if (r.chance(0.5)) return r.pick(kIpLiterals);
+  if (r.chance(0.5)) {
+    const s = repeat(4, () => r.range(0, 255)).join('.');
+    return r.chance(0.5) ? `${s}/${r.range(0, 32)}` : s;
+  }
+  const groups = repeat(8, () => (r.chance(0.5) ? '0' : r.int(65536).toString(16)));
+  let s = groups.join(':');
+  if (r.chance(0.6)) {
+    // Compress a run of groups with '::'.
+    const from = r.int(8);
+    const to = r.range(from + 1, 8);
+    s = `${groups.slice(0, from).join(':')}::${groups.slice(to).join(':')}`;
+  }
+  return r.chance(0.5) ? `${s}/${r.range(0, 128)}` : s;
+}
+
+function genDecimalString(r) {
+  if (r.chance(0.4)) return r.pick(kDecimalLiterals);
+  const int = r.chance(0.1) ? String(r.range(0, 922336) * 1e9 + r.range(0, 999999999)) : String(r.range(0, 999));
+  const zeros = r.chance(0.1) ? '0'.repeat(r.range(1, 20)) : '';
+  const frac = repeat(r.range(1, 4), () => r.int(10)).join('');
+  return `${r.chance(0.4) ? '-' : ''}${zeros}${int}.${frac}`;
+}
+
+// `big`: amounts that may overflow 64-bit milliseconds (not for JSON).
+function genDurationString(r, big = false) {
+  if (r.chance(0.4)) return r.pick(kDurationLiterals);
+  let s = r.chance(0.3) ? '-' : '';
+  for (const unit of ['d', 'h', 'm', 's', 'ms']) {
+    if (r.chance(0.4)) s += `${big && r.chance(0.1) ? r.range(0, 2 ** 31) * 2 ** 20 : r.range(0, 100)}${unit}`;
+  }
+  return s === '' || s === '-' ? `${s}${r.range(0, 9)}h` : s;
+}
+
+function genDatetimeString(r) {
+  if (r.chance(0.4)) return r.pick(kDatetimeLiterals);
+  const y = r.chance(0.2) ? r.range(0, 9999) : r.range(1960, 2040);
+  const m = r.range(1, 12);
+  const days = [31, (y % 4 === 0 && y % 100 !== 0) || y % 400 === 0 ? 29 : 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31];
+  let s = `${pad(y, 4)}-${pad(m, 2)}-${pad(r.range(1, days[m - 1]), 2)}`;
+  if (r.chance(0.3)) return s;
+  s += `T${pad(r.range(0, 23), 2)}:${pad(r.range(0, 59), 2)}:${pad(r.range(0, 59), 2)}`;
+  if (r.chance(0.4)) s += `.${pad(r.range(0, 999), 3)}`;
+  return s + (r.chance(0.5) ? 'Z' : `${r.pick(['+', '-'])}${pad(r.range(0, 23), 2)}${pad(r.range(0, 59), 2)}`);
+}
+
+const kExtnGenerators = { ip: genIpString, decimal: genDecimalString, datetime: genDatetimeString,
+  duration: genDurationString };
+const kBadExtnLiterals = { ip: kBadIpLiterals, decimal: kBadDecimalLiterals,
+  datetime: kBadDatetimeLiterals, duration: kBadDurationLiterals };
+
+// One random edit of `s`: a character dropped, doubled, replaced or inserted.
+function mutate(r, s) {
+  const chars = [...s];
+  const i = r.int(chars.length + 1);
+  const c = r.pick(['0', '1', '9', ':', '.', '/', '-', '+', 'a', 'f', 'g', 'T', 'Z', 'd', 'h', 'm', 's', ' ']);
+  switch (r.int(4)) {
+    case 0: chars.splice(i, 1); break;
+    case 1: if (i < chars.length) chars.splice(i, 0, chars[i]); break;
+    case 2: chars.splice(i, 1, c); break;
+    default: chars.splice(i, 0, c);
+  }
+  return chars.join('');
+}
+
+// A constructor argument for `fn`: valid, or (when `valid` is false, now and then) invalid.
+function genExtnString(r, fn, valid = true) {
+  if (!valid && r.chance(0.15)) return r.pick(kBadExtnLiterals[fn]);
+  const s = kExtnGenerators[fn](r, !valid);
+  return !valid && r.chance(0.15) ? mutate(r, s) : s;
+}
+
+const extn = (fn, arg) => ({ __extn: { fn, arg } });
+
 // ---- Values (entity attributes and context) as Cedar JSON -------------------------------------
 
 function genSmallLong(r) {
@@ -248,8 +369,21 @@ function genUid(r, types = kTypes) {
 }
 
 function genJsonValue(r, kind, depth) {
-  if (r.chance(0.08)) kind = r.pick(['long', 'string', 'bool', 'strset', 'entity', 'record']);
+  if (r.chance(0.08)) kind = r.pick(['long', 'string', 'bool', 'strset', 'entity', 'record', 'ip', 'duration']);
   switch (kind) {
+    case 'ip': return extn('ip', genExtnString(r, 'ip'));
+    case 'ipset': return repeat(r.int(4), () => extn('ip', genExtnString(r, 'ip')));
+    case 'decimal': return extn('decimal', genExtnString(r, 'decimal'));
+    case 'datetime':
+      // Now and then the multi-argument form: offset(datetime, duration).
+      if (r.chance(0.1)) {
+        return { __extn: { fn: 'offset', args: [extn('datetime', genExtnString(r, 'datetime')),
+          extn('duration', `${r.range(-100000, 100000)}ms`)] } };
+      }
+      return extn('datetime', genExtnString(r, 'datetime'));
+    case 'duration': return extn('duration', genExtnString(r, 'duration'));
+    // A string for ip() at run time: usually an address, sometimes not one.
+    case 'ipstr': return genExtnString(r, 'ip', false);
     case 'long': return genSmallLong(r);
     case 'string': return r.pick(kStrings);
     case 'bool': return r.chance(0.5);
@@ -280,7 +414,8 @@ function genRecordValue(r, attrs, depth) {
 // {k:'rec', keys, kids}, {k:'un', op, kids:[a]}, {k:'bin', op, kids:[a, b]},
 // {k:'and'|'or', kids}, {k:'if', kids:[c, t, e]}, {k:'get', attr, kids:[a]},
 // {k:'has', path, kids:[a]}, {k:'like', pat, kids:[a]}, {k:'is', type, kids:[a] | [a, b]},
-// {k:'call', m, kids:[receiver, args...]}. Longs are BigInts.
+// {k:'call', m, kids:[receiver, args...]}, {k:'fn', f, kids:[args...]} (an extension
+// constructor: ip(...), decimal(...), datetime(...), duration(...)). Longs are BigInts.
 
 const lit = (t, v) => ({ k: 'lit', t, v });
 // n calls of f, in order.
@@ -297,6 +432,10 @@ function jsonToExpr(v) {
   if (typeof v === 'string') return lit('str', v);
   if (Array.isArray(v)) return node('set', v.map(jsonToExpr));
   if (v.__entity) return lit('ent', v.__entity);
+  if (v.__extn) {
+    if (v.__extn.args) return node('call', v.__extn.args.map(jsonToExpr), { m: v.__extn.fn });
+    return node('fn', [jsonToExpr(v.__extn.arg)], { f: v.__extn.fn });
+  }
   const keys = Object.keys(v);
   return node('rec', keys.map((k) => jsonToExpr(v[k])), { keys });
 }
@@ -371,17 +510,79 @@ class Generator {
     ])();
   }
 
+  // An extension constructor call on a literal (valid or not) or on a string expression.
+  ctor(fn, d, leaf) {
+    const r = this.r;
+    if (!leaf && fn === 'ip' && r.chance(0.15)) return node('fn', [this.attrOf('ipstr', d)], { f: 'ip' });
+    if (!leaf && r.chance(0.03)) return node('fn', [this.expr(this.anyType(), d)], { f: fn });
+    // A wrong number of arguments: an evaluation error on both sides.
+    if (r.chance(0.01)) return node('fn', repeat(r.pick([0, 2]), () => lit('str', genExtnString(r, fn))), { f: fn });
+    return node('fn', [lit('str', genExtnString(r, fn, false))], { f: fn });
+  }
+
+  // A tag name: usually one of kTags, sometimes another string expression.
+  tagName(d, leaf) {
+    const r = this.r;
+    if (!leaf && r.chance(0.1)) return this.expr(r.chance(0.8) ? 'string' : this.anyType(), d);
+    return lit('str', r.chance(0.9) ? r.pick(kTagNames) : 'nope');
+  }
+
+  // An entity to read tags from: usually the principal or resource.
+  tagged(d) {
+    const r = this.r;
+    if (r.chance(0.8)) return { k: 'var', v: r.pick(['principal', 'resource', 'principal', 'action']) };
+    return this.expr(r.chance(0.8) ? 'entity' : this.anyType(), d);
+  }
+
+  // `e.getTag(k)`, the tag read as a value of `kind` (or of any kind).
+  getTag(d) {
+    return node('call', [this.tagged(d), this.tagName(d, false)], { m: 'getTag' });
+  }
+
   // An expression meant to have `type`; sometimes, on purpose, of another type.
   expr(type, depth) {
     const r = this.r;
-    if (depth > 0 && r.chance(0.03)) type = r.pick(['bool', 'long', 'string', 'entity', 'set', 'record']);
+    if (depth > 0 && r.chance(0.03)) type = this.anyType();
     const d = depth - 1;
     const leaf = depth <= 0;
     switch (type) {
       case 'bool': return this.boolExpr(d, leaf);
+      case 'ip':
+        return r.weighted([
+          [4, () => this.ctor('ip', d, leaf)],
+          [leaf ? 0 : 3, () => this.attrOf('ip', d)],
+          [leaf ? 0 : 1, () => this.getTag(d)],
+          [leaf ? 0 : 1, () => this.ifExpr('ip', d)],
+        ])();
+      case 'decimal':
+        return r.weighted([
+          [4, () => this.ctor('decimal', d, leaf)],
+          [leaf ? 0 : 3, () => this.attrOf('decimal', d)],
+          [leaf ? 0 : 1, () => this.ifExpr('decimal', d)],
+        ])();
+      case 'datetime':
+        return r.weighted([
+          [4, () => this.ctor('datetime', d, leaf)],
+          [leaf ? 0 : 3, () => this.attrOf('datetime', d)],
+          [leaf ? 0 : 2, () => node('call', [this.expr('datetime', d), this.expr('duration', d)], { m: 'offset' })],
+          [leaf ? 0 : 1, () => node('call', [this.expr('datetime', d)], { m: 'toDate' })],
+          [leaf ? 0 : 1, () => this.getTag(d)],
+          [leaf ? 0 : 1, () => this.ifExpr('datetime', d)],
+        ])();
+      case 'duration':
+        return r.weighted([
+          [4, () => this.ctor('duration', d, leaf)],
+          [leaf ? 0 : 3, () => this.attrOf('duration', d)],
+          [leaf ? 0 : 1, () => node('call', [this.expr('datetime', d), this.expr('datetime', d)], { m: 'durationSince' })],
+          [leaf ? 0 : 1, () => node('call', [this.expr('datetime', d)], { m: 'toTime' })],
+          [leaf ? 0 : 1, () => this.ifExpr('duration', d)],
+        ])();
       case 'long':
         return r.weighted([
           [4, () => this.longLit()],
+          [leaf ? 0 : 1, () => node('call', [this.expr('duration', d)],
+            { m: r.pick(['toDays', 'toHours', 'toMinutes', 'toSeconds', 'toMilliseconds']) })],
+          [leaf ? 0 : 1, () => this.getTag(d)],
           [leaf ? 0 : 4, () => this.attrOf('long', d)],
           [leaf ? 0 : 3, () => node('bin', [this.expr('long', d), this.expr('long', d)],
             { op: r.pick(['+', '-', '*']) })],
@@ -409,12 +610,12 @@ class Generator {
         ])();
       case 'set': {
         // Nested collections only near the top, so that literals stay small (and finite).
-        const elem = r.pick(depth > -2 ? ['long', 'string', 'entity', 'bool', 'set', 'record']
-          : ['long', 'string', 'entity', 'bool']);
+        const elem = r.pick(depth > -2 ? ['long', 'string', 'entity', 'bool', 'set', 'record', 'ip', 'decimal']
+          : ['long', 'string', 'entity', 'bool', 'duration']);
         return r.weighted([
           [3, () => node('set', repeat(r.int(4), () =>
             this.expr(r.chance(0.9) ? elem : r.pick(['long', 'string']), d)))],
-          [leaf ? 0 : 3, () => this.attrOf(r.pick(['strset', 'longset', 'entset']), d)],
+          [leaf ? 0 : 3, () => this.attrOf(r.pick(['strset', 'longset', 'entset', 'ipset']), d)],
           [leaf ? 0 : 1, () => this.ifExpr('set', d)],
         ])();
       }
@@ -437,7 +638,9 @@ class Generator {
   }
 
   anyType() {
-    return this.r.pick(['long', 'string', 'entity', 'set', 'record', 'bool', 'long', 'string']);
+    const r = this.r;
+    if (r.chance(0.15)) return r.pick(['ip', 'decimal', 'datetime', 'duration']);
+    return r.pick(['long', 'string', 'entity', 'set', 'record', 'bool', 'long', 'string']);
   }
 
   likePattern() {
@@ -518,6 +721,36 @@ class Generator {
         return node('call', [recv, arg], { m });
       }],
       [leaf ? 0 : 1, () => this.ifExpr('bool', d)],
+      [leaf ? 0 : 3, () => {
+        const m = r.pick(['isIpv4', 'isIpv6', 'isLoopback', 'isMulticast', 'isInRange', 'isInRange']);
+        const kids = [this.expr('ip', d)];
+        if (m === 'isInRange') kids.push(this.expr('ip', d));
+        // A wrong number of arguments now and then: an evaluation error.
+        if (r.chance(0.02)) kids.push(this.expr('ip', d));
+        return node('call', kids, { m });
+      }],
+      [leaf ? 0 : 2, () => node('call', [this.expr('decimal', d), this.expr('decimal', d)],
+        { m: r.pick(['lessThan', 'lessThanOrEqual', 'greaterThan', 'greaterThanOrEqual']) })],
+      [leaf ? 0 : 3, () => {
+        const t = r.pick(['datetime', 'duration', 'datetime']);
+        return node('bin', [this.expr(t, d), this.expr(r.chance(0.9) ? t : this.anyType(), d)], { op: cmp() });
+      }],
+      [leaf ? 0 : 2, () => {
+        const t = r.pick(['ip', 'decimal', 'datetime', 'duration']);
+        return node('bin', [this.expr(t, d), this.expr(r.chance(0.9) ? t : this.anyType(), d)],
+          { op: r.pick(['==', '!=']) });
+      }],
+      [leaf ? 0 : 2, () => node('call', [this.tagged(d), this.tagName(d, leaf)], { m: 'hasTag' })],
+      [leaf ? 0 : 2, () => {
+        // The usual guard: `e.hasTag(k) && e.getTag(k) == v`.
+        const e = this.tagged(d);
+        const name = r.pick(kTagNames);
+        const kind = kTags[name];
+        const read = node('call', [e, lit('str', name)], { m: 'getTag' });
+        const test = kind === 'bool' ? read : node('bin', [read, this.expr(kind === 'ip' ? 'ip' : kind, d)],
+          { op: kind === 'long' || kind === 'datetime' ? cmp() : r.pick(['==', '!=']) });
+        return node('and', [node('call', [e, lit('str', name)], { m: 'hasTag' }), test]);
+      }],
     ])();
   }
 
@@ -578,7 +811,15 @@ function genCase(seed, index) {
       const p = r.pick(pool);
       if (!parents.some((q) => q.type === p.type && q.id === p.id)) parents.push({ type: p.type, id: p.id });
     }
-    entities.push({ uid, attrs, parents });
+    const entity = { uid, attrs, parents };
+    if (r.chance(0.4)) {
+      entity.tags = {};
+      for (let n = r.range(0, 3); n > 0; n--) {
+        const name = r.pick(kTagNames);
+        entity.tags[name] = genJsonValue(r, kTags[name], 0);
+      }
+    }
+    entities.push(entity);
   }
   const context = {};
   for (let n = r.range(0, 4); n > 0; n--) {
@@ -721,6 +962,7 @@ function pr(e) {
       const rest = e.kids.length > 1 ? ` in ${wrap(pr(e.kids[1]), LV.ADD)}` : '';
       return { s: `${a} is ${e.type}${rest}`, lv: LV.REL };
     }
+    case 'fn': return { s: `${e.f}(${listText(e.kids.map((k) => pr(k).s), e.tc)})`, lv: LV.MEMBER };
     case 'call': {
       const recv = wrap(pr(e.kids[0]), LV.MEMBER);
       return { s: `${recv}.${e.m}(${listText(e.kids.slice(1).map((k) => pr(k).s), e.tc)})`, lv: LV.MEMBER };
@@ -742,12 +984,14 @@ function scopeText(varName, c) {
   }
 }
 
-// The policy's Cedar text. With a style seed (p.st): CRLF or single-line layout, comments,
-// annotations besides @id (with and without a value), a trailing comma after the scope.
+// The policy's Cedar text. With a style seed (p.st): CRLF, Unicode-whitespace or single-line
+// layout, comments, annotations besides @id (with and without a value), a trailing comma after
+// the scope.
 function policyText(p) {
   const st = p.st ? new Style(p.st) : null;
-  const nl = st ? ['\n', '\r\n', ' ', '\n\t'][st.int(4)] : '\n';
-  const comment = (text) => (st && st.int(3) === 0 ? `// ${text}${nl === ' ' ? '\n' : nl}` : '');
+  // Unicode whitespace (U+00A0, U+2028, U+3000) separates tokens as ASCII whitespace does.
+  const nl = st ? ['\n', '\r\n', ' ', '\n\t', '\u00a0', '\u2028\n', '\u3000'][st.int(7)] : '\n';
+  const comment = (text) => (st && st.int(3) === 0 ? `// ${text}${nl.includes('\n') ? nl : '\n'}` : '');
   let text = comment('a policy, é');
   const annotations = [`@id(${cedarString(p.id, st ? st.int(2) * (st.int(1 << 30) + 1) : 0)})`];
   if (st && st.int(3) === 0) annotations.splice(st.int(2), 0, st.int(2) ? '@flag' : '@approval("finance")');
@@ -769,7 +1013,7 @@ function decorate(kase, r) {
     if (e.k === 'lit' && (e.t === 'str' || e.t === 'ent')) e.esc = seed();
     if (e.k === 'lit' && e.t === 'long' && r.chance(0.05)) e.lz = r.range(1, 2);
     if (['rec', 'get', 'has', 'like'].includes(e.k)) e.esc = seed();
-    if (['set', 'rec', 'call'].includes(e.k) && r.chance(0.1)) e.tc = true;
+    if (['set', 'rec', 'call', 'fn'].includes(e.k) && r.chance(0.1)) e.tc = true;
     for (const k of e.kids ?? []) walk(k);
   };
   for (const p of kase.policies) {
@@ -925,7 +1169,7 @@ function* simplerJson(v) {
     for (let i = 0; i < v.length; i++) {
       for (const s of simplerJson(v[i])) yield v.map((x, j) => (j === i ? s : x));
     }
-  } else if (v !== null && typeof v === 'object' && !v.__entity) {
+  } else if (v !== null && typeof v === 'object' && !v.__entity && !v.__extn) {
     for (const k of Object.keys(v)) {
       const c = { ...v };
       delete c[k];
@@ -966,6 +1210,11 @@ function* simplerCases(kase) {
       yield withEntity(i, { ...e, parents: e.parents.filter((_, j) => j !== p) });
     }
     for (const attrs of simplerJson(e.attrs)) yield withEntity(i, { ...e, attrs });
+    if (e.tags) {
+      const { tags, ...untagged } = e;
+      yield withEntity(i, untagged);
+      for (const t of simplerJson(tags)) yield withEntity(i, { ...e, tags: t });
+    }
   }
   for (const context of simplerJson(kase.request.context)) {
     yield { ...kase, request: { ...kase.request, context } };
@@ -1052,6 +1301,11 @@ function tally(cases, refs, gots, stats) {
     if (ref.decision === 'deny' && ref.determining.length > 0) stats.forbidDeny++;
     if (ref.errored.length > 0) stats.errCases++;
     stats.errPolicies += ref.errored.length;
+    for (const p of cases[i].policies) {
+      const text = policyText(p);
+      if (/\b(ip|decimal|datetime|duration)\(/.test(text)) stats.extPolicies++;
+      if (/\.(getTag|hasTag)\(/.test(text)) stats.tagPolicies++;
+    }
   }
   return -1;
 }
@@ -1145,7 +1399,8 @@ async function main() {
   const cedarVersion = loadCedar().getCedarVersion();
   console.log(`differential: ${count} case(s), seed ${opts.seed}, cedar-wasm ${cedarVersion}, ` +
     `${opts.jobs} job(s), ${path.relative(process.cwd(), opts.bin) || opts.bin}`);
-  const stats = { allow: 0, deny: 0, forbidDeny: 0, errCases: 0, errPolicies: 0, policies: 0 };
+  const stats = { allow: 0, deny: 0, forbidDeny: 0, errCases: 0, errPolicies: 0, policies: 0,
+    extPolicies: 0, tagPolicies: 0 };
   const started = process.hrtime.bigint();
   const ok = opts.jobs === 1 ? await run(opts, first, count, stats) : await runJobs(opts, first, count, stats);
   if (!ok) {
@@ -1160,12 +1415,15 @@ async function main() {
     ` of which by a forbid ${stats.forbidDeny} (${pct(stats.forbidDeny)})`);
   console.log(`  cases with an erroring policy ${stats.errCases} (${pct(stats.errCases)}),` +
     ` erroring policies ${stats.errPolicies}`);
+  console.log(`  policies calling an extension constructor ${stats.extPolicies},` +
+    ` reading entity tags ${stats.tagPolicies}`);
 }
 
 // A worker thread of --jobs: runs its share and reports {ok, stats} to the main thread.
 async function workerMain() {
   const { opts, first, count } = workerData;
-  const stats = { allow: 0, deny: 0, forbidDeny: 0, errCases: 0, errPolicies: 0, policies: 0 };
+  const stats = { allow: 0, deny: 0, forbidDeny: 0, errCases: 0, errPolicies: 0, policies: 0,
+    extPolicies: 0, tagPolicies: 0 };
   const ok = await run(opts, first, count, stats);
   parentPort.postMessage({ ok, stats });
 }

@@ -1,5 +1,5 @@
 // PolicySet: Cedar policies parsed from *.cedar files (DESIGN.md section 5; the supported
-// subset of Cedar is listed in docs/policy.md).
+// Cedar language is listed in docs/policy.md).
 //
 // Parsing happens once, at load; evaluation (authorize.h) walks the stored AST and never
 // re-parses. A PolicySet is a value: once built (Parse/LoadDir/Merge) it is only read, and any
@@ -87,8 +87,11 @@ class PolicySet {
   // part is dropped for ids). Errors: kPayloadTooLarge when the text exceeds
   // core::kPolicyFileBytesMax or holds more than core::kPoliciesMax policies; kBadRequest for
   // any syntax error (message as described above), for invalid UTF-8, for expressions nested
-  // deeper than core::kPolicyAstDepthMax, for unsupported Cedar features (templates, extension
-  // functions; see docs/policy.md); kConflict when two policies of the file share an id.
+  // deeper than core::kPolicyAstDepthMax, for unsupported Cedar features (templates; see
+  // docs/policy.md), for an unknown function or method or one called in the wrong style
+  // (`lessThan(a, b)`, `x.ip()`); kConflict when two policies of the file share an id. An
+  // extension constructor on an invalid literal (ip("10.0.0.256")) parses, as in Cedar: its
+  // policy errors when evaluated. Constructors on valid literals are evaluated here, once.
   static core::Result<PolicySet> Parse(std::string_view text, std::string_view filename);
 
   // Loads every regular file named *.cedar directly in `dir`, in byte order of file name, and
