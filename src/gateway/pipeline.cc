@@ -307,7 +307,7 @@ Decision Pipeline::DecideWith(const Caller& caller, const core::Action& action, 
 
   policy::Value::RecordFields context;
   if (args_known) {
-    auto args = policy::ValueFromJson(action.args.is_null() ? Json::MakeObject() : action.args);
+    auto args = policy::ValueFromPlainJson(action.args.is_null() ? Json::MakeObject() : action.args);
     if (!args.ok()) {
       return Deny(std::move(d), ErrorCode::kBadRequest,
                   "the arguments cannot be evaluated by policy: " + args.error().message);

@@ -1332,6 +1332,37 @@ TEST_F(PipelineTest, FloatArgumentsAreRefusedWithBadRequest) {
   EXPECT_EQ(invoker.calls(), 0u);
 }
 
+// An agent writes the arguments: a Cedar JSON escape in them is plain data, never an entity or
+// an extension value (policy::ValueFromPlainJson), so no argument can compare equal to the
+// principal or pass for an ip() a policy checks.
+TEST_F(PipelineTest, EscapesInArgumentsArePlainRecords) {
+  Caller caller = MustAuthenticate(RootClaims());
+  RecordingInvoker invoker;
+  auto forged = Json::Parse(R"({"owner": {"__entity": {"type": "Human", "id": "alice"}},
+                                "addr": {"__extn": {"fn": "ip", "arg": "10.0.0.1"}}})");
+  ASSERT_TRUE(forged.ok());
+  // Each would admit the call if the escapes were read as Cedar values.
+  for (const char* policies : {
+           R"(permit (principal, action, resource) when { context.args.owner == context.session.human };)",
+           R"(permit (principal, action, resource) when { context.args.addr.isInRange(ip("10.0.0.0/8")) };)"}) {
+    SetPolicies(policies);
+    auto r = pipeline_->Call(caller, MakeAction("refund", ActionClass::kWrite, *forged), invoker);
+    EXPECT_EQ(r.decision.kind, Decision::Kind::kDeny) << policies;
+    EXPECT_EQ(r.decision.code, ErrorCode::kPolicyDenied) << policies;
+  }
+  EXPECT_EQ(invoker.calls(), 0u);
+
+  // The escapes are records with their key as an attribute.
+  SetPolicies(R"(
+    permit (principal, action, resource)
+      when { context.args.owner has __entity && context.args.owner.__entity.id == "alice" &&
+             context.args.addr["__extn"].fn == "ip" };
+  )");
+  EXPECT_TRUE(pipeline_->Call(caller, MakeAction("refund", ActionClass::kWrite, *forged), invoker)
+                  .decision.allowed());
+  EXPECT_EQ(invoker.calls(), 1u);
+}
+
 TEST_F(PipelineTest, NonObjectArgumentsAreTreatedAsEmpty) {
   SetPolicies("permit (principal, action, resource) when { context.args == {} };");
   Caller caller = MustAuthenticate(RootClaims());

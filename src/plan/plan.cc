@@ -527,7 +527,7 @@ core::Result<StepMatch> PlanBook::Admit(std::string_view sid, std::string_view a
       continue;
     }
     if (!context) {
-      auto value = policy::ValueFromJson(args);
+      auto value = policy::ValueFromPlainJson(args);
       if (value.ok()) {
         policy::Value::RecordFields fields;
         fields.emplace("args", std::move(value).value());

@@ -144,7 +144,9 @@ int CompareStrings(std::string_view a, std::string_view b) {
   return c < 0 ? -1 : (c > 0 ? 1 : 0);
 }
 
-Result<Value> FromJson(const core::Json& j, size_t depth);
+// `escapes`: whether {"__entity": ...} and {"__extn": ...} are Cedar escapes (ValueFromJson) or
+// plain records (ValueFromPlainJson).
+Result<Value> FromJson(const core::Json& j, size_t depth, bool escapes = true);
 
 // The Cedar JSON extension escape: `escape` is the value of "__extn" (nullptr when the object
 // has other members). Its function is applied to its converted arguments.
@@ -183,7 +185,7 @@ Result<Value> ExtensionFromJson(const core::Json* escape, size_t depth) {
   return CallExtensionFunction(info->function, pointers);
 }
 
-Result<Value> FromJson(const core::Json& j, size_t depth) {
+Result<Value> FromJson(const core::Json& j, size_t depth, bool escapes) {
   if (depth > core::kJsonDepthMax) {
     return MakeError(ErrorCode::kBadRequest,
                      "value nested deeper than " + std::to_string(core::kJsonDepthMax) + " levels");
@@ -204,14 +206,14 @@ Result<Value> FromJson(const core::Json& j, size_t depth) {
       std::vector<Value> elements;
       elements.reserve(j.as_array().size());
       for (const core::Json& e : j.as_array()) {
-        MANDATE_ASSIGN_OR_RETURN(Value v, FromJson(e, depth + 1));
+        MANDATE_ASSIGN_OR_RETURN(Value v, FromJson(e, depth + 1, escapes));
         elements.push_back(std::move(v));
       }
       return Value::Set(std::move(elements));
     }
     case core::Json::Type::kObject: {
       const core::Json::Object& obj = j.as_object();
-      if (const core::Json* escape = j.Find("__entity")) {
+      if (const core::Json* escape = escapes ? j.Find("__entity") : nullptr) {
         const std::string* type = escape->FindString("type");
         const std::string* id = escape->FindString("id");
         if (obj.size() != 1 || !escape->is_object() || escape->as_object().size() != 2 ||
@@ -222,12 +224,12 @@ Result<Value> FromJson(const core::Json& j, size_t depth) {
         }
         return Value::Entity(EntityUid{*type, *id});
       }
-      if (const core::Json* escape = j.Find("__extn")) {
+      if (const core::Json* escape = escapes ? j.Find("__extn") : nullptr) {
         return ExtensionFromJson(obj.size() == 1 ? escape : nullptr, depth);
       }
       Value::RecordFields fields;
       for (const auto& [key, member] : obj) {
-        MANDATE_ASSIGN_OR_RETURN(Value v, FromJson(member, depth + 1));
+        MANDATE_ASSIGN_OR_RETURN(Value v, FromJson(member, depth + 1, escapes));
         if (!fields.emplace(key, std::move(v)).second) {
           return MakeError(ErrorCode::kBadRequest, "duplicate record key '" + key + "'");
         }
@@ -447,6 +449,8 @@ std::string_view TypeName(const Value& v) {
 }
 
 Result<Value> ValueFromJson(const core::Json& j) { return FromJson(j, 0); }
+
+Result<Value> ValueFromPlainJson(const core::Json& j) { return FromJson(j, 0, /*escapes=*/false); }
 
 core::Json ValueToJson(const Value& v) {
   switch (v.kind()) {

@@ -115,6 +115,27 @@ TEST(Value, RejectsJsonCedarCannotRepresent) {
   }
 }
 
+TEST(Value, PlainJsonTakesEscapesAsRecords) {
+  auto j = core::Json::Parse(R"({"e": {"__entity": {"type": "Group", "id": "finance"}},
+                                 "x": {"__extn": {"fn": "ip", "arg": "10.0.0.1"}},
+                                 "bad": {"__extn": 5}, "l": [{"__entity": 1}]})");
+  ASSERT_TRUE(j.ok());
+  auto v = ValueFromPlainJson(*j);
+  ASSERT_TRUE(v.ok()) << v.error().message;
+  const Value* e = v->FindAttr("e");
+  ASSERT_NE(e, nullptr);
+  ASSERT_TRUE(e->is_record());
+  EXPECT_EQ(*e->FindAttr("__entity")->FindAttr("id"), Value::String("finance"));
+  const Value* x = v->FindAttr("x");
+  ASSERT_TRUE(x != nullptr && x->is_record());
+  EXPECT_EQ(*x->FindAttr("__extn")->FindAttr("fn"), Value::String("ip"));
+  EXPECT_EQ(*v->FindAttr("bad")->FindAttr("__extn"), Value::Long(5));
+  // What Cedar cannot represent is still refused.
+  auto fl = core::Json::Parse(R"({"a": {"__entity": 1.5}})");
+  ASSERT_TRUE(fl.ok());
+  EXPECT_FALSE(ValueFromPlainJson(*fl).ok());
+}
+
 TEST(Value, RejectsJsonDuplicateKeysBuiltInMemory) {
   core::Json j(core::Json::Object{{"a", 1}, {"a", 2}});
   auto v = ValueFromJson(j);

@@ -152,6 +152,14 @@ std::string_view TypeName(const Value& v);
 // than core::kJsonDepthMax.
 core::Result<Value> ValueFromJson(const core::Json& j);
 
+// As ValueFromJson, but JSON is taken literally: "__entity" and "__extn" are ordinary record
+// attributes, never escapes. For data an agent writes, such as a tool call's arguments
+// (context.args): an agent must not be able to make an argument compare equal to an entity
+// (`context.args.owner == principal`) or pass an extension value where a policy expects the
+// plain string it would get from any other client. Errors: as ValueFromJson, less those of
+// the escapes.
+core::Result<Value> ValueFromPlainJson(const core::Json& j);
+
 // The inverse of ValueFromJson: entities become {"__entity": {...}}, extension values
 // {"__extn": {"fn": "ip", "arg": "10.0.0.1/32"}} (a datetime outside years 0000-9999, which
 // only `offset` can make, becomes {"__extn": {"fn": "offset", "args": [datetime 1970-01-01,
