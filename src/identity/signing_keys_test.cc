@@ -11,6 +11,7 @@
 
 #include "identity/identity_test_util.h"
 #include "mandate/core/clock.h"
+#include "mandate/core/encoding.h"
 #include "mandate/core/limits.h"
 
 namespace mandate::identity {
@@ -33,6 +34,40 @@ std::string ReadFile(const std::string& path) {
   std::stringstream ss;
   ss << in.rdbuf();
   return ss.str();
+}
+
+// RFC 8037 appendix A.4: a key directory holding the example's private key signs the
+// example's JWS with the example's signature, byte for byte (Ed25519 is deterministic:
+// whichever library signs, the bytes are RFC 8032's), and so does the key read back.
+TEST(SigningKeys, SignsRfc8037Ed25519ExampleExactly) {
+  ScratchDir tmp;
+  const std::string dir = tmp.Sub("keys");
+  ASSERT_EQ(::mkdir(dir.c_str(), 0700), 0);
+  // PKCS#8 for an Ed25519 seed: the fixed DER prefix, then the 32-byte seed ("d").
+  const std::string der = std::string("\x30\x2e\x02\x01\x00\x30\x05\x06\x03\x2b\x65\x70\x04\x22\x04\x20", 16) +
+                          core::Base64UrlDecode("nWGxne_9WmC6hEr0kuwsxERJxWl7MmkZcDusAxyuf2A").value();
+  const std::string kid = "kPrK_qmxVWaYVA9wwBF6Iuo3vVzz7TxHCTwXBygrS4k";
+  {
+    int fd = ::open((dir + "/" + kid + ".pem").c_str(), O_WRONLY | O_CREAT | O_EXCL, 0600);
+    ASSERT_GE(fd, 0);
+    const std::string pem = "-----BEGIN PRIVATE KEY-----\n" + core::Base64Encode(der) + "\n-----END PRIVATE KEY-----\n";
+    ASSERT_EQ(::write(fd, pem.data(), pem.size()), static_cast<ssize_t>(pem.size()));
+    ::close(fd);
+  }
+  const std::string input = "eyJhbGciOiJFZERTQSJ9.RXhhbXBsZSBvZiBFZDI1NTE5IHNpZ25pbmc";
+  const std::string want = core::Base64UrlDecode(
+      "hgyY0il_MGCjP0JzlnLWG1PPOt7-09PGcvMg3AIbQR6dWbhijcNR4ki4iylGjg5BhVsPt9g7sVvpAr_MuM0KAg").value();
+  for (int load = 0; load < 2; ++load) {  // the second load reads what the first left
+    auto keys = SigningKeys::LoadOrCreate(dir, Alg::kEdDSA);
+    ASSERT_TRUE(keys.ok()) << keys.error().message;
+    auto active = (*keys)->Active();
+    ASSERT_NE(active, nullptr);
+    EXPECT_EQ(active->kid(), kid);
+    auto sig = active->Sign(input);
+    ASSERT_TRUE(sig.ok()) << sig.error().message;
+    EXPECT_EQ(*sig, want);
+    EXPECT_TRUE(active->Verify(input, *sig));
+  }
 }
 
 TEST(SigningKeys, CreatesOneEd25519KeyOnFirstLoad) {

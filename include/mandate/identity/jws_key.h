@@ -101,6 +101,9 @@ class JwsKey {
   // Checks the type of the OpenSSL key held by `impl` (kept out of this header) and derives
   // the alg, the public JWK and the kid from it.
   static core::Result<std::shared_ptr<const JwsKey>> FromImpl(std::unique_ptr<Impl> impl);
+  // For an Ed25519 private key: prepares the libsodium signer of `impl` (whose public key is
+  // `pub`, 32 bytes). Errors (kInternal): the private key cannot be read or does not match.
+  static core::Status LoadSodiumSecret(Impl* impl, const unsigned char* pub);
 
   Alg alg_;
   std::unique_ptr<Impl> impl_;
