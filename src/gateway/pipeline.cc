@@ -626,7 +626,8 @@ Pipeline::CallResult Pipeline::Call(const Caller& caller, core::Action action, U
   } else {
     decided.Set("args", PayloadForAudit(action.args, args_canonical.size()));
   }
-  decided.Set("args_hash", core::Sha256Hex(args_canonical));
+  const std::string args_sha256 = core::Sha256Hex(args_canonical);  // recorded, and in the txn token
+  decided.Set("args_hash", args_sha256);
   if (caller.claims->model) {
     Json m = Json::MakeObject();
     m.Set("provider", caller.claims->model->provider);
@@ -866,7 +867,7 @@ Pipeline::CallResult Pipeline::Call(const Caller& caller, core::Action action, U
       t.sub = caller.human();
       t.agent = caller.agent();
       t.action = action.Id();
-      t.args_sha256 = core::Sha256Hex(args_canonical);
+      t.args_sha256 = args_sha256;
       t.run = caller.run();
       t.sid = caller.sid();
       t.task = caller.claims->task;
