@@ -20,6 +20,9 @@
 #                         text/event-stream, as MCP clients must send; Mandate then answers
 #                         tools/call as SSE) or "json" (Mandate answers plain JSON)
 #   BENCH_SKIP_BUILD=1    use the binaries already in build/release
+#   BENCH_MANDATE=PATH    the mandate binary to measure (default build/release/mandate): to
+#                         compare two builds in the same conditions, keep a copy of the old one
+#                         and alternate runs (docs/performance.md)
 #   BENCH_KEEP=1          keep the temp dir (config, data dir, logs, per-test JSON)
 #   BENCH_SCENARIOS="rate-1000 rate-3000 saturation"   the scenarios to run; "audit" (not in
 #                         the default) runs bench/mandate_audit_bench once per run before the
@@ -105,7 +108,7 @@ trap cleanup EXIT
 # A copy of the binary: the budget scenario starts Mandate afresh for every test, and a rebuild
 # of build/release during the run (another job on a shared tree) must not change what is measured.
 MANDATE=$WORK/mandate.bin
-if [ -n "$MCP_SCENARIOS" ] || [ "$RUN_BUDGET" = 1 ]; then cp "$ROOT/$BUILD/mandate" "$MANDATE"; fi
+if [ -n "$MCP_SCENARIOS" ] || [ "$RUN_BUDGET" = 1 ]; then cp "${BENCH_MANDATE:-$ROOT/$BUILD/mandate}" "$MANDATE"; fi
 
 # Waits up to 10 s for a line matching $2 in file $1 and prints its port.
 wait_port() {
@@ -120,6 +123,7 @@ wait_port() {
   return 1
 }
 
+[ -z "${BENCH_MANDATE:-}" ] || echo "== mandate binary: $BENCH_MANDATE"
 echo "== machine: $(nproc) CPUs, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//'), load average $(cut -d' ' -f1-3 /proc/loadavg)"
 read -r LOAD1 _ < /proc/loadavg
 if awk -v l="$LOAD1" 'BEGIN { exit !(l > 1.0) }'; then
