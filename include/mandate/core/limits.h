@@ -61,6 +61,22 @@ inline constexpr size_t kPolicyTestCasesMax = 10000;  // cases in one .ptest fil
 inline constexpr int kPolicyReloadSettleMillis = 200;
 inline constexpr size_t kEntityAncestorsMax = 1024;
 static_assert(kPolicyAstDepthMax <= kJsonDepthMax * 2);
+// Schemas generated from tools' inputSchemas (src/policy/schema.cc, docs/policy.md "Schema and
+// validation"). An inputSchema comes from an upstream, so it is untrusted: a type nested deeper
+// than kPolicySchemaTypeDepthMax is left unvalidated, and so are the arguments of a tool whose
+// inputSchema declares more than kPolicySchemaToolAttributesMax properties (all levels), or any
+// tool beyond kPolicySchemaAttributesMax properties over the whole schema. Property names
+// longer than kPolicySchemaAttributeBytesMax make their record open (unvalidated).
+inline constexpr size_t kPolicySchemaTypeDepthMax = 32;
+inline constexpr size_t kPolicySchemaToolAttributesMax = 4096;
+inline constexpr size_t kPolicySchemaAttributesMax = 1 << 20;
+inline constexpr size_t kPolicySchemaAttributeBytesMax = 1024;
+inline constexpr size_t kPolicySchemaNotesMax = 200;  // notes kept about unvalidated parts
+// Work of one validation (src/policy/validator.cc): one step per expression node typed per
+// request environment. Beyond it the remaining policies are reported as not checked.
+inline constexpr size_t kPolicyValidationStepsMax = 50'000'000;
+static_assert(kPolicySchemaTypeDepthMax <= kJsonDepthMax);
+static_assert(kPolicySchemaToolAttributesMax <= kPolicySchemaAttributesMax);
 
 // --- MCP / upstreams ----------------------------------------------------------------------
 inline constexpr size_t kMcpSessionsMax = 10000;
