@@ -1096,7 +1096,8 @@ size_t EditDistance(std::string_view a, std::string_view b, size_t cutoff) {
 
 std::string ClosestName(std::string_view name, const std::vector<std::string_view>& candidates) {
   constexpr size_t kNameCharsMax = 256;  // longer names get no suggestion (the cost is quadratic)
-  if (name.empty() || name.size() > kNameCharsMax) return "";
+  // One or two characters are too short to tell a typo from another name.
+  if (name.size() < 3 || name.size() > kNameCharsMax) return "";
   const size_t allowed = std::clamp<size_t>(name.size() / 3, 1, 3);
   std::string best;
   size_t best_distance = allowed + 1;

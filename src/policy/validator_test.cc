@@ -275,7 +275,8 @@ TEST(ClosestName, SuggestsOnlyLikelyTypos) {
   EXPECT_EQ(ClosestName("amount_cent", {"amount_cents", "reason"}), "amount_cents");
   EXPECT_EQ(ClosestName("tiem", {"time", "task"}), "time");
   EXPECT_EQ(ClosestName("zzz", {"time", "task"}), "");
-  EXPECT_EQ(ClosestName("a", {"a"}), "");  // itself is not a suggestion
+  EXPECT_EQ(ClosestName("tiem", {"tiem"}), "");  // itself is not a suggestion
+  EXPECT_EQ(ClosestName("c", {"a", "b"}), "");     // too short to tell
 }
 
 }  // namespace

@@ -66,8 +66,9 @@ struct ValidationFinding {
 std::vector<ValidationFinding> Validate(const PolicySet& set, const Schema& schema);
 std::vector<ValidationFinding> Validate(const std::vector<Policy>& policies, const Schema& schema);
 
-// The candidate closest to `name` by edit distance, when close enough to be a likely typo
-// (at most a third of the name's length, at least 1, at most 3 edits); else empty.
+// The candidate closest to `name` by edit distance (a transposition counts as one edit), when
+// close enough to be a likely typo (at most a third of the name's length, at least 1, at most 3
+// edits); else empty. Names shorter than 3 characters get no suggestion.
 std::string ClosestName(std::string_view name, const std::vector<std::string_view>& candidates);
 
 }  // namespace mandate::policy
