@@ -228,6 +228,23 @@ core::Status CheckName(const std::string& name, const std::string& what) {
   return core::OkStatus();
 }
 
+// `j` with every value deeper than `depth_left` levels replaced by null (which maps to unknown,
+// as any type that deep does). Bounded by `depth_left`.
+Json Prune(const Json& j, size_t depth_left) {
+  if (depth_left == 0) return Json();
+  if (j.is_object()) {
+    Json out = Json::MakeObject();
+    for (const auto& [k, v] : j.as_object()) out.Set(k, Prune(v, depth_left - 1));
+    return out;
+  }
+  if (j.is_array()) {
+    Json out = Json::MakeArray();
+    for (const Json& v : j.as_array()) out.Push(Prune(v, depth_left - 1));
+    return out;
+  }
+  return j;
+}
+
 }  // namespace
 
 // ---- CedarType ---------------------------------------------------------------------------
@@ -388,7 +405,7 @@ Json SchemaSource::ToJson() const {
       Json tj = Json::MakeObject();
       tj.Set("name", t.name);
       tj.Set("class", std::string(core::ActionClassName(t.action_class)));
-      tj.Set("input_schema", t.input_schema);
+      tj.Set("input_schema", Prune(t.input_schema, core::kPolicySchemaInputJsonDepthMax));
       tools.Push(std::move(tj));
     }
     j.Set("tools", std::move(tools));

@@ -141,11 +141,28 @@ TEST(Schema, BoundsHostileInputSchemas) {
     deep.Set("properties", std::move(props));
   }
   std::vector<std::string> notes;
-  CedarTypePtr args = ArgsForJson(std::move(deep), &notes);
+  CedarTypePtr args = ArgsForJson(deep, &notes);
   size_t depth = 0;
   for (CedarTypePtr t = args; t->kind == CedarType::Kind::kRecord; t = t->Find("a")->type) ++depth;
   EXPECT_EQ(depth, core::kPolicySchemaTypeDepthMax);
   EXPECT_TRUE(Mentions(notes, "is nested deeper than"));
+  {
+    // Its source and its Cedar JSON stay parseable (the CLI reads both from the admin API), and
+    // the source maps to the same type.
+    SchemaSource src;
+    ToolSource tool;
+    tool.name = "t";
+    tool.input_schema = deep;
+    src.upstreams.push_back(UpstreamSource{"up", "", true, {tool}, "", {}});
+    Json answer = Json::MakeObject();
+    answer.Set("source", src.ToJson());
+    answer.Set("schema", MustBuild(src).ToCedarJson());
+    auto parsed = Json::Parse(answer.Dump());
+    ASSERT_TRUE(parsed.ok()) << parsed.error().message;
+    auto back = SchemaSource::FromJson(*parsed->FindObject("source"));
+    ASSERT_TRUE(back.ok()) << back.error().message;
+    EXPECT_EQ(ArgsOf(MustBuild(*back), "up:t")->ToString(), args->ToString());
+  }
 
   // More properties than one tool may declare: the whole args are unknown.
   Json props = Json::MakeObject();

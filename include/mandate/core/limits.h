@@ -67,7 +67,7 @@ static_assert(kPolicyAstDepthMax <= kJsonDepthMax * 2);
 // inputSchema declares more than kPolicySchemaToolAttributesMax properties (all levels), or any
 // tool beyond kPolicySchemaAttributesMax properties over the whole schema. Property names
 // longer than kPolicySchemaAttributeBytesMax make their record open (unvalidated).
-inline constexpr size_t kPolicySchemaTypeDepthMax = 32;
+inline constexpr size_t kPolicySchemaTypeDepthMax = 16;
 inline constexpr size_t kPolicySchemaToolAttributesMax = 4096;
 inline constexpr size_t kPolicySchemaAttributesMax = 1 << 20;
 inline constexpr size_t kPolicySchemaAttributeBytesMax = 1024;
@@ -75,8 +75,16 @@ inline constexpr size_t kPolicySchemaNotesMax = 200;  // notes kept about unvali
 // Work of one validation (src/policy/validator.cc): one step per expression node typed per
 // request environment. Beyond it the remaining policies are reported as not checked.
 inline constexpr size_t kPolicyValidationStepsMax = 50'000'000;
-static_assert(kPolicySchemaTypeDepthMax <= kJsonDepthMax);
 static_assert(kPolicySchemaToolAttributesMax <= kPolicySchemaAttributesMax);
+// A schema source (GET /admin/v1/policies/schema) carries each inputSchema cut at this JSON
+// depth: deeper than anything the mapping reads (two JSON levels per type level, "properties"
+// and the property), and shallow enough that the answer, which nests it 6 levels deep, parses
+// within kJsonDepthMax. The Cedar JSON of a type takes two levels per record, under 8 levels
+// of schema and answer.
+inline constexpr size_t kPolicySchemaInputJsonDepthMax = 40;
+static_assert(2 * kPolicySchemaTypeDepthMax + 2 <= kPolicySchemaInputJsonDepthMax);
+static_assert(kPolicySchemaInputJsonDepthMax + 6 <= kJsonDepthMax);
+static_assert(2 * kPolicySchemaTypeDepthMax + 8 <= kJsonDepthMax);
 
 // --- MCP / upstreams ----------------------------------------------------------------------
 inline constexpr size_t kMcpSessionsMax = 10000;

@@ -85,7 +85,8 @@ struct SchemaSource {
 
   // {"upstreams": [{"name", "resource_type" (string or null), "tools_listed", "tools_error"
   // (string or null), "notes": [string], "tools": [{"name", "class", "input_schema" (object or
-  // null)}]}]}.
+  // null)}]}]}. Each input_schema is cut at core::kPolicySchemaInputJsonDepthMax levels (deeper
+  // values become null), which changes nothing Build reads and keeps the JSON parseable.
   core::Json ToJson() const;
   // The inverse of ToJson. Errors (kBadRequest): a member missing or of the wrong type, an
   // unknown class, more than core::kUpstreamsMax upstreams or core::kToolsPerUpstreamMax tools
