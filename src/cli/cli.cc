@@ -890,10 +890,12 @@ int Run(int argc, char** argv) {
     }
     const std::vector<policy::ValidationFinding> findings = policy::Validate(*set, *schema);
 
+    // The classes calls are decided with: the config's, else (from the server) the tools'
+    // annotations, else destructive.
     policy::LintContext lc;
-    for (const auto& [name, up] : cfg->upstreams) {
-      lc.upstreams.insert(name);
-      for (const auto& [tool, tc] : up.tools) lc.tool_classes.emplace(name + ":" + tool, tc.action_class);
+    for (const policy::UpstreamSource& up : loaded->source.upstreams) {
+      lc.upstreams.insert(up.name);
+      for (const policy::ToolSource& t : up.tools) lc.tool_classes.emplace(up.name + ":" + t.name, t.action_class);
     }
     // Registered humans and agents, when a server is reachable; otherwise those names are
     // not checked (said below), rather than every name being reported.

@@ -5,6 +5,7 @@
 #include <utility>
 
 #include "mandate/core/limits.h"
+#include "policy/lexer.h"
 
 namespace mandate::policy {
 namespace {
@@ -19,18 +20,11 @@ constexpr std::string_view kClassActions[] = {"read", "write", "destructive"};
 constexpr std::string_view kMandateGroup = "mandate";
 constexpr std::string_view kDelegateAction = "mandate:delegate";
 
-bool IsIdentifier(std::string_view s) {
-  if (s.empty()) return false;
-  auto alpha = [](char c) { return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_'; };
-  if (!alpha(s[0])) return false;
-  return std::all_of(s.begin() + 1, s.end(), [&](char c) { return alpha(c) || (c >= '0' && c <= '9'); });
-}
-
 // "Name" or "Ns::Name" (any depth), each component an identifier.
 bool IsTypeName(std::string_view s) {
   for (;;) {
     size_t colons = s.find("::");
-    if (!IsIdentifier(s.substr(0, colons))) return false;
+    if (!IsBareName(s.substr(0, colons))) return false;
     if (colons == std::string_view::npos) return true;
     s.remove_prefix(colons + 2);
   }
@@ -43,7 +37,7 @@ std::string_view LastComponent(std::string_view type) {
 
 // The path of an attribute for notes: context.args.a, context.args["odd name"].
 std::string AttributePath(const std::string& base, const std::string& name) {
-  if (IsIdentifier(name)) return base + "." + name;
+  if (IsBareName(name)) return base + "." + name;
   std::string out = base + "[";
   core::AppendJsonString(name, &out);
   return out + "]";
@@ -274,7 +268,7 @@ std::string CedarType::ToString() const {
       for (size_t i = 0; i < attributes.size(); ++i) {
         if (i > 0) out += ", ";
         const CedarAttribute& a = attributes[i];
-        if (IsIdentifier(a.name)) {
+        if (IsBareName(a.name)) {
           out += a.name;
         } else {
           core::AppendJsonString(a.name, &out);

@@ -9,6 +9,7 @@
 #include <utility>
 
 #include "mandate/core/limits.h"
+#include "policy/lexer.h"
 #include "policy/ast.h"
 
 namespace mandate::policy {
@@ -21,13 +22,6 @@ constexpr std::string_view kClassActions[] = {"read", "write", "destructive"};
 
 bool IsClassAction(std::string_view id) {
   return std::find(std::begin(kClassActions), std::end(kClassActions), id) != std::end(kClassActions);
-}
-
-bool IsIdentifier(std::string_view s) {
-  if (s.empty()) return false;
-  auto alpha = [](char c) { return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_'; };
-  if (!alpha(s[0])) return false;
-  return std::all_of(s.begin() + 1, s.end(), [&](char c) { return alpha(c) || (c >= '0' && c <= '9'); });
 }
 
 // Cedar's three-valued boolean types: a boolean expression may be known true or false.
@@ -122,7 +116,7 @@ void Print(const Expr& e, std::string* out) {
     out->push_back(')');
   };
   auto attr = [&](const std::string& name) {
-    if (IsIdentifier(name)) {
+    if (IsBareName(name)) {
       out->append(".").append(name);
     } else {
       out->append("[");
@@ -208,7 +202,7 @@ void Print(const Expr& e, std::string* out) {
     case ExprKind::kHasAttr:
       Print(*e.children[0], out);
       out->append(" has ");
-      if (IsIdentifier(e.name)) {
+      if (IsBareName(e.name)) {
         out->append(e.name);
       } else {
         core::AppendJsonString(e.name, out);
@@ -269,6 +263,21 @@ BoolType AnyOf(BoolType acc, BoolType next) {  // a || b over tri-states, for `i
   return BoolType::kFalse;
 }
 
+// Every request environment the schema allows, action by action.
+std::vector<Env> Environments(const Schema& schema) {
+  std::vector<Env> envs;
+  auto add = [&](const SchemaAction& a, std::string_view open_upstream) {
+    for (const std::string& p : a.principal_types) {
+      for (const std::string& r : a.resource_types) envs.push_back(Env{p, r, &a, open_upstream});
+    }
+  };
+  for (const auto& [id, a] : schema.actions()) {
+    if (a.applies) add(a, "");
+  }
+  for (const auto& [upstream, a] : schema.open_upstreams()) add(a, upstream);
+  return envs;
+}
+
 struct RawFinding {
   Severity severity;
   std::string rule;
@@ -284,15 +293,15 @@ class PolicyChecker {
 
   bool exhausted() const { return *steps_left_ == 0; }
 
-  std::vector<ValidationFinding> Run() {
+  // `envs`: every request environment of the schema (Environments()).
+  std::vector<ValidationFinding> Run(const std::vector<Env>& envs) {
     CheckNames();
-    std::vector<Env> envs = Environments();
     size_t applicable = 0;
     size_t actions_checked = 0;
     const SchemaAction* last_action = nullptr;
     bool all_false = true;
     for (const Env& env : envs) {
-      if (exhausted()) break;
+      if (!Step()) break;  // the scope test of each environment is work too
       env_ = &env;
       const BoolType scope = ScopeType(env);
       if (scope == BoolType::kFalse) continue;
@@ -338,7 +347,6 @@ class PolicyChecker {
     RawFinding finding;
     std::string first_action;  // empty: not specific to an action
     size_t actions = 0;
-    const Env* last_env = nullptr;
     std::string last_action;
   };
 
@@ -473,21 +481,7 @@ class PolicyChecker {
     return near.empty() ? "" : prefix + near;
   }
 
-  // ---- Environments and the scope ----------------------------------------------------------
-
-  std::vector<Env> Environments() const {
-    std::vector<Env> envs;
-    auto add = [&](const SchemaAction& a, std::string_view open_upstream) {
-      for (const std::string& p : a.principal_types) {
-        for (const std::string& r : a.resource_types) envs.push_back(Env{p, r, &a, open_upstream});
-      }
-    };
-    for (const auto& [id, a] : schema_.actions()) {
-      if (a.applies) add(a, "");
-    }
-    for (const auto& [upstream, a] : schema_.open_upstreams()) add(a, upstream);
-    return envs;
-  }
+  // ---- The scope ---------------------------------------------------------------------------
 
   ActionRef EnvAction() const {
     ActionRef r;
@@ -928,7 +922,12 @@ class PolicyChecker {
     const CedarType& record = *t.type;
     if (const CedarAttribute* a = record.Find(e.name)) {
       if (!a->required && !caps.count(Capability{Key(x), e.name})) {
-        const std::string has = Key(x) + " has " + (IsIdentifier(e.name) ? e.name : "\"" + e.name + "\"");
+        std::string has = Key(x) + " has ";
+        if (IsBareName(e.name)) {
+          has += e.name;
+        } else {
+          core::AppendJsonString(e.name, &has);
+        }
         Report(e, "unsafe-optional-attribute",
                Quote(e) + " is optional and may be absent (the call then fails to evaluate and is denied): test `" + has +
                    "` first, as in `" + has + " && ...`");
@@ -1122,19 +1121,20 @@ std::vector<ValidationFinding> Validate(const PolicySet& set, const Schema& sche
   return Validate(set.policies(), schema);
 }
 
-std::vector<ValidationFinding> Validate(const std::vector<Policy>& policies, const Schema& schema) {
+std::vector<ValidationFinding> Validate(const std::vector<Policy>& policies, const Schema& schema, size_t steps_max) {
   std::vector<ValidationFinding> out;
-  size_t steps_left = core::kPolicyValidationStepsMax;
+  size_t steps_left = steps_max;
+  const std::vector<Env> envs = Environments(schema);
   for (size_t i = 0; i < policies.size(); ++i) {
     PolicyChecker checker(schema, policies[i], &steps_left);
-    std::vector<ValidationFinding> found = checker.Run();
+    std::vector<ValidationFinding> found = checker.Run(envs);
     if (checker.exhausted()) {
       ValidationFinding f;
       f.severity = Severity::kWarning;
       f.rule = "validation-incomplete";
       f.policy_id = policies[i].id;
       f.location = policies[i].location;
-      f.message = "validation stopped after " + std::to_string(core::kPolicyValidationStepsMax) +
+      f.message = "validation stopped after " + std::to_string(steps_max) +
                   " steps: this policy and the " + std::to_string(policies.size() - i - 1) +
                   " after it were not (fully) checked";
       out.insert(out.end(), found.begin(), found.end());

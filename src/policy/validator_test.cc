@@ -271,6 +271,24 @@ TEST(Validator, TreatsExpressionKindsItDoesNotKnowAsUnknown) {
   EXPECT_EQ(Brief(fs), (std::vector<std::string>{"1:60 unknown-attribute"})) << All(fs);
 }
 
+TEST(Validator, StopsAtItsStepLimitAndSaysWhatWasNotChecked) {
+  auto set = PolicySet::Parse(R"(
+@id("a") permit (principal, action, resource) when { context.time.hour_utc > 1 };
+@id("b") permit (principal, action, resource) when { context.tiem.hour_utc > 1 };
+@id("c") permit (principal, action, resource) when { context.tiem.hour_utc > 1 };
+)", "p.cedar");
+  ASSERT_TRUE(set.ok());
+  // Enough for "a" (about 10 environments, a few nodes each), not for all three.
+  auto fs = Validate(set->policies(), TestSchema(), 150);
+  ASSERT_FALSE(fs.empty());
+  EXPECT_EQ(fs.back().rule, "validation-incomplete") << All(fs);
+  EXPECT_EQ(fs.back().severity, ValidationFinding::Severity::kWarning);
+  EXPECT_NE(fs.back().message.find("were not (fully) checked"), std::string::npos);
+  for (const auto& f : fs) EXPECT_NE(f.policy_id, "a") << All(fs);
+  // With the default limit everything is checked.
+  EXPECT_EQ(Brief(Validate(*set, TestSchema())), (std::vector<std::string>{"3:62 unknown-attribute", "4:62 unknown-attribute"}));
+}
+
 TEST(ClosestName, SuggestsOnlyLikelyTypos) {
   EXPECT_EQ(ClosestName("amount_cent", {"amount_cents", "reason"}), "amount_cents");
   EXPECT_EQ(ClosestName("tiem", {"time", "task"}), "time");

@@ -72,8 +72,9 @@ inline constexpr size_t kPolicySchemaToolAttributesMax = 4096;
 inline constexpr size_t kPolicySchemaAttributesMax = 1 << 20;
 inline constexpr size_t kPolicySchemaAttributeBytesMax = 1024;
 inline constexpr size_t kPolicySchemaNotesMax = 200;  // notes kept about unvalidated parts
-// Work of one validation (src/policy/validator.cc): one step per expression node typed per
-// request environment. Beyond it the remaining policies are reported as not checked.
+// Work of one validation (src/policy/validator.cc): one step per request environment a
+// policy's scope is tested in, and one per expression node typed in it. Beyond it the remaining
+// policies are reported as not checked.
 inline constexpr size_t kPolicyValidationStepsMax = 50'000'000;
 static_assert(kPolicySchemaToolAttributesMax <= kPolicySchemaAttributesMax);
 // A schema source (GET /admin/v1/policies/schema) carries each inputSchema cut at this JSON

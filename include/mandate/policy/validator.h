@@ -41,10 +41,12 @@
 // Thread safety: a pure function of its arguments.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <string>
 #include <vector>
 
+#include "mandate/core/limits.h"
 #include "mandate/policy/policy_set.h"
 #include "mandate/policy/schema.h"
 
@@ -64,7 +66,10 @@ struct ValidationFinding {
 
 // Findings in policy order, then by position in the policy.
 std::vector<ValidationFinding> Validate(const PolicySet& set, const Schema& schema);
-std::vector<ValidationFinding> Validate(const std::vector<Policy>& policies, const Schema& schema);
+// `steps_max` bounds the work (tests lower it); when it runs out, the policy being checked gets a
+// validation-incomplete warning and the rest are not checked.
+std::vector<ValidationFinding> Validate(const std::vector<Policy>& policies, const Schema& schema,
+                                        size_t steps_max = core::kPolicyValidationStepsMax);
 
 // The candidate closest to `name` by edit distance (a transposition counts as one edit), when
 // close enough to be a likely typo (at most a third of the name's length, at least 1, at most 3
