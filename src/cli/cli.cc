@@ -20,9 +20,12 @@
 #include "mandate/net/http.h"
 #include "mandate/policy/lint.h"
 #include "mandate/policy/policy_set.h"
+#include "mandate/policy/schema.h"
+#include "mandate/policy/validator.h"
 #include "cli/audit_commands.h"
 #include "server/audit_replay.h"
 #include "server/config.h"
+#include "server/policy_schema.h"
 #include "server/ptest.h"
 #include "server/server.h"
 
@@ -129,7 +132,7 @@ core::Result<AdminTarget> ResolveAdmin(const std::string& config_path) {
 // Calls the admin API. Returns the parsed body on 2xx, else an error carrying the server's
 // message.
 core::Result<Json> Admin(const std::string& config_path, const std::string& method, const std::string& path,
-                         const Json* body) {
+                         const Json* body, int timeout_millis = 30000) {
   MANDATE_ASSIGN_OR_RETURN(AdminTarget target, ResolveAdmin(config_path));
   net::HttpClient client;
   net::HttpClientRequest req;
@@ -137,7 +140,7 @@ core::Result<Json> Admin(const std::string& config_path, const std::string& meth
   req.url = target.base + path;
   req.headers = {{"Authorization", "Bearer " + target.token}, {"Content-Type", "application/json"}};
   if (body != nullptr) req.body = body->Dump();
-  req.timeout_millis = 30000;
+  req.timeout_millis = timeout_millis;
   auto res = client.Do(req);
   if (!res.ok()) return core::MakeError(res.error().code, "cannot reach the admin API at " + target.base + ": " + res.error().message);
   auto parsed = Json::Parse(res->body);
@@ -187,6 +190,70 @@ std::string Join(const Json* arr) {
     if (!out.empty()) out += ", ";
     out += e.is_string() ? e.as_string() : e.Dump();
   }
+  return out;
+}
+
+// `j` as indented JSON (two spaces), for people: `mandate policy schema`. Bounded by the depth
+// of `j` (at most kJsonDepthMax when parsed; the schema's types are shallower).
+void AppendPrettyJson(const Json& j, size_t indent, std::string* out) {
+  const std::string pad(indent + 2, ' ');
+  if (j.is_object() && !j.as_object().empty()) {
+    out->append("{\n");
+    bool first = true;
+    for (const auto& [k, v] : j.as_object()) {
+      if (!first) out->append(",\n");
+      first = false;
+      out->append(pad);
+      core::AppendJsonString(k, out);
+      out->append(": ");
+      AppendPrettyJson(v, indent + 2, out);
+    }
+    out->append("\n").append(indent, ' ').append("}");
+  } else if (j.is_array() && !j.as_array().empty()) {
+    out->append("[\n");
+    bool first = true;
+    for (const Json& v : j.as_array()) {
+      if (!first) out->append(",\n");
+      first = false;
+      out->append(pad);
+      AppendPrettyJson(v, indent + 2, out);
+    }
+    out->append("\n").append(indent, ' ').append("]");
+  } else {
+    j.DumpTo(out);
+  }
+}
+
+// The schema `policy schema` and `policy check` validate against: the running server's (the
+// config joined with each upstream's tools/list, GET /admin/v1/policies/schema) when it can be
+// asked, else the config's alone (tools named in the config, arguments unvalidated, upstreams
+// open). `origin` says which, `why` why not the server's.
+struct PolicySchema {
+  policy::SchemaSource source;
+  std::string origin;  // "server" or "config"
+  std::string why;
+};
+
+// Asking every upstream for its tools may take up to an upstream's timeout when one hangs.
+constexpr int kSchemaRequestTimeoutMillis = 120000;
+
+core::Result<PolicySchema> LoadPolicySchema(const std::string& config_path, const server::Config& config, bool offline) {
+  PolicySchema out;
+  if (offline) {
+    out.why = "--offline";
+  } else {
+    auto r = Admin(config_path, "GET", "/admin/v1/policies/schema", nullptr, kSchemaRequestTimeoutMillis);
+    if (r.ok()) {
+      const Json* source = r->FindObject("source");
+      if (source == nullptr) return core::MakeError(core::ErrorCode::kInternal, "the admin API's schema answer has no \"source\"");
+      MANDATE_ASSIGN_OR_RETURN(out.source, policy::SchemaSource::FromJson(*source));
+      out.origin = "server";
+      return out;
+    }
+    out.why = r.error().message;
+  }
+  out.source = server::SchemaSourceFromConfig(config, nullptr);
+  out.origin = "config";
   return out;
 }
 
@@ -731,7 +798,7 @@ int Run(int argc, char** argv) {
   });
 
   // policy
-  auto* pol = app.add_subcommand("policy", "policies: test cases, explain a decision");
+  auto* pol = app.add_subcommand("policy", "policies: check, schema, test cases, explain a decision");
   pol->require_subcommand(1);
   auto* explain = pol->add_subcommand("explain", "decide a hypothetical call and say which policies determined it");
   std::string e_agent, e_human, e_action, e_args;
@@ -781,11 +848,15 @@ int Run(int argc, char** argv) {
     print(*r, text);
   });
 
-  auto* check = pol->add_subcommand("check", "parse the policies and warn about likely mistakes (lint)");
+  auto* check = pol->add_subcommand(
+      "check", "parse the policies, validate them against the schema (errors) and warn about likely mistakes (lint)");
   std::string c_dir;
   bool c_strict = false;
+  bool c_offline = false;
   check->add_option("DIR", c_dir, "policies directory (default: the config's)");
   check->add_flag("--strict", c_strict, "exit 1 when there are warnings");
+  check->add_flag("--offline", c_offline,
+                  "do not ask the running server: the schema from the config only, no human or agent names");
   check->callback([&] {
     auto cfg = LoadConfigOrDefault(config_path);
     if (!cfg.ok()) {
@@ -798,45 +869,156 @@ int Run(int argc, char** argv) {
       rc = Fail(set.error().message);
       return;
     }
+    auto loaded = LoadPolicySchema(config_path, *cfg, c_offline);
+    if (!loaded.ok()) {
+      rc = Fail("schema: " + loaded.error().message);
+      return;
+    }
+    auto schema = policy::Schema::Build(loaded->source);
+    if (!schema.ok()) {
+      rc = Fail(schema.error().message);
+      return;
+    }
+    std::string note;
+    if (loaded->origin == "config") {
+      note += "note: schema from the config only (" + loaded->why +
+              "): tools the config does not name are accepted and arguments are not validated\n";
+    }
+    if (!schema->notes().empty()) {
+      note += "note: " + std::to_string(schema->notes().size()) +
+              " part(s) of the schema are not validated (mandate policy schema lists them)\n";
+    }
+    const std::vector<policy::ValidationFinding> findings = policy::Validate(*set, *schema);
+
+    // The classes calls are decided with: the config's, else (from the server) the tools'
+    // annotations, else destructive.
     policy::LintContext lc;
-    for (const auto& [name, up] : cfg->upstreams) {
-      lc.upstreams.insert(name);
-      for (const auto& [tool, tc] : up.tools) lc.tool_classes.emplace(name + ":" + tool, tc.action_class);
+    for (const policy::UpstreamSource& up : loaded->source.upstreams) {
+      lc.upstreams.insert(up.name);
+      for (const policy::ToolSource& t : up.tools) lc.tool_classes.emplace(up.name + ":" + t.name, t.action_class);
     }
     // Registered humans and agents, when a server is reachable; otherwise those names are
     // not checked (said below), rather than every name being reported.
-    std::string note;
-    auto humans = Admin(config_path, "GET", "/admin/v1/humans", nullptr);
-    auto agents = humans.ok() ? Admin(config_path, "GET", "/admin/v1/agents", nullptr) : humans;
+    core::Result<Json> humans = core::MakeError(core::ErrorCode::kBadRequest, "--offline");
+    core::Result<Json> agents = humans;
+    if (!c_offline) {
+      humans = Admin(config_path, "GET", "/admin/v1/humans", nullptr);
+      agents = humans.ok() ? Admin(config_path, "GET", "/admin/v1/agents", nullptr) : humans;
+    }
     if (humans.ok() && agents.ok()) {
       lc.humans.emplace();
       lc.agents.emplace();
-      if (const Json* hs = humans->FindArray("humans")) for (const Json& h : hs->as_array()) lc.humans->insert(h.GetString("name"));
-      if (const Json* as = agents->FindArray("agents")) for (const Json& a : as->as_array()) lc.agents->insert(a.GetString("name"));
+      lc.groups.emplace();
+      auto add_groups = [&](const Json& principal) {
+        if (const Json* gs = principal.FindArray("groups")) {
+          for (const Json& g : gs->as_array()) {
+            if (g.is_string()) lc.groups->insert(g.as_string());
+          }
+        }
+      };
+      if (const Json* hs = humans->FindArray("humans")) {
+        for (const Json& h : hs->as_array()) {
+          lc.humans->insert(h.GetString("name"));
+          add_groups(h);
+        }
+      }
+      if (const Json* as = agents->FindArray("agents")) {
+        for (const Json& a : as->as_array()) {
+          lc.agents->insert(a.GetString("name"));
+          add_groups(a);
+        }
+      }
     } else {
-      note = "note: human and agent names not checked (admin API not reachable: " + humans.error().message + ")\n";
+      note += "note: human, agent and group names not checked (" +
+              (c_offline ? std::string("--offline")
+                         : "admin API not reachable: " + (humans.ok() ? agents.error().message : humans.error().message)) +
+              ")\n";
     }
     auto warnings = policy::Lint(*set, lc);
+
+    Json errors_json = Json::MakeArray();
+    Json warnings_json = Json::MakeArray();
+    std::string errors_text, warnings_text;
+    size_t error_count = 0, warning_count = 0;
+    auto item = [](const std::string& rule, const std::string& policy_id, const policy::SourceLocation& at,
+                   const std::string& message) {
+      Json j = Json::MakeObject();
+      j.Set("rule", rule);
+      j.Set("policy", policy_id);
+      j.Set("location", at.ToString());
+      j.Set("message", message);
+      return j;
+    };
+    for (const auto& f : findings) {
+      const bool error = f.severity == policy::ValidationFinding::Severity::kError;
+      (error ? errors_json : warnings_json).Push(item(f.rule, f.policy_id, f.location, f.message));
+      (error ? errors_text : warnings_text) += f.ToString() + "\n";
+      ++(error ? error_count : warning_count);
+    }
+    for (const auto& w : warnings) {
+      warnings_json.Push(item(w.rule, w.policy_id, w.location, w.message));
+      warnings_text += w.ToString() + "\n";
+      ++warning_count;
+    }
     Json j = Json::MakeObject();
     j.Set("dir", dir);
     j.Set("policies", static_cast<int64_t>(set->size()));
     j.Set("sha256", set->source_sha256());
     j.Set("names_checked", lc.humans.has_value());
-    Json ws = Json::MakeArray();
-    std::string text;
-    for (const auto& w : warnings) {
-      Json wj = Json::MakeObject();
-      wj.Set("rule", w.rule);
-      wj.Set("policy", w.policy_id);
-      wj.Set("location", w.location.ToString());
-      wj.Set("message", w.message);
-      ws.Push(std::move(wj));
-      text += w.ToString() + "\n";
-    }
-    j.Set("warnings", std::move(ws));
-    text += note + std::to_string(set->size()) + " policies in " + dir + " parse; " + std::to_string(warnings.size()) + " warning(s)";
+    Json schema_json = Json::MakeObject();
+    schema_json.Set("origin", loaded->origin);
+    schema_json.Set("tools", static_cast<int64_t>(schema->tool_count()));
+    schema_json.Set("notes", Json::StringArray(schema->notes()));
+    j.Set("schema", std::move(schema_json));
+    j.Set("errors", std::move(errors_json));
+    j.Set("warnings", std::move(warnings_json));
+    const std::string text = errors_text + warnings_text + note + std::to_string(set->size()) + " policies in " + dir +
+                             " parse; validated against the " +
+                             (loaded->origin == "server" ? "server's schema" : "config's schema") + " (" +
+                             std::to_string(schema->tool_count()) + " tools); " + std::to_string(error_count) +
+                             " error(s), " + std::to_string(warning_count) + " warning(s)";
     print(j, text);
-    if (c_strict && !warnings.empty()) rc = kExitFailed;
+    if (error_count > 0 || (c_strict && warning_count > 0)) rc = kExitFailed;
+  });
+
+  auto* schema_cmd = pol->add_subcommand(
+      "schema", "print the Cedar schema (JSON) the policies are validated against");
+  bool s_offline = false;
+  schema_cmd->add_flag("--offline", s_offline, "do not ask the running server: the schema from the config only");
+  schema_cmd->callback([&] {
+    auto cfg = LoadConfigOrDefault(config_path);
+    if (!cfg.ok()) {
+      rc = Fail("config: " + cfg.error().message);
+      return;
+    }
+    auto loaded = LoadPolicySchema(config_path, *cfg, s_offline);
+    if (!loaded.ok()) {
+      rc = Fail("schema: " + loaded.error().message);
+      return;
+    }
+    auto schema = policy::Schema::Build(loaded->source);
+    if (!schema.ok()) {
+      rc = Fail(schema.error().message);
+      return;
+    }
+    if (json) {
+      Json j = Json::MakeObject();
+      j.Set("origin", loaded->origin);
+      j.Set("schema", schema->ToCedarJson());
+      j.Set("source", loaded->source.ToJson());
+      j.Set("notes", Json::StringArray(schema->notes()));
+      std::cout << j.Dump() << "\n";
+      return;
+    }
+    std::string out;
+    AppendPrettyJson(schema->ToCedarJson(), 0, &out);
+    std::cout << out << "\n";
+    // Notes go to stderr, so that stdout is the schema alone (mandate policy schema > s.json).
+    if (loaded->origin == "config") {
+      std::cerr << "mandate: note: schema from the config only (" << loaded->why
+                << "): tools the config does not name are not in it and arguments are not typed\n";
+    }
+    for (const std::string& n : schema->notes()) std::cerr << "mandate: note: " << n << "\n";
   });
 
   auto* ptest = pol->add_subcommand("test", "run the golden cases of .ptest files (offline; no server needed)");

@@ -421,4 +421,15 @@ std::string DescribeToken(const Token& t) {
   return "'" + std::string(t.text) + "'";
 }
 
+bool IsBareName(std::string_view s) {
+  if (s.empty() || !IsIdentStart(s[0])) return false;
+  for (char c : s) {
+    if (!IsIdentChar(c)) return false;
+  }
+  for (std::string_view reserved : {"true", "false", "if", "then", "else", "in", "has", "like", "is", "__cedar"}) {
+    if (s == reserved) return false;
+  }
+  return true;
+}
+
 }  // namespace mandate::policy

@@ -75,4 +75,10 @@ core::Result<Pattern> UnescapePattern(std::string_view token_text);
 // How a token is named in "found ..." of parse errors: 'when', '"abc"', end of file.
 std::string DescribeToken(const Token& t);
 
+// Whether `s` may be written bare as an attribute name (`e.name`, `e has name`) or as a
+// component of a type name: an identifier that is not one of Cedar's reserved words (true,
+// false, if, then, else, in, has, like, is) nor `__cedar`. Otherwise it must be quoted
+// (`e["name"]`, `e has "name"`) and cannot name a type.
+bool IsBareName(std::string_view s);
+
 }  // namespace mandate::policy

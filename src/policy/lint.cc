@@ -18,8 +18,6 @@ bool Covers(const ScopeConstraint& forbid, const ScopeConstraint& permit) {
   return IsAny(forbid) || SameConstraint(forbid, permit);
 }
 
-bool IsClassName(std::string_view s) { return s == "read" || s == "write" || s == "destructive"; }
-
 void VisitLiterals(const Expr& e, const std::function<void(const EntityUid&, uint32_t, uint32_t)>& fn) {
   if (e.kind == ExprKind::kLiteral) {
     if (e.value.is_entity()) fn(e.value.as_entity(), e.line, e.column);
@@ -99,18 +97,15 @@ std::vector<LintWarning> Lint(const PolicySet& set, const LintContext& ctx) {
         problem = "no human named \"" + uid.id + "\" is registered";
       } else if (uid.type == "Agent" && ctx.agents && !ctx.agents->count(uid.id)) {
         problem = "no agent named \"" + uid.id + "\" is registered";
-      } else if (uid.type == "Action" && !IsClassName(uid.id) && !ctx.upstreams.count(uid.id)) {
-        const auto colon = uid.id.find(':');
-        const std::string upstream = colon == std::string::npos ? uid.id : uid.id.substr(0, colon);
-        if (colon == std::string::npos || !ctx.upstreams.count(upstream)) {
-          problem = "action " + uid.ToString() + " names no configured upstream" +
-                    (colon == std::string::npos ? " and no class (read, write, destructive)" : "");
-        }
+      } else if (uid.type == "Group" && ctx.groups && !ctx.groups->count(uid.id)) {
+        problem = "no registered human or agent is in group \"" + uid.id + "\"";
       }
       if (!problem.empty() && reported.insert(uid.ToString()).second) warn(p, "unknown-name", problem, &at);
     };
     for (const ScopeConstraint* c : {&p.principal, &p.action, &p.resource}) {
-      for (const EntityUid& uid : c->entities) check_name(uid, p.location);
+      for (size_t i = 0; i < c->entities.size(); ++i) {
+        check_name(c->entities[i], i < c->entity_locations.size() ? c->entity_locations[i] : p.location);
+      }
     }
     for (const Condition& c : p.conditions) {
       if (!c.expr) continue;

@@ -60,21 +60,25 @@ TEST(Lint, FlagsNamesThatDoNotExist) {
   ctx.upstreams = {"github"};
   ctx.humans = std::set<std::string>{"alice"};
   ctx.agents = std::set<std::string>{"bot"};
+  ctx.groups = std::set<std::string>{"eng"};
   auto ws = LintText(R"(
 @id("n1") permit (principal == Agent::"bott", action == Action::"github:get_file", resource);
 @id("n2") permit (principal, action == Action::"gitlab:get_file", resource) when { principal in Human::"alicia" };
-@id("n3") permit (principal, action in Action::"reads", resource);
-@id("ok") permit (principal == Agent::"bot", action in [Action::"github", Action::"read"], resource) when { principal == Human::"alice" };
+@id("n3") permit (principal in Group::"engg", action in Action::"reads", resource);
+@id("ok") permit (principal == Agent::"bot", action in [Action::"github", Action::"read"], resource) when { principal == Human::"alice" || principal in Group::"eng" };
 )", ctx);
-  ASSERT_EQ(Rules(ws), (std::vector<std::string>{"n1:unknown-name", "n2:unknown-name", "n2:unknown-name", "n3:unknown-name"}));
+  // Actions are left to the validator (unknown-action).
+  ASSERT_EQ(Rules(ws), (std::vector<std::string>{"n1:unknown-name", "n2:unknown-name", "n3:unknown-name"}));
   EXPECT_NE(ws[0].message.find("no agent named \"bott\""), std::string::npos);
-  EXPECT_NE(ws[1].message.find("gitlab"), std::string::npos);
-  EXPECT_NE(ws[2].message.find("no human named \"alicia\""), std::string::npos);
-  EXPECT_EQ(ws[2].location.line, 3u);  // where the literal is, not the policy head
-  // Without a registry, humans and agents are not checked.
+  EXPECT_EQ(ws[0].location.column, 32u);  // where the literal is, not the policy head
+  EXPECT_NE(ws[1].message.find("no human named \"alicia\""), std::string::npos);
+  EXPECT_EQ(ws[1].location.line, 3u);
+  EXPECT_NE(ws[2].message.find("no registered human or agent is in group \"engg\""), std::string::npos);
+  // Without a registry, humans, agents and groups are not checked.
   ctx.humans.reset();
   ctx.agents.reset();
-  EXPECT_EQ(Rules(LintText(R"(@id("x") permit (principal == Agent::"anyone", action in Action::"read", resource);)", ctx)).size(), 0u);
+  ctx.groups.reset();
+  EXPECT_EQ(Rules(LintText(R"(@id("x") permit (principal == Agent::"anyone", action in Action::"read", resource) when { principal in Group::"x" };)", ctx)).size(), 0u);
 }
 
 }  // namespace

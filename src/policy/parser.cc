@@ -214,8 +214,16 @@ class Parser {
   Status ParseScope(Var var, ScopeConstraint* out) {
     std::string var_name(VarName(var));
     if (!IsWord(var_name)) return Expected("'" + var_name + "'");
-    Take();
+    out->location = Loc(Take());
     out->op = ScopeConstraint::Op::kAny;
+    // Each entity of the constraint, with where it is written (for the validator's findings).
+    auto add_entity = [&](std::string_view after) -> Status {
+      SourceLocation at = Loc(Peek());
+      MANDATE_ASSIGN_OR_RETURN(EntityUid uid, ParseScopeEntity(var, after));
+      out->entities.push_back(std::move(uid));
+      out->entity_locations.push_back(std::move(at));
+      return core::OkStatus();
+    };
     if (IsWord("is")) {
       if (var == Var::kAction) return ErrorAt(Peek(), "'is' is not allowed in the action scope");
       Take();
@@ -223,17 +231,15 @@ class Parser {
       out->op = ScopeConstraint::Op::kIs;
       if (IsWord("in")) {
         Take();
-        MANDATE_ASSIGN_OR_RETURN(EntityUid uid, ParseScopeEntity(var, "'in'"));
+        MANDATE_RETURN_IF_ERROR(add_entity("'in'"));
         out->op = ScopeConstraint::Op::kIsIn;
-        out->entities.push_back(std::move(uid));
       }
       return core::OkStatus();
     }
     if (Is(TokenKind::kEqEq)) {
       Take();
-      MANDATE_ASSIGN_OR_RETURN(EntityUid uid, ParseScopeEntity(var, "'=='"));
+      MANDATE_RETURN_IF_ERROR(add_entity("'=='"));
       out->op = ScopeConstraint::Op::kEq;
-      out->entities.push_back(std::move(uid));
     } else if (IsWord("in")) {
       Take();
       out->op = ScopeConstraint::Op::kIn;
@@ -245,15 +251,13 @@ class Parser {
         }
         Take();
         while (!Is(TokenKind::kRBracket)) {
-          MANDATE_ASSIGN_OR_RETURN(EntityUid uid, ParseScopeEntity(var, "'[' or ','"));
-          out->entities.push_back(std::move(uid));
+          MANDATE_RETURN_IF_ERROR(add_entity("'[' or ','"));
           if (!Is(TokenKind::kComma)) break;
           Take();
         }
         MANDATE_RETURN_IF_ERROR(Expect(TokenKind::kRBracket, "',' or ']' in the action list"));
       } else {
-        MANDATE_ASSIGN_OR_RETURN(EntityUid uid, ParseScopeEntity(var, "'in'"));
-        out->entities.push_back(std::move(uid));
+        MANDATE_RETURN_IF_ERROR(add_entity("'in'"));
       }
     } else if (Is(TokenKind::kAssign)) {
       return ErrorAt(Peek(), "'=' is not an operator; did you mean '=='?");

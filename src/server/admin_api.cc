@@ -231,6 +231,8 @@ net::HttpResponse AdminApi::Handle(const net::HttpRequest& req) {
     return Ok(ctx_.upstream_health());
   } else if (p == "/admin/v1/keys/rotate" && req.method == "POST") {
     return PostKeysRotate();
+  } else if (p == "/admin/v1/policies/schema" && req.method == "GET") {
+    return GetPolicySchema();
   } else if (p == "/admin/v1/policies/reload" && req.method == "POST") {
     if (!ctx_.reload_policies) return Error(ErrorCode::kNotFound, "policy reload is not available");
     Json out = ctx_.reload_policies();
@@ -613,6 +615,23 @@ net::HttpResponse AdminApi::PostExplain(const Json& body) {
   out.Set("class", std::string(core::ActionClassName(action->cls)));
   out.Set("agent", agent);
   out.Set("for", human);
+  return Ok(out);
+}
+
+// GET /admin/v1/policies/schema: {"source": SchemaSource::ToJson(), "schema": the Cedar JSON
+// schema, "notes": [what is not validated], "tools": the number of tool actions}. Asking each
+// upstream for its tools may take up to an upstream's timeout when one hangs (lists are cached
+// once fetched).
+net::HttpResponse AdminApi::GetPolicySchema() {
+  if (!ctx_.policy_schema_source) return Error(ErrorCode::kNotFound, "the policy schema is not available");
+  policy::SchemaSource source = ctx_.policy_schema_source();
+  auto schema = policy::Schema::Build(source);
+  if (!schema.ok()) return Error(ErrorCode::kInternal, schema.error().message);
+  Json out = Json::MakeObject();
+  out.Set("source", source.ToJson());
+  out.Set("schema", schema->ToCedarJson());
+  out.Set("notes", Json::StringArray(schema->notes()));
+  out.Set("tools", static_cast<int64_t>(schema->tool_count()));
   return Ok(out);
 }
 

@@ -1,5 +1,5 @@
 // The admin API (DESIGN.md section 8, admin listener): humans, agents, sessions (minting
-// tokens), revocations and the audit log (tail, query, replay and export: docs/formats/
+// tokens), revocations, the policies (explain, reload, schema) and the audit log (tail, query, replay and export: docs/formats/
 // audit.md, "Query, replay and export"), behind the admin bearer token. The approvals
 // endpoints also accept an approver token (server/approver_tokens.h), and then the approver
 // is the token's human; the approvals page (/ui/, server/ui_assets.h) is static and public.
@@ -18,6 +18,7 @@
 #include "mandate/identity/signing_keys.h"
 #include "mandate/identity/token_issuer.h"
 #include "mandate/net/http.h"
+#include "mandate/policy/schema.h"
 #include "mandate/revocation/revocation_set.h"
 #include "mandate/store/store.h"
 #include "server/approver_tokens.h"
@@ -42,6 +43,10 @@ struct AdminContext {
       action_for;
   // Reloads the policies directory now; answers PolicyReloader::Outcome::ToJson().
   std::function<core::Json()> reload_policies;
+  // GET /admin/v1/policies/schema: the schema source of the running server (the config joined
+  // with each upstream's tools/list; server/policy_schema.h), answered with the Cedar schema
+  // built from it. Unset: 404.
+  std::function<policy::SchemaSource()> policy_schema_source;
   // The token-signing keys, and what to do after a rotation (drop the verifier's cache).
   identity::SigningKeys* keys = nullptr;
   std::function<void()> on_keys_rotated;
@@ -84,6 +89,7 @@ class AdminApi {
   void ExportAudit(const net::HttpRequest& request, const std::shared_ptr<net::ResponseSink>& sink);
   net::HttpResponse BufferedExport(const net::HttpRequest& request);
   net::HttpResponse PostExplain(const core::Json& body);
+  net::HttpResponse GetPolicySchema();
   net::HttpResponse GetKeys();
   // `approver`: the human of the approver token that authenticated the request; null when the
   // admin token did (the body's "as" then names the approver).

@@ -328,5 +328,57 @@ TEST_F(AdminApiApproverTest, ThePageIsStaticPublicAndUnderAStrictCsp) {
   EXPECT_EQ(Call("POST", "/ui/", "").status, 405);
 }
 
+// GET /admin/v1/policies/schema answers the source it is given and the Cedar schema built from
+// it, behind the admin token; a source that cannot be built is an internal error, not a crash.
+TEST(AdminApiPolicySchema, AnswersTheSourceAndItsCedarSchema) {
+  policy::SchemaSource source;
+  source.upstreams.push_back(policy::UpstreamSource{"jira", "", true, {}, "", {}});
+  policy::ToolSource tool;
+  tool.name = "get_issue";
+  tool.action_class = core::ActionClass::kRead;
+  tool.input_schema = *Json::Parse(R"({"type":"object","properties":{"key":{"type":"string"}},"required":["key"]})");
+  source.upstreams[0].tools.push_back(tool);
+  Config config;
+  AdminContext ctx;
+  ctx.config = &config;
+  ctx.admin_token = kAdminToken;
+  ctx.policy_schema_source = [&] { return source; };
+  AdminApi api(std::move(ctx));
+  auto get = [&](const std::string& bearer) {
+    net::HttpRequest req;
+    req.method = "GET";
+    req.path = req.target = "/admin/v1/policies/schema";
+    if (!bearer.empty()) req.headers = {{"Authorization", "Bearer " + bearer}};
+    return api.Handle(req);
+  };
+  auto res = get(kAdminToken);
+  ASSERT_EQ(res.status, 200) << res.body;
+  auto body = Json::Parse(res.body);
+  ASSERT_TRUE(body.ok());
+  EXPECT_EQ(body->GetInt("tools", 0), 1);
+  EXPECT_EQ(body->FindObject("source")->Dump(), source.ToJson().Dump());
+  const Json* args = body->FindObject("schema")->FindObject("")->FindObject("actions")->FindObject("jira:get_issue")
+                         ->FindObject("appliesTo")->FindObject("context")->FindObject("attributes")->FindObject("args");
+  ASSERT_NE(args, nullptr) << res.body;
+  EXPECT_EQ(args->Dump(), R"({"type":"Record","attributes":{"key":{"type":"String"}}})");
+  EXPECT_EQ(get("").status, 401);
+  EXPECT_EQ(get("not-the-token").status, 401);
+
+  source.upstreams[0].name = "read";  // reserved: the schema cannot be built
+  res = get(kAdminToken);
+  EXPECT_EQ(res.status, 500) << res.body;
+  EXPECT_NE(res.body.find("reserved"), std::string::npos) << res.body;
+
+  AdminContext none;
+  none.config = &config;
+  none.admin_token = kAdminToken;
+  AdminApi without(std::move(none));
+  net::HttpRequest req;
+  req.method = "GET";
+  req.path = req.target = "/admin/v1/policies/schema";
+  req.headers = {{"Authorization", std::string("Bearer ") + kAdminToken}};
+  EXPECT_EQ(without.Handle(req).status, 404);
+}
+
 }  // namespace
 }  // namespace mandate::server

@@ -36,6 +36,7 @@
 #include "server/audit_indexer.h"
 #include "server/plans.h"
 #include "server/policy_reloader.h"
+#include "server/policy_schema.h"
 #include "server/token_exchange.h"
 
 namespace mandate::server {
@@ -208,6 +209,18 @@ class ServerImpl final : public Server {
     token_exchange_ = std::make_unique<TokenExchange>(
         SessionDeps{&config_, &clock_, store_.get(), issuer_.get(), pipeline_.get(), revocations_.get()}, upstream_names_);
     admin.reload_policies = [this] { return reloader_->Reload().ToJson(); };
+    // The config joined with each upstream's tools/list (cached by the upstream once fetched).
+    // inputSchemas are scrubbed like the tools/list agents see.
+    admin.policy_schema_source = [this] {
+      LiveToolLists live;
+      for (size_t i = 0; i < upstreams_.size(); ++i) live.emplace(upstream_names_[i], upstreams_[i]->ListTools());
+      policy::SchemaSource source = SchemaSourceFromConfig(config_, &live);
+      for (policy::UpstreamSource& u : source.upstreams) {
+        u.tools_error = credentials_->scrubber().Scrub(u.tools_error);
+        for (policy::ToolSource& t : u.tools) t.input_schema = credentials_->scrubber().ScrubJson(t.input_schema);
+      }
+      return source;
+    };
     admin.keys = keys_.get();
     // Approver tokens: the approvals page's and approvers' credential (admin listener only).
     {

@@ -94,12 +94,14 @@ export class Mandate {
    * @param {Record<string,string>} o.policies   file name -> Cedar text, written to policies/
    * @param {Record<string,string>} [o.tools]    tool name -> class (read|write|destructive)
    * @param {string} [o.extraYaml]               appended verbatim to mandate.yaml
+   * @param {string} [o.upstreamYaml]            more keys of the upstream, e.g. `resource: '...'`
    */
-  constructor({ name, policies, tools = {}, extraYaml = '' }) {
+  constructor({ name, policies, tools = {}, extraYaml = '', upstreamYaml = '' }) {
     this.name = name;
     this.policies = policies;
     this.tools = tools;
     this.extraYaml = extraYaml;
+    this.upstreamYaml = upstreamYaml;
     this.secret = `e2e-secret-${randomBytes(18).toString('base64url')}`;
     this.stderr = '';
     this.stdout = '';
@@ -131,7 +133,7 @@ upstreams:
     command: [${command}]
     credential: demo-secret
     credential_env: DEMO_SECRET
-${toolLines ? `    tools:\n${toolLines}\n` : ''}credentials:
+${this.upstreamYaml ? `    ${this.upstreamYaml}\n` : ''}${toolLines ? `    tools:\n${toolLines}\n` : ''}credentials:
   demo-secret: { env: E2E_DEMO_SECRET }
 ${this.extraYaml}`;
     writeFileSync(this.configPath, yaml);

@@ -60,17 +60,22 @@ describe('policy tooling', () => {
     assert.match(unknown.stderr, /not_found/);
   }));
 
-  test('policy check warns about unknown names and, with --strict, fails', opts, m.guard(async () => {
+  test('policy check warns about unknown names and, with --strict, fails; an unknown action is an error', opts, m.guard(async () => {
     const clean = await m.cliOk(['policy', 'check']);
-    assert.match(clean, /0 warning/);
+    assert.match(clean, /0 error\(s\), 0 warning\(s\)/);
     const dir = path.join(m.dir, 'policies-typo');
     await m.cliOk(['policy', 'check', path.join(m.dir, 'policies')]);
     mkdirSync(dir, { recursive: true });
-    writeFileSync(path.join(dir, 'p.cedar'), '@id("typo") permit (principal == Agent::"triage-bott", action == Action::"everythng:echo", resource);');
-    const r = await m.cli(['policy', 'check', dir, '--strict']);
+    writeFileSync(path.join(dir, 'p.cedar'), '@id("typo") permit (principal == Agent::"triage-bott", action == Action::"everything:echo", resource);');
+    await m.cliOk(['policy', 'check', dir]);  // a warning alone does not fail
+    let r = await m.cli(['policy', 'check', dir, '--strict']);
     assert.equal(r.code, 1, `--strict with warnings exits 1: ${r.stdout} ${r.stderr}`);
     assert.match(r.stdout, /\[unknown-name\] typo: no agent named "triage-bott"/);
-    assert.match(r.stdout, /everythng:echo" names no configured upstream/);
+    // An action the schema does not know is a validation error, as in Cedar's validator.
+    writeFileSync(path.join(dir, 'p.cedar'), '@id("typo") permit (principal, action == Action::"everythng:echo", resource);');
+    r = await m.cli(['policy', 'check', dir]);
+    assert.equal(r.code, 1, `an unknown action fails the check: ${r.stdout} ${r.stderr}`);
+    assert.match(r.stdout, /error: \[unknown-action\] typo: unknown action Action::"everythng:echo"; did you mean Action::"everything:echo"\?/);
   }));
 
   test('policy test runs golden cases and exits 1 on a failing one', opts, m.guard(async () => {

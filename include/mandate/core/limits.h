@@ -61,6 +61,31 @@ inline constexpr size_t kPolicyTestCasesMax = 10000;  // cases in one .ptest fil
 inline constexpr int kPolicyReloadSettleMillis = 200;
 inline constexpr size_t kEntityAncestorsMax = 1024;
 static_assert(kPolicyAstDepthMax <= kJsonDepthMax * 2);
+// Schemas generated from tools' inputSchemas (src/policy/schema.cc, docs/policy.md "Schema and
+// validation"). An inputSchema comes from an upstream, so it is untrusted: a type nested deeper
+// than kPolicySchemaTypeDepthMax is left unvalidated, and so are the arguments of a tool whose
+// inputSchema declares more than kPolicySchemaToolAttributesMax properties (all levels), or any
+// tool beyond kPolicySchemaAttributesMax properties over the whole schema. Property names
+// longer than kPolicySchemaAttributeBytesMax make their record open (unvalidated).
+inline constexpr size_t kPolicySchemaTypeDepthMax = 16;
+inline constexpr size_t kPolicySchemaToolAttributesMax = 4096;
+inline constexpr size_t kPolicySchemaAttributesMax = 1 << 20;
+inline constexpr size_t kPolicySchemaAttributeBytesMax = 1024;
+inline constexpr size_t kPolicySchemaNotesMax = 200;  // notes kept about unvalidated parts
+// Work of one validation (src/policy/validator.cc): one step per request environment a
+// policy's scope is tested in, and one per expression node typed in it. Beyond it the remaining
+// policies are reported as not checked.
+inline constexpr size_t kPolicyValidationStepsMax = 50'000'000;
+static_assert(kPolicySchemaToolAttributesMax <= kPolicySchemaAttributesMax);
+// A schema source (GET /admin/v1/policies/schema) carries each inputSchema cut at this JSON
+// depth: deeper than anything the mapping reads (two JSON levels per type level, "properties"
+// and the property), and shallow enough that the answer, which nests it 6 levels deep, parses
+// within kJsonDepthMax. The Cedar JSON of a type takes two levels per record, under 8 levels
+// of schema and answer.
+inline constexpr size_t kPolicySchemaInputJsonDepthMax = 40;
+static_assert(2 * kPolicySchemaTypeDepthMax + 2 <= kPolicySchemaInputJsonDepthMax);
+static_assert(kPolicySchemaInputJsonDepthMax + 6 <= kJsonDepthMax);
+static_assert(2 * kPolicySchemaTypeDepthMax + 8 <= kJsonDepthMax);
 
 // --- MCP / upstreams ----------------------------------------------------------------------
 inline constexpr size_t kMcpSessionsMax = 10000;

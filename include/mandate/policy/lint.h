@@ -13,10 +13,10 @@
 //                                 configured class is destructive, or an upstream group with a
 //                                 tool configured destructive;
 //   unknown-name                  an entity literal (in a scope or a condition) naming a human
-//                                 or agent that is not registered, or an action that is neither
-//                                 a class (read, write, destructive), a configured upstream, nor
-//                                 <configured upstream>:<tool>. Humans and agents are checked
-//                                 only when the context knows them.
+//                                 or agent that is not registered, or a group that no registered
+//                                 human or agent belongs to. Checked only when the context knows
+//                                 the registry. (Actions are the schema's business: an unknown
+//                                 action is a validation error, validator.h unknown-action.)
 //
 // Thread safety: a pure function of its arguments.
 #pragma once
@@ -37,6 +37,7 @@ struct LintContext {
   std::map<std::string, core::ActionClass> tool_classes;    // "<upstream>:<tool>" -> class, from config
   std::optional<std::set<std::string>> humans;              // registered humans; nullopt: unknown
   std::optional<std::set<std::string>> agents;              // registered agents; nullopt: unknown
+  std::optional<std::set<std::string>> groups;              // groups of those; nullopt: unknown
 };
 
 struct LintWarning {

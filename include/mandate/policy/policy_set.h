@@ -54,6 +54,8 @@ struct ScopeConstraint {
   Op op = Op::kAny;
   std::string entity_type;
   std::vector<EntityUid> entities;
+  SourceLocation location;                      // of the keyword principal/action/resource
+  std::vector<SourceLocation> entity_locations;  // where each of `entities` is written
 };
 
 struct Condition {
