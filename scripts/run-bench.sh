@@ -48,6 +48,12 @@
 #                         lookup per subject, at delegation depth 1 and 4, 1 and 2 threads (about
 #                         30 s; its store files in the temp dir below). BENCH_SCENARIOS=revocation
 #                         runs only that.
+#                         "policy" (not in the default either; docs/performance.md, "Cedar
+#                         authorization against cedar-wasm") runs bench/mandate_policy_bench once
+#                         per run, before the others: policy::IsAuthorized vs the Cedar reference
+#                         (@cedar-policy/cedar-wasm, preparsed policy set) on the same policies,
+#                         entities and requests at 10, 100, 1,000 and 10,000 policies (about 40 s).
+#                         BENCH_SCENARIOS=policy runs only that.
 #   BENCH_PERF=DIR        profile Mandate during each governed test:
 #                         perf record -e cpu-clock --call-graph dwarf into DIR/<scenario>.perf.data
 #                         (budget scenario: DIR/no-budget.perf.data and DIR/hot-budget.perf.data)
@@ -69,11 +75,13 @@ MCP_SCENARIOS=""
 RUN_AUDIT=0
 RUN_BUDGET=0
 RUN_REVOCATION=0
+RUN_POLICY=0
 for scenario in ${BENCH_SCENARIOS:-rate-1000 rate-3000 saturation}; do
   case $scenario in
     audit) RUN_AUDIT=1 ;;
     budget) RUN_BUDGET=1 ;;
     revocation) RUN_REVOCATION=1 ;;
+    policy) RUN_POLICY=1 ;;
     *) MCP_SCENARIOS="$MCP_SCENARIOS $scenario" ;;
   esac
 done
@@ -83,6 +91,7 @@ if [ -n "$MCP_SCENARIOS" ] || [ "$RUN_BUDGET" = 1 ]; then
 fi
 if [ "$RUN_AUDIT" = 1 ]; then TARGETS+=(mandate_audit_bench); fi
 if [ "$RUN_REVOCATION" = 1 ]; then TARGETS+=(mandate_revocation_bench); fi
+if [ "$RUN_POLICY" = 1 ]; then TARGETS+=(mandate_policy_bench); fi
 
 if [ "${BENCH_SKIP_BUILD:-0}" != 1 ]; then
   echo "== building (release): ${TARGETS[*]}"
@@ -131,6 +140,20 @@ if awk -v l="$LOAD1" 'BEGIN { exit !(l > 1.0) }'; then
 fi
 
 FAILED=0
+if [ "$RUN_POLICY" = 1 ]; then
+  for run in $(seq 1 "$RUNS"); do
+    echo "== policy run $run: Cedar authorization, Mandate vs cedar-wasm (bench/mandate_policy_bench)"
+    "$ROOT/$BUILD/bench/mandate_policy_bench" --dir "$WORK" || FAILED=1
+  done
+  if [ -z "$MCP_SCENARIOS" ] && [ "$RUN_BUDGET" = 0 ] && [ "$RUN_AUDIT" = 0 ] &&
+     [ "$RUN_REVOCATION" = 0 ]; then
+    if [ "$FAILED" != 0 ]; then
+      echo "!!!!! run-bench: the policy benchmark had errors; see above" >&2
+      exit 1
+    fi
+    exit 0
+  fi
+fi
 if [ "$RUN_REVOCATION" = 1 ]; then
   for run in $(seq 1 "$RUNS"); do
     echo "== revocation run $run: the per-call revocation check at scale, RevocationSet vs SQLite (bench/mandate_revocation_bench)"
