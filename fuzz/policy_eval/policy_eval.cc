@@ -14,7 +14,7 @@
 //   - a context that is not a record denies with one error and nothing evaluated; otherwise
 //     the response is consistent (fuzz/policy_checks.h) and deterministic;
 //   - the scope index is exact (src/policy/scope_index.h): the answer of IsAuthorized equals the
-//     answer of evaluating every policy in order with the Evaluator, decision, determining
+//     answer of AuthorizeEveryPolicy (every policy evaluated in order), decision, determining
 //     policies and errors alike.
 #include <cstddef>
 #include <cstdint>
@@ -30,7 +30,7 @@
 #include "mandate/policy/entities.h"
 #include "mandate/policy/policy_set.h"
 #include "mandate/policy/value.h"
-#include "policy/evaluator.h"
+#include "policy/scope_index.h"
 
 namespace {
 
@@ -90,23 +90,6 @@ bool ToValue(const Json& j, Value* out) {
   return true;
 }
 
-// Every policy in order, without the index: the reference's way.
-Response Linear(const PolicySet& set, const Request& request, const Entities& entities) {
-  Response response;
-  mandate::policy::Evaluator evaluator(request, entities);
-  for (const auto& p : set.policies()) {
-    auto satisfied = evaluator.Satisfied(p);
-    if (!satisfied.ok()) {
-      response.errors.push_back(p.id + ": " + satisfied.error().message);
-    } else if (*satisfied) {
-      (p.is_forbid ? response.forbids : response.permits).push_back(p.id);
-    }
-  }
-  response.allow = response.forbids.empty() && !response.permits.empty();
-  if (!response.allow) response.permits.clear();
-  return response;
-}
-
 const PolicySet& FixedPolicies() {
   static const PolicySet* set = [] {
     auto parsed = PolicySet::Parse(kFixedPolicies, "fixed.cedar");
@@ -164,6 +147,6 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   }
   CheckResponse(*set, r);
   Check(SameResponse(r, mandate::policy::IsAuthorized(*set, request, entities)));
-  Check(SameResponse(r, Linear(*set, request, entities)));
+  Check(SameResponse(r, mandate::policy::AuthorizeEveryPolicy(*set, request, entities)));
   return 0;
 }

@@ -227,16 +227,18 @@ void AppendPrettyJson(const Json& j, size_t indent, std::string* out) {
 // The schema `policy schema` and `policy check` validate against: the running server's (the
 // config joined with each upstream's tools/list, GET /admin/v1/policies/schema) when it can be
 // asked, else the config's alone (tools named in the config, arguments unvalidated, upstreams
-// open). `origin` says which, `why` why not the server's.
+// open), built. `origin` says which, `why` why not the server's.
 struct PolicySchema {
   policy::SchemaSource source;
   std::string origin;  // "server" or "config"
   std::string why;
+  std::optional<policy::Schema> schema;  // built from `source`
 };
 
 // Asking every upstream for its tools may take up to an upstream's timeout when one hangs.
 constexpr int kSchemaRequestTimeoutMillis = 120000;
 
+// Errors: "schema: <why>" when the server's answer is unreadable, else Schema::Build's.
 core::Result<PolicySchema> LoadPolicySchema(const std::string& config_path, const server::Config& config, bool offline) {
   PolicySchema out;
   if (offline) {
@@ -245,15 +247,21 @@ core::Result<PolicySchema> LoadPolicySchema(const std::string& config_path, cons
     auto r = Admin(config_path, "GET", "/admin/v1/policies/schema", nullptr, kSchemaRequestTimeoutMillis);
     if (r.ok()) {
       const Json* source = r->FindObject("source");
-      if (source == nullptr) return core::MakeError(core::ErrorCode::kInternal, "the admin API's schema answer has no \"source\"");
-      MANDATE_ASSIGN_OR_RETURN(out.source, policy::SchemaSource::FromJson(*source));
+      if (source == nullptr) return core::MakeError(core::ErrorCode::kInternal, "schema: the admin API's answer has no \"source\"");
+      auto parsed = policy::SchemaSource::FromJson(*source);
+      if (!parsed.ok()) return core::MakeError(parsed.error().code, "schema: " + parsed.error().message);
+      out.source = std::move(*parsed);
       out.origin = "server";
-      return out;
+    } else {
+      out.why = r.error().message;
     }
-    out.why = r.error().message;
   }
-  out.source = server::SchemaSourceFromConfig(config, nullptr);
-  out.origin = "config";
+  if (out.origin.empty()) {
+    out.source = server::SchemaSourceFromConfig(config, nullptr);
+    out.origin = "config";
+  }
+  MANDATE_ASSIGN_OR_RETURN(policy::Schema schema, policy::Schema::Build(out.source));
+  out.schema.emplace(std::move(schema));
   return out;
 }
 
@@ -871,14 +879,10 @@ int Run(int argc, char** argv) {
     }
     auto loaded = LoadPolicySchema(config_path, *cfg, c_offline);
     if (!loaded.ok()) {
-      rc = Fail("schema: " + loaded.error().message);
+      rc = Fail(loaded.error().message);
       return;
     }
-    auto schema = policy::Schema::Build(loaded->source);
-    if (!schema.ok()) {
-      rc = Fail(schema.error().message);
-      return;
-    }
+    const policy::Schema* schema = &*loaded->schema;
     std::string note;
     if (loaded->origin == "config") {
       note += "note: schema from the config only (" + loaded->why +
@@ -993,14 +997,10 @@ int Run(int argc, char** argv) {
     }
     auto loaded = LoadPolicySchema(config_path, *cfg, s_offline);
     if (!loaded.ok()) {
-      rc = Fail("schema: " + loaded.error().message);
+      rc = Fail(loaded.error().message);
       return;
     }
-    auto schema = policy::Schema::Build(loaded->source);
-    if (!schema.ok()) {
-      rc = Fail(schema.error().message);
-      return;
-    }
+    const policy::Schema* schema = &*loaded->schema;
     if (json) {
       Json j = Json::MakeObject();
       j.Set("origin", loaded->origin);

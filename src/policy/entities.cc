@@ -129,9 +129,7 @@ bool Entities::IsDescendant(const EntityUid& child, const EntityUid& ancestor) c
   return r.ok() && *r;
 }
 
-namespace {
-
-core::Result<EntityUid> UidFromJson(const core::Json& j, std::string_view what) {
+core::Result<EntityUid> EntityUidFromJson(const core::Json& j, std::string_view what) {
   const core::Json* inner = j.Find("__entity");
   const core::Json& uid = inner != nullptr && j.as_object().size() == 1 ? *inner : j;
   const std::string* type = uid.FindString("type");
@@ -142,6 +140,8 @@ core::Result<EntityUid> UidFromJson(const core::Json& j, std::string_view what) 
   }
   return EntityUid{*type, *id};
 }
+
+namespace {
 
 // The value of member `key` of `entry`, which must be a JSON object; an empty record when the
 // member is absent.
@@ -181,7 +181,7 @@ core::Result<Entities> EntitiesFromJson(const core::Json& j, size_t entities_max
     }
     const core::Json* uid_json = e.Find("uid");
     if (uid_json == nullptr) return MakeError(ErrorCode::kBadRequest, "entity without \"uid\"");
-    MANDATE_ASSIGN_OR_RETURN(EntityUid uid, UidFromJson(*uid_json, "entity uid"));
+    MANDATE_ASSIGN_OR_RETURN(EntityUid uid, EntityUidFromJson(*uid_json, "entity uid"));
     MANDATE_ASSIGN_OR_RETURN(Value attrs, RecordMember(e, "attrs", uid));
     MANDATE_ASSIGN_OR_RETURN(Value tags, RecordMember(e, "tags", uid));
     std::vector<EntityUid> parents;
@@ -191,7 +191,7 @@ core::Result<Entities> EntitiesFromJson(const core::Json& j, size_t entities_max
                          "\"parents\" of " + uid.ToString() + " must be an array");
       }
       for (const core::Json& parent : p->as_array()) {
-        MANDATE_ASSIGN_OR_RETURN(EntityUid parent_uid, UidFromJson(parent, "parent"));
+        MANDATE_ASSIGN_OR_RETURN(EntityUid parent_uid, EntityUidFromJson(parent, "parent"));
         parents.push_back(std::move(parent_uid));
       }
     }

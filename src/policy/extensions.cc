@@ -4,6 +4,8 @@
 #include <cstdio>
 #include <iterator>
 
+#include "mandate/core/clock.h"
+
 namespace mandate::policy {
 namespace {
 
@@ -226,15 +228,6 @@ int DaysInMonth(int64_t y, int m) {
   return m == 2 && IsLeapYear(y) ? 29 : kDays[m - 1];
 }
 
-// Days from 1970-01-01 to y-m-d in the proleptic Gregorian calendar (H. Hinnant's algorithm).
-int64_t DaysFromCivil(int64_t y, int64_t m, int64_t d) {
-  y -= m <= 2;
-  const int64_t era = (y >= 0 ? y : y - 399) / 400;
-  const int64_t yoe = y - era * 400;
-  const int64_t doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
-  const int64_t doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-  return era * 146097 + doe - 719468;
-}
 
 void CivilFromDays(int64_t z, int64_t* y, int* m, int* d) {
   z += 719468;
@@ -462,7 +455,7 @@ Result<ExtensionValue> ParseDatetime(std::string_view s) {
   std::string date_str(s.substr(0, 10));
   if (s.size() == 10) {
     if (!valid_date()) return failed("invalid date: " + date_str);
-    return Datetime(DaysFromCivil(year, month, day) * kDayMillis);
+    return Datetime(core::DaysFromCivil(year, month, day) * kDayMillis);
   }
   int64_t h, m, sec;
   if (s[10] != 'T' || !Digits(s, 11, 2, &h) || s.size() < 19 || s[13] != ':' ||
@@ -493,7 +486,7 @@ Result<ExtensionValue> ParseDatetime(std::string_view s) {
     return failed("invalid offset range: " + std::to_string(offset_h) + std::to_string(offset_m));
   }
   // Years 0000-9999 and offsets below a day keep this far inside 64 bits.
-  int64_t ms = DaysFromCivil(year, month, day) * kDayMillis + h * 3600000 + m * 60000 + sec * 1000 +
+  int64_t ms = core::DaysFromCivil(year, month, day) * kDayMillis + h * 3600000 + m * 60000 + sec * 1000 +
                millis - offset_sign * (offset_h * 3600 + offset_m * 60) * 1000;
   return Datetime(ms);
 }

@@ -30,6 +30,8 @@
 #include <unordered_map>
 #include <vector>
 
+#include "mandate/policy/authorize.h"
+#include "mandate/policy/entities.h"
 #include "mandate/policy/policy_set.h"
 #include "mandate/policy/value.h"
 
@@ -68,5 +70,11 @@ class ScopeIndex {
   // then remove repeats.
   bool multi_keyed_ = false;
 };
+
+// IsAuthorized without the index: every policy of the set evaluated in order, the reference's
+// way. IsAuthorized falls back to it when an ancestor walk fails; tests and the policy_eval fuzz
+// target check that IsAuthorized always answers exactly as it does.
+Response AuthorizeEveryPolicy(const PolicySet& policies, const Request& request,
+                              const Entities& entities);
 
 }  // namespace mandate::policy

@@ -24,24 +24,6 @@ PolicySet Policies(std::string_view text) {
   return set.ok() ? std::move(*set) : PolicySet();
 }
 
-// The answer of evaluating every policy of the set in order, without the index: what
-// IsAuthorized answered before the index existed, and what the reference does.
-Response Linear(const PolicySet& set, const Request& request, const Entities& entities) {
-  Response response;
-  Evaluator evaluator(request, entities);
-  for (const Policy& p : set.policies()) {
-    core::Result<bool> satisfied = evaluator.Satisfied(p);
-    if (!satisfied.ok()) {
-      response.errors.push_back(p.id + ": " + satisfied.error().message);
-    } else if (*satisfied) {
-      (p.is_forbid ? response.forbids : response.permits).push_back(p.id);
-    }
-  }
-  response.allow = response.forbids.empty() && !response.permits.empty();
-  if (!response.allow) response.permits.clear();
-  return response;
-}
-
 // The candidates of the set's index for a request, with the ancestors from the store.
 std::vector<uint32_t> CandidatesFor(const PolicySet& set, const Request& request,
                                     const Entities& entities) {
@@ -136,7 +118,7 @@ TEST(ScopeIndex, FallsBackToEveryPolicyWhenAnAncestorWalkFails) {
   Request request = AliceReadsDoc();
   request.principal = {"Human", "carol"};
   Response indexed = IsAuthorized(set, request, store);
-  Response linear = Linear(set, request, store);
+  Response linear = AuthorizeEveryPolicy(set, request, store);
   EXPECT_EQ(indexed.errors, linear.errors);
   ASSERT_EQ(indexed.errors.size(), 1u);
   EXPECT_THAT(indexed.errors[0], ::testing::StartsWith("team: "));
@@ -223,7 +205,7 @@ TEST(ScopeIndex, IndexedAnswersEqualLinearAnswersOnRandomSets) {
         for (const EntityUid& r : resources) {
           Request request{p, a, r, Value()};
           Response indexed = IsAuthorized(set, request, store);
-          Response linear = Linear(set, request, store);
+          Response linear = AuthorizeEveryPolicy(set, request, store);
           ASSERT_EQ(indexed.allow, linear.allow) << text << p.ToString() << a.ToString();
           ASSERT_EQ(indexed.permits, linear.permits) << text;
           ASSERT_EQ(indexed.forbids, linear.forbids) << text;

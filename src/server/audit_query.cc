@@ -4,6 +4,7 @@
 #include <limits>
 #include <set>
 
+#include "mandate/core/clock.h"
 #include "mandate/core/limits.h"
 #include "mandate/net/form.h"
 #include "server/config.h"
@@ -38,15 +39,6 @@ bool Expect(std::string_view text, size_t* pos, std::string_view any_of) {
   return true;
 }
 
-// Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's days_from_civil).
-int64_t DaysFromCivil(int64_t y, int64_t m, int64_t d) {
-  y -= m <= 2;
-  const int64_t era = (y >= 0 ? y : y - 399) / 400;
-  const int64_t yoe = y - era * 400;
-  const int64_t doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
-  const int64_t doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-  return era * 146097 + doe - 719468;
-}
 
 int DaysInMonth(int y, int m) {
   static constexpr int kDays[] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
@@ -107,7 +99,7 @@ std::optional<int64_t> ParseRfc3339(std::string_view t) {
     return std::nullopt;  // RFC 3339 requires the offset
   }
   if (p != t.size()) return std::nullopt;
-  const int64_t secs = DaysFromCivil(*year, *month, *day) * 86400 + *hour * 3600 + *minute * 60 +
+  const int64_t secs = core::DaysFromCivil(*year, *month, *day) * 86400 + *hour * 3600 + *minute * 60 +
                        std::min(*second, 59) - offset_seconds;
   return secs * kMicrosPerSecond + *frac;
 }

@@ -121,18 +121,6 @@ class LineReader {
   bool eof_ = false;
 };
 
-Result<EntityUid> UidFromJson(const Json& j, std::string_view what) {
-  const Json* inner = j.Find("__entity");
-  const Json& uid = inner != nullptr ? *inner : j;
-  const std::string* type = uid.FindString("type");
-  const std::string* id = uid.FindString("id");
-  if (!uid.is_object() || type == nullptr || id == nullptr || uid.as_object().size() != 2) {
-    return MakeError(ErrorCode::kBadRequest,
-                     std::string(what) + ": expected {\"type\": string, \"id\": string}");
-  }
-  return EntityUid{*type, *id};
-}
-
 Result<policy::Entities> EntitiesFromJson(const Json* j) {
   if (j == nullptr) return policy::Entities();
   return policy::EntitiesFromJson(*j, kEntitiesPerCaseMax);
@@ -149,9 +137,9 @@ Result<policy::Request> RequestFromJson(const Json* j) {
   if (principal == nullptr || action == nullptr || resource == nullptr) {
     return MakeError(ErrorCode::kBadRequest, "request needs principal, action and resource");
   }
-  MANDATE_ASSIGN_OR_RETURN(request.principal, UidFromJson(*principal, "principal"));
-  MANDATE_ASSIGN_OR_RETURN(request.action, UidFromJson(*action, "action"));
-  MANDATE_ASSIGN_OR_RETURN(request.resource, UidFromJson(*resource, "resource"));
+  MANDATE_ASSIGN_OR_RETURN(request.principal, policy::EntityUidFromJson(*principal, "principal"));
+  MANDATE_ASSIGN_OR_RETURN(request.action, policy::EntityUidFromJson(*action, "action"));
+  MANDATE_ASSIGN_OR_RETURN(request.resource, policy::EntityUidFromJson(*resource, "resource"));
   if (const Json* c = j->Find("context")) {
     if (!c->is_object()) return MakeError(ErrorCode::kBadRequest, "\"context\" must be an object");
     MANDATE_ASSIGN_OR_RETURN(request.context, policy::ValueFromJson(*c));

@@ -7,6 +7,11 @@
 
 namespace mandate::core {
 
+// Days from 1970-01-01 to year-month-day in the proleptic Gregorian calendar (H. Hinnant's
+// days_from_civil): exact for every date whose day count fits in int64; month 1-12, day 1-31
+// (not checked: callers validate the date).
+int64_t DaysFromCivil(int64_t year, int64_t month, int64_t day);
+
 class Clock {
  public:
   virtual ~Clock() = default;

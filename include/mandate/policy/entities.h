@@ -76,4 +76,9 @@ class Entities {
 // identical entries, Mandate refuses any repeat).
 core::Result<Entities> EntitiesFromJson(const core::Json& j, size_t entities_max);
 
+// An entity uid in Cedar JSON: {"type": T, "id": I}, or the escape {"__entity": {"type": T,
+// "id": I}} as the object's only member. Error (kBadRequest): "<what>: expected {"type":
+// string, "id": string}".
+core::Result<EntityUid> EntityUidFromJson(const core::Json& j, std::string_view what);
+
 }  // namespace mandate::policy
