@@ -918,7 +918,8 @@ Pipeline::CallResult Pipeline::Call(const Caller& caller, core::Action action, U
     (void)deps_.audit->Submit(std::move(r));
     return out;
   }
-  out.outcome.result = deps_.scrubber->ScrubJson(out.outcome.result);
+  // With no secret to scrub, ScrubJson would return a copy of the result: skip it.
+  if (!deps_.scrubber->empty()) out.outcome.result = deps_.scrubber->ScrubJson(out.outcome.result);
   if (!out.outcome.ok) out.outcome.message = deps_.scrubber->Scrub(out.outcome.message);
 
   Json completed = CallRecord("call.completed", caller, action);
@@ -941,14 +942,6 @@ Pipeline::CallResult Pipeline::Call(const Caller& caller, core::Action action, U
   }
   const std::string result_canonical = out.outcome.result.Canonical();
   completed.Set("result_hash", core::Sha256Hex(result_canonical));
-  if (rule.hash_only) {
-    completed.Set("payload", "hash");
-  } else if (out.outcome.ok) {
-    // Already scrubbed above; bounded like the arguments.
-    completed.Set("result", result_canonical.size() > core::kAuditArgsBytesMax
-                                ? TruncatedPayload(result_canonical.size())
-                                : out.outcome.result);
-  }
   if (out.outcome.ok && !rule.side_effects.empty()) {
     Json refs = Json::MakeObject();
     for (const auto& [name, pointer] : rule.side_effects) {
@@ -961,11 +954,25 @@ Pipeline::CallResult Pipeline::Call(const Caller& caller, core::Action action, U
     if (!refs.as_object().empty()) completed.Set("side_effects", std::move(refs));
   }
   completed.Set("latency_micros", out.outcome.latency_micros);
+  // The result (already scrubbed above; bounded like the arguments) is lent to the record for
+  // the Submit, which only serializes it, rather than copied into it.
+  bool result_lent = false;
+  if (rule.hash_only) {
+    completed.Set("payload", "hash");
+  } else if (out.outcome.ok) {
+    if (result_canonical.size() > core::kAuditArgsBytesMax) {
+      completed.Set("result", TruncatedPayload(result_canonical.size()));
+    } else {
+      completed.Set("result", std::move(out.outcome.result));
+      result_lent = true;
+    }
+  }
   // The side effect already happened and its decision record is durable; the completion
   // rides the next group commit instead of holding the answer for a second fdatasync (a crash
   // can lose a completion, never a decision). A failure here cannot undo the call; it fails
   // the log, which refuses every later call.
-  (void)deps_.audit->Submit(std::move(completed));
+  (void)deps_.audit->Submit(completed);
+  if (result_lent) out.outcome.result = std::move(*completed.Find("result"));
   return out;
 }
 
