@@ -216,15 +216,31 @@ Status CheckSerializableAt(const Json& j, size_t depth) {
 
 }  // namespace
 
-bool IsValidUtf8(std::string_view text) { return simdjson::validate_utf8(text.data(), text.size()); }
+bool IsValidUtf8(std::string_view text) {
+  // Short ASCII strings (most keys and values) are valid without the dispatch into simdjson,
+  // which cost more than the check itself at this size (audit record validation).
+  constexpr size_t kShortBytesMax = 64;
+  if (text.size() <= kShortBytesMax) {
+    unsigned char high = 0;
+    for (char c : text) high |= static_cast<unsigned char>(c);
+    if (high < 0x80) return true;
+  }
+  return simdjson::validate_utf8(text.data(), text.size());
+}
 
 Status Json::CheckSerializable() const { return CheckSerializableAt(*this, 1); }
 
 void AppendJsonString(std::string_view s, std::string* out) {
   static constexpr char kHex[] = "0123456789abcdef";
   out->push_back('"');
-  for (char ch : s) {
-    unsigned char c = static_cast<unsigned char>(ch);
+  // Runs of bytes that need no escape are copied whole: byte-by-byte push_back was most of
+  // the cost of serializing an audit record (docs/performance.md).
+  size_t run = 0;  // start of the pending run of plain bytes
+  for (size_t i = 0; i < s.size(); ++i) {
+    const unsigned char c = static_cast<unsigned char>(s[i]);
+    if (c >= 0x20 && c != '"' && c != '\\') continue;
+    out->append(s.data() + run, i - run);
+    run = i + 1;
     switch (c) {
       case '"':
         out->append("\\\"");
@@ -248,15 +264,12 @@ void AppendJsonString(std::string_view s, std::string* out) {
         out->append("\\t");
         break;
       default:
-        if (c < 0x20) {
-          out->append("\\u00");
-          out->push_back(kHex[c >> 4]);
-          out->push_back(kHex[c & 15]);
-        } else {
-          out->push_back(ch);
-        }
+        out->append("\\u00");
+        out->push_back(kHex[c >> 4]);
+        out->push_back(kHex[c & 15]);
     }
   }
+  out->append(s.data() + run, s.size() - run);
   out->push_back('"');
 }
 

@@ -1,5 +1,9 @@
 #include "mandate/core/json.h"
 
+#include <string>
+#include <utility>
+#include <vector>
+
 #include <gtest/gtest.h>
 
 #include "mandate/core/limits.h"
@@ -58,6 +62,67 @@ TEST(Json, CheckSerializableAgreesWithARoundTrip) {
 TEST(Json, EscapesControlCharacters) {
   Json j(std::string("a\"b\\c\n\x01"));
   EXPECT_EQ(j.Dump(), R"("a\"b\\c\n\u0001")");
+}
+
+TEST(Json, EscapesEveryByteWhereverItSitsInTheString) {
+  // Each ASCII byte alone, at the start, in the middle and at the end of plain runs: the
+  // serializer copies plain runs whole, so escapes at every position must split them right.
+  for (int b = 0; b < 0x80; ++b) {
+    const char c = static_cast<char>(b);
+    std::string want;
+    switch (c) {
+      case '"': want = "\\\""; break;
+      case '\\': want = "\\\\"; break;
+      case '\b': want = "\\b"; break;
+      case '\f': want = "\\f"; break;
+      case '\n': want = "\\n"; break;
+      case '\r': want = "\\r"; break;
+      case '\t': want = "\\t"; break;
+      default: {
+        if (b < 0x20) {
+          static constexpr char kHex[] = "0123456789abcdef";
+          want = std::string("\\u00") + kHex[b >> 4] + kHex[b & 15];
+        } else {
+          want = std::string(1, c);
+        }
+      }
+    }
+    for (const auto& [in, out] : std::vector<std::pair<std::string, std::string>>{
+             {std::string(1, c), want},
+             {std::string(1, c) + "ab", want + "ab"},
+             {"ab" + std::string(1, c) + "cd", "ab" + want + "cd"},
+             {"ab" + std::string(1, c), "ab" + want},
+             {std::string(2, c), want + want}}) {
+      std::string got;
+      AppendJsonString(in, &got);
+      EXPECT_EQ(got, "\"" + out + "\"") << "byte " << b;
+      auto back = Json::Parse(got);
+      ASSERT_TRUE(back.ok()) << "byte " << b;
+      EXPECT_EQ(back->as_string(), in) << "byte " << b;
+    }
+  }
+  // Non-ASCII bytes pass through unescaped.
+  std::string got;
+  AppendJsonString("caf\xc3\xa9 \xe2\x80\x94\n", &got);
+  EXPECT_EQ(got, "\"caf\xc3\xa9 \xe2\x80\x94\\n\"");
+}
+
+TEST(Json, IsValidUtf8AcceptsAndRejectsShortAndLongStrings) {
+  EXPECT_TRUE(IsValidUtf8(""));
+  EXPECT_TRUE(IsValidUtf8("plain ascii"));
+  EXPECT_TRUE(IsValidUtf8("caf\xc3\xa9"));
+  EXPECT_FALSE(IsValidUtf8("\xff"));
+  EXPECT_FALSE(IsValidUtf8("ab\xc3"));          // truncated sequence
+  EXPECT_FALSE(IsValidUtf8("\xed\xa0\x80"));    // a surrogate
+  const std::string long_ascii(200, 'a');
+  EXPECT_TRUE(IsValidUtf8(long_ascii));
+  EXPECT_TRUE(IsValidUtf8(long_ascii + "\xc3\xa9"));
+  EXPECT_FALSE(IsValidUtf8(long_ascii + "\xc3"));
+  // Exactly at and around the short-string fast path's bound (64 bytes).
+  for (size_t n : {63u, 64u, 65u}) {
+    EXPECT_TRUE(IsValidUtf8(std::string(n, 'x'))) << n;
+    EXPECT_FALSE(IsValidUtf8(std::string(n - 1, 'x') + "\x80")) << n;
+  }
 }
 
 TEST(Json, RejectsInvalidInput) {
