@@ -644,11 +644,13 @@ MerkleLog::WakeMask MerkleLog::Lead(std::unique_lock<std::mutex>& lock, bool syn
     failed_.store(true, std::memory_order_release);
   }
   // The appenders this batch made durable (or failed) sleep on its slot; a sync that also
-  // covered records an earlier batch wrote without syncing wakes every slot.
+  // covered records an earlier batch wrote without syncing wakes every slot. No wake-up when
+  // no Append waits for a record that was not durable before (a lone Append leading its own
+  // batch): every waiter raised awaited_ under mu_ before its batch was taken.
   WakeMask wake = 0;
   if (failed_.load(std::memory_order_relaxed)) {
     wake = kWakeAll;
-  } else if (durable > durable_before) {
+  } else if (durable > durable_before && awaited_ > durable_before) {
     wake = durable_before < written_before ? kWakeAll : WakeMask{1} << (batch % kWakeSlots);
   }
   if (st.ok() && written_ == durable) MaybeSnapshot(false);
