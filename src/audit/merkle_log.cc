@@ -7,7 +7,9 @@
 
 #include <cerrno>
 #include <algorithm>
+#include <charconv>
 #include <chrono>
+#include <climits>
 #include <cstring>
 #include <filesystem>
 #include <optional>
@@ -15,6 +17,7 @@
 #include <vector>
 
 #include "audit/internal/segment.h"
+#include "audit/internal/wake_word.h"
 #include "mandate/core/check.h"
 #include "mandate/core/crypto.h"
 #include "mandate/core/encoding.h"
@@ -91,6 +94,8 @@ core::Status WriteNewFile(int dir_fd, std::string_view name, std::string_view by
   return st;
 }
 
+constexpr size_t kPreparedBytesGuess = 1024;
+
 // A torn last line found by Open, reported in the "audit.truncated" record.
 struct TornTail {
   std::string file;
@@ -100,15 +105,6 @@ struct TornTail {
 };
 
 }  // namespace
-
-// An Append waiting for its record to become durable (or for the lead). Lives on the
-// appending thread's stack, registered in waiters_ while it waits. Each waiter has its own
-// condition variable, so a finished batch wakes exactly its own appenders and one next leader
-// rather than every thread waiting on the log.
-struct MerkleLog::Waiter {
-  uint64_t seq = 0;
-  std::condition_variable cv;
-};
 
 // A record's own members rendered canonically, each followed by ',', and where each member
 // the log adds goes to keep the keys sorted (byte offsets into `members`).
@@ -310,7 +306,7 @@ core::Result<std::unique_ptr<MerkleLog>> MerkleLog::Open(const std::string& dir,
         leaf = LeafHash(line.bytes);
       }
       log->acc_.Push(leaf);
-      log->tip_ = core::DigestHex(leaf);
+      internal::HexInto(leaf, log->tip_.data());
       if (last_checkpoint && log->acc_.size() == last_checkpoint->size) {
         root_at_checkpoint = log->acc_.Root();
       }
@@ -354,7 +350,11 @@ core::Result<std::unique_ptr<MerkleLog>> MerkleLog::Open(const std::string& dir,
   log->segment_bytes_ = static_cast<uint64_t>(st.st_size);
 
   log->synced_bytes_ = log->segment_bytes_;
-  log->written_ = log->durable_ = log->next_seq_;  // counts are seqs: the log may not start empty
+  // Counts are seqs: the log may not start empty.
+  log->written_ = log->next_seq_;
+  log->durable_.store(log->next_seq_, std::memory_order_relaxed);
+  log->awaited_ = log->next_seq_;
+  log->committer_ = std::thread([raw = log.get()] { raw->CommitLoop(); });
   log->flusher_ = std::thread([raw = log.get()] { raw->FlusherLoop(); });
   {
     // Records not yet covered (a crash since the last checkpoint) get one soon.
@@ -429,8 +429,11 @@ void MerkleLog::Close() {
       closing_ = true;
     }
     flusher_cv_.notify_all();
+    committer_cv_.notify_all();
     not_full_.notify_all();
-    // The flusher writes and syncs whatever is still queued, checkpoints it, then exits.
+    // The committer stops leading; the flusher writes and syncs whatever is still queued,
+    // checkpoints it, then exits.
+    if (committer_.joinable()) committer_.join();
     if (flusher_.joinable()) flusher_.join();
     CloseFd(&checkpoints_fd_);
     CloseFd(&segment_fd_);
@@ -475,6 +478,8 @@ core::Result<MerkleLog::Prepared> MerkleLog::Prepare(const core::Json& record) c
   std::sort(sorted.begin(), sorted.end(),
             [](const core::Json::Member* a, const core::Json::Member* b) { return a->first < b->first; });
   Prepared p;
+  // Typical records (a governed call's) are 300-800 bytes: one allocation instead of a few.
+  p.members.reserve(kPreparedBytesGuess);
   size_t* const slots[] = {&p.at_prev, &p.at_seq, &p.at_ts};
   const std::string_view names[] = {"prev", "seq", "ts"};  // sorted
   constexpr size_t kSlots = 3;
@@ -505,12 +510,23 @@ core::Result<uint64_t> MerkleLog::Sequence(const Prepared& p, std::unique_lock<s
     if (closing_) return MakeError(ErrorCode::kInternal, "audit log is closed");
     if (queued_.size() < core::kAuditQueueMax) break;
     if (!leading_) {
-      Lead(lock, false);
+      if (const WakeMask wake = Lead(lock, false); wake != 0) {
+        lock.unlock();
+        Wake(wake);
+        lock.lock();
+      }
     } else {
       not_full_.wait(lock);
     }
   }
   const uint64_t seq = next_seq_;
+  // This runs under mu_ for every record: no allocation but the line itself.
+  char seq_text[24];
+  char ts_text[24];
+  const size_t seq_len = static_cast<size_t>(
+      std::to_chars(seq_text, seq_text + sizeof seq_text, seq).ptr - seq_text);
+  const size_t ts_len = static_cast<size_t>(
+      std::to_chars(ts_text, ts_text + sizeof ts_text, clock_.NowUnixMicros()).ptr - ts_text);
   std::string line;
   line.reserve(p.members.size() + core::kAuditFramingBytesMax);
   line.push_back('{');
@@ -518,15 +534,16 @@ core::Result<uint64_t> MerkleLog::Sequence(const Prepared& p, std::unique_lock<s
   line.append(members.substr(0, p.at_prev));
   line.append("\"prev\":\"").append(tip_).append("\",");
   line.append(members.substr(p.at_prev, p.at_seq - p.at_prev));
-  line.append("\"seq\":").append(std::to_string(seq)).push_back(',');
+  line.append("\"seq\":").append(seq_text, seq_len).push_back(',');
   line.append(members.substr(p.at_seq, p.at_ts - p.at_seq));
-  line.append("\"ts\":").append(std::to_string(clock_.NowUnixMicros())).push_back(',');
+  line.append("\"ts\":").append(ts_text, ts_len).push_back(',');
   line.append(members.substr(p.at_ts));
   line.back() = '}';
   // Prepare() bounded the record so that the framing always fits.
   MANDATE_CHECK(line.size() <= core::kAuditRecordBytesMax);
   Hash leaf = LeafHash(line);
-  tip_ = core::DigestHex(leaf);
+  MANDATE_DCHECK(tip_.size() == 64);
+  internal::HexInto(leaf, tip_.data());
   queued_.push_back(Queued{std::move(line), leaf});
   ++next_seq_;
   return seq;
@@ -536,33 +553,42 @@ core::Result<uint64_t> MerkleLog::Append(core::Json record) {
   MANDATE_ASSIGN_OR_RETURN(Prepared prepared, Prepare(record));
   std::unique_lock<std::mutex> lock(mu_);
   MANDATE_ASSIGN_OR_RETURN(uint64_t seq, Sequence(prepared, lock));
-  Waiter self;
-  self.seq = seq;
-  bool registered = false;
-  auto unregister = [&] {
-    if (!registered) return;
-    waiters_.erase(std::find(waiters_.begin(), waiters_.end(), &self));
-    registered = false;
-  };
-  for (;;) {
-    if (durable_ > seq) break;
-    if (failed_) {
-      unregister();
-      return MakeError(ErrorCode::kInternal, "audit append failed: " + failure_);
-    }
-    if (!leading_) {
-      unregister();
-      Lead(lock, true);
-      continue;
-    }
-    if (!registered) {
-      waiters_.push_back(&self);
-      registered = true;
-    }
-    self.cv.wait(lock);
+  if (!leading_) {
+    // No write in progress: commit this batch here, so a lone Append costs no hand-off.
+    const WakeMask wake = Lead(lock, true);
+    const bool durable = durable_.load(std::memory_order_relaxed) > seq;
+    std::string failure = durable ? std::string() : failure_;
+    lock.unlock();
+    Wake(wake);
+    if (!durable) return MakeError(ErrorCode::kInternal, "audit append failed: " + failure);
+    return seq;
   }
-  unregister();
-  return seq;
+  // A batch is being written: the committer takes this record with the next one, and wakes
+  // this batch's slot once it is durable (or the log failed).
+  WakeSlot& slot = wake_slots_[(batches_ + 1) % kWakeSlots];
+  awaited_ = std::max(awaited_, seq + 1);
+  lock.unlock();
+  bool slept = false;
+  bool durable = false;
+  for (;;) {
+    const uint32_t seen = slot.word.load(std::memory_order_acquire);
+    if (durable_.load(std::memory_order_acquire) > seq) {
+      durable = true;
+      break;
+    }
+    if (failed_.load(std::memory_order_acquire)) break;
+    internal::WaitWhileEquals(slot.word, seen);
+    slept = true;
+  }
+  // The waker woke one sleeper: the first one up wakes the others (WakeSlot::relay).
+  if (slept && slot.relay.exchange(false, std::memory_order_acq_rel)) {
+    internal::WakeSleepers(slot.word, INT_MAX);
+  }
+  if (durable) return seq;
+  // The log failed. Under mu_ the two agree: a record synced before the failure succeeds.
+  lock.lock();
+  if (durable_.load(std::memory_order_relaxed) > seq) return seq;
+  return MakeError(ErrorCode::kInternal, "audit append failed: " + failure_);
 }
 
 core::Status MerkleLog::Submit(core::Json record) {
@@ -579,15 +605,21 @@ core::Status MerkleLog::Submit(core::Json record) {
   return core::OkStatus();
 }
 
-void MerkleLog::Lead(std::unique_lock<std::mutex>& lock, bool sync) {
+MerkleLog::WakeMask MerkleLog::Lead(std::unique_lock<std::mutex>& lock, bool sync,
+                                    WakeMask wake_first) {
   MANDATE_CHECK(!leading_);
   leading_ = true;
-  std::vector<Queued> lines;
-  lines.swap(queued_);
+  const uint64_t batch = ++batches_;
+  // The batch takes the whole queue; the queue continues in the spare vector's capacity.
+  std::vector<Queued> lines = std::move(queued_);
+  queued_ = std::move(spare_);
+  queued_.clear();
   if (!lines.empty()) not_full_.notify_all();
   const uint64_t written_before = written_;
-  const bool do_sync = sync && (!lines.empty() || written_ > durable_);
+  const uint64_t durable_before = durable_.load(std::memory_order_relaxed);
+  const bool do_sync = sync && (!lines.empty() || written_before > durable_before);
   lock.unlock();
+  Wake(wake_first);
   size_t synced = 0;  // leading lines of `lines` covered by a sync
   uint64_t sync_calls = 0;
   core::Status st = WriteLines(lines, do_sync, &synced, &sync_calls);
@@ -595,31 +627,71 @@ void MerkleLog::Lead(std::unique_lock<std::mutex>& lock, bool sync) {
     // The tree follows the written records; the leader alone touches it.
     for (const Queued& q : lines) acc_.Push(q.leaf);
   }
+  const size_t count = lines.size();
+  lines.clear();  // frees the lines outside the mutex, keeps the capacity
   lock.lock();
+  spare_ = std::move(lines);
   leading_ = false;
   syncs_ += sync_calls;
-  if (synced > 0 || (do_sync && st.ok())) durable_ = written_before + synced;
+  uint64_t durable = durable_before;
+  if (synced > 0 || (do_sync && st.ok())) durable = written_before + synced;
+  // durable_ before failed_: a waiter that sees the failure also sees what was made durable.
+  durable_.store(durable, std::memory_order_release);
   if (st.ok()) {
-    written_ = written_before + lines.size();
-  } else if (!failed_) {
-    failed_ = true;
+    written_ = written_before + count;
+  } else if (!failed_.load(std::memory_order_relaxed)) {
     failure_ = st.error().message;
+    failed_.store(true, std::memory_order_release);
   }
-  // Wake the appenders this batch made durable (or failed), and one more to lead the next.
-  Waiter* next = nullptr;
-  for (Waiter* w : waiters_) {
-    if (w->seq < durable_ || failed_) {
-      w->cv.notify_one();
-    } else if (next == nullptr || w->seq < next->seq) {
-      next = w;
-    }
+  // The appenders this batch made durable (or failed) sleep on its slot; a sync that also
+  // covered records an earlier batch wrote without syncing wakes every slot. No wake-up when
+  // no Append waits for a record that was not durable before (a lone Append leading its own
+  // batch): every waiter raised awaited_ under mu_ before its batch was taken.
+  WakeMask wake = 0;
+  if (failed_.load(std::memory_order_relaxed)) {
+    wake = kWakeAll;
+  } else if (durable > durable_before && awaited_ > durable_before) {
+    wake = durable_before < written_before ? kWakeAll : WakeMask{1} << (batch % kWakeSlots);
   }
-  if (next != nullptr) next->cv.notify_one();
-  if (st.ok() && written_ == durable_) MaybeSnapshot(false);
+  if (st.ok() && written_ == durable) MaybeSnapshot(false);
+  // Appends still wait for records this batch did not cover: the committer leads next (a
+  // no-op when the committer is the caller: it checks before waiting).
+  if (!failed_.load(std::memory_order_relaxed) && awaited_ > durable) committer_cv_.notify_one();
   // An idle flusher learns that records await a checkpoint (it then waits out the interval).
-  const bool wake_idle_flusher = !flusher_armed_ && durable_ > checkpointed_;
+  const bool wake_idle_flusher = !flusher_armed_ && durable > checkpointed_;
   if (wake_idle_flusher) flusher_armed_ = true;
   if (closing_ || pending_checkpoint_ || wake_idle_flusher) flusher_cv_.notify_all();
+  return wake;
+}
+
+void MerkleLog::Wake(WakeMask mask) {
+  for (size_t i = 0; i < kWakeSlots; ++i) {
+    if ((mask & (WakeMask{1} << i)) == 0) continue;
+    wake_slots_[i].relay.store(true, std::memory_order_release);
+    internal::BumpAndWake(wake_slots_[i].word, 1);
+  }
+}
+
+void MerkleLog::CommitLoop() {
+  std::unique_lock<std::mutex> lock(mu_);
+  WakeMask wake = 0;  // the last batch's words, bumped by the next Lead once mu_ is released
+  for (;;) {
+    if (!closing_ && !failed_.load(std::memory_order_relaxed) && !leading_ &&
+        awaited_ > durable_.load(std::memory_order_relaxed)) {
+      wake = Lead(lock, true, wake);
+      continue;
+    }
+    if (wake != 0) {
+      lock.unlock();
+      Wake(wake);
+      wake = 0;
+      lock.lock();
+      continue;
+    }
+    // Closing: the flusher drains what is left.
+    if (closing_) return;
+    committer_cv_.wait(lock);
+  }
 }
 
 void MerkleLog::MaybeSnapshot(bool force) {
@@ -657,9 +729,11 @@ void MerkleLog::FlusherLoop() {
         checkpointed_ = cp.size;
       } else if (!failed_) {
         // A log whose records can no longer be vouched for fails closed like a failed write.
-        failed_ = true;
         failure_ = st.error().message;
-        for (Waiter* w : waiters_) w->cv.notify_one();
+        failed_.store(true, std::memory_order_release);
+        lock.unlock();
+        Wake(kWakeAll);
+        lock.lock();
       }
       continue;
     }
@@ -671,7 +745,10 @@ void MerkleLog::FlusherLoop() {
       }
       if (failed_) return;
       if (!clean) {
-        Lead(lock, true);
+        const WakeMask wake = Lead(lock, true);
+        lock.unlock();
+        Wake(wake);
+        lock.lock();
         continue;
       }
       MaybeSnapshot(true);  // the shutdown checkpoint covers every record
@@ -690,7 +767,10 @@ void MerkleLog::FlusherLoop() {
       flusher_cv_.wait_for(lock, std::chrono::milliseconds(core::kAuditFlushIntervalMillis),
                            [&] { return closing_ || pending_checkpoint_.has_value(); });
       if (!closing_ && !pending_checkpoint_ && !leading_ && !failed_ && durable_ < target) {
-        Lead(lock, true);
+        const WakeMask wake = Lead(lock, true);
+        lock.unlock();
+        Wake(wake);
+        lock.lock();
       }
       continue;
     }

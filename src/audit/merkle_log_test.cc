@@ -1858,6 +1858,60 @@ TEST(MerkleLog, WriteFailureFailsThisAndEveryLaterAppend) {
   EXPECT_EQ((*log)->CheckpointedSize(), 0u);
 }
 
+TEST(MerkleLog, AFailureUnderConcurrentAppendsFailsEveryUnsyncedAppendAndNoneHangs) {
+  TempDir tmp;
+  std::string dir = tmp.Sub("audit");
+  MerkleLog::Options tiny = Quiet();
+  tiny.segment_bytes_max = 1;  // every record after the first in a segment rolls
+  auto log = MerkleLog::Open(dir, core::SystemClock::Instance(), tiny);
+  ASSERT_TRUE(log.ok()) << log.error().message;
+  constexpr int kThreads = 16;
+  std::atomic<int> acknowledged{0};
+  std::vector<std::vector<uint64_t>> seqs(kThreads);
+  std::vector<std::vector<std::string>> errors(kThreads);
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      // Appends until the log fails: whichever batches are in flight or queued then, their
+      // Appends must all return.
+      for (int i = 0; i < 100000; ++i) {
+        auto seq = (*log)->Append(Rec("thread." + std::to_string(t), i));
+        if (!seq.ok()) {
+          EXPECT_EQ(seq.error().code, ErrorCode::kInternal);
+          errors[t].push_back(seq.error().message);
+          return;
+        }
+        seqs[t].push_back(*seq);
+        ++acknowledged;
+      }
+    });
+  }
+  EXPECT_TRUE(WaitFor([&] { return acknowledged.load() >= 200; })) << acknowledged.load();
+  // The next roll cannot create its segment. The log may add a segment while the directory is
+  // being emptied (ENOTEMPTY): retry until it is gone.
+  EXPECT_TRUE(WaitFor([&] {
+    std::error_code ec;
+    fs::remove_all(dir, ec);
+    return !fs::exists(dir, ec);
+  }));
+  // A hung Append hangs this join (and the test times out).
+  for (auto& th : threads) th.join();
+  std::vector<uint64_t> all;
+  for (int t = 0; t < kThreads; ++t) {
+    EXPECT_EQ(errors[t].size(), 1u) << "thread " << t << " did not see the failure";
+    EXPECT_TRUE(std::is_sorted(seqs[t].begin(), seqs[t].end()));
+    all.insert(all.end(), seqs[t].begin(), seqs[t].end());
+  }
+  // Durability is a prefix: every acknowledged seq is below every failed one, so the
+  // acknowledged seqs are exactly 0..n-1 (no record after a failed one was acknowledged).
+  std::sort(all.begin(), all.end());
+  for (size_t i = 0; i < all.size(); ++i) ASSERT_EQ(all[i], i);
+  auto later = (*log)->Append(Rec("later", 0));
+  ASSERT_FALSE(later.ok());
+  EXPECT_NE(later.error().message.find("failed earlier"), std::string::npos);
+  (*log)->Close();
+}
+
 TEST(MerkleLog, RefusesOversizeAndMalformedRecords) {
   TempDir tmp;
   core::FakeClock clock;

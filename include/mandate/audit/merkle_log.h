@@ -6,16 +6,23 @@
 // Options::checkpoint_records records or checkpoint_interval_micros, and at Close. Format:
 // docs/formats/audit.md.
 //
-// Durability (group commit, leader/follower): a record is sequenced and chained when it is
-// appended, under the log's mutex. The first Append that finds no write in progress becomes
-// the leader: it takes every record sequenced so far, writes them with one write() per
-// segment touched and makes them durable with one fdatasync(), then wakes the Appends of that
-// batch and hands the lead to the next waiting Append. Appends arriving during a sync wait and
-// go out together in the next batch. So a lone Append costs no thread hand-off at all, and
-// under load one fdatasync covers many records. Submit()ted records are queued: the next
-// group commit writes and syncs them with its batch, or a background thread does within
-// kAuditFlushIntervalMillis when no Append comes. The same background thread signs and
-// writes checkpoints, off the appenders' path; a checkpoint only ever covers synced records.
+// Durability (group commit): a record is sequenced and chained when it is appended, under the
+// log's mutex (the chain is serial: each line names its predecessor's leaf hash). An Append
+// that finds no write in progress commits its own batch: it takes every record sequenced so
+// far, writes them with one write() per segment touched and makes them durable with one
+// fdatasync(), so a lone Append costs no thread hand-off. Appends arriving while a batch is
+// being written queue up; a committer thread takes them all as the next batch the moment the
+// current one is durable, and keeps doing so while Appends wait, so under load one fdatasync
+// follows the other without waiting for any appender to be scheduled, and the records of the
+// next batch are sequenced and hashed by their appenders while the current one syncs. A
+// waiting Append sleeps on one of two wake words (batches alternate between them); a finished
+// batch wakes all of its appenders with one futex call and they return without taking the
+// mutex again. Records become durable in seq order, an Append returns only once its record
+// is, and a failed write or sync fails every Append whose record it did not make durable (and
+// the log, for good). Submit()ted records are queued: the next group commit writes and syncs
+// them with its batch, or a background thread does within kAuditFlushIntervalMillis when no
+// Append comes. The same background thread signs and writes checkpoints, off the appenders'
+// path; a checkpoint only ever covers synced records.
 //
 // Crash recovery: Open rehashes every record to rebuild the tree, checks the newest segment
 // line by line and the newest checkpoint against the tree. A torn last line (bytes after the
@@ -24,6 +31,7 @@
 // fail: the log is evidence and is never repaired silently.
 #pragma once
 
+#include <atomic>
 #include <condition_variable>
 #include <cstddef>
 #include <cstdint>
@@ -91,7 +99,6 @@ class MerkleLog final : public AuditLog {
   const std::string& VerifierKey() const { return verifier_key_; }
 
  private:
-  struct Waiter;
   struct Prepared;
   struct Queued {
     std::string line;
@@ -100,6 +107,18 @@ class MerkleLog final : public AuditLog {
   struct PendingCheckpoint {
     uint64_t size = 0;
     Hash root{};
+  };
+  // Which wake slots a finished batch must bump: bit i for wake_slots_[i].
+  using WakeMask = unsigned;
+  static constexpr size_t kWakeSlots = 4;
+  static constexpr WakeMask kWakeAll = (WakeMask{1} << kWakeSlots) - 1;
+  // Where the appenders of batch b sleep: wake_slots_[b % kWakeSlots].
+  struct WakeSlot {
+    std::atomic<uint32_t> word{0};
+    // Set by the waker, which wakes one sleeper only; the first sleeper to wake clears it and
+    // wakes the rest, so the committer does not spend its time between two fdatasyncs waking
+    // (and being preempted by) a whole batch.
+    std::atomic<bool> relay{false};
   };
 
   MerkleLog(std::string dir, const core::Clock& clock, Options options);
@@ -111,16 +130,23 @@ class MerkleLog final : public AuditLog {
   // Assigns the next seq, timestamps and chains the prepared record and queues its line.
   // Returns its seq. Errors: log failed or closed. Needs mu_ held.
   core::Result<uint64_t> Sequence(const Prepared& prepared, std::unique_lock<std::mutex>& lock);
-  // Called with mu_ held and no leader active: writes every queued line (and fdatasyncs when
-  // `sync`, or when anything written earlier is still unsynced and `sync`), releasing mu_
-  // during the I/O. Wakes the Appends made durable and the next leader.
-  void Lead(std::unique_lock<std::mutex>& lock, bool sync);
+  // Called with mu_ held and no leader active: takes every queued line as the next batch,
+  // writes it (and fdatasyncs when `sync`, or when anything written earlier is still unsynced
+  // and `sync`), releasing mu_ during the I/O, and publishes what became durable. Once mu_ is
+  // released it first wakes `wake_first` (the previous batch's appenders, so the committer
+  // does not hold up this batch to wake them). Returns the wake words this batch's appenders
+  // sleep on, for the caller to pass to Wake once it releases mu_ (or to the next Lead).
+  WakeMask Lead(std::unique_lock<std::mutex>& lock, bool sync, WakeMask wake_first = 0);
+  // Bumps the wake words in `mask`. Without mu_.
+  void Wake(WakeMask mask);
   // Writes `lines` (each without '\n'), rolling segments; syncs before each roll and at the
   // end when `sync`. Sets how many leading lines a sync covered and counts the syncs. Leader
   // only. On failure truncates the segment to its last synced size.
   core::Status WriteLines(const std::vector<Queued>& lines, bool sync, size_t* synced,
                           uint64_t* sync_calls);
   core::Status RollSegment();
+  // The committer thread: leads batch after batch while any Append waits for its record.
+  void CommitLoop();
   void FlusherLoop();
   // Sets pending_checkpoint_ to the tree's current head when a checkpoint is due (or `force`
   // and any record is not covered). Needs mu_ held, no leader active and every written record
@@ -157,20 +183,37 @@ class MerkleLog final : public AuditLog {
   uint64_t next_seq_ = 0;
   std::string tip_;
   std::vector<Queued> queued_;            // sequenced, not yet written; guarded by mu_
+  std::vector<Queued> spare_;             // an empty vector keeping a batch's capacity; leader
   uint64_t written_ = 0;                  // records [0, written_) are written; guarded by mu_
-  uint64_t durable_ = 0;                  // records [0, durable_) are synced; guarded by mu_
+  // Records [0, durable_) are synced. Written by the leader under mu_; read without mu_ by
+  // waiting appenders (release/acquire). Invariant: durable_ <= written_, never decreases.
+  std::atomic<uint64_t> durable_{0};
   bool leading_ = false;                  // a thread is writing; guarded by mu_
-  std::vector<Waiter*> waiters_;          // Appends waiting for durability; guarded by mu_
+  uint64_t batches_ = 0;                  // batches taken by Lead so far; guarded by mu_
+  // Records [0, awaited_) hold one whose Append waits for a batch it does not lead itself;
+  // the committer leads while awaited_ > durable_. Guarded by mu_.
+  uint64_t awaited_ = 0;
+  // Batch b's waiting appenders sleep on wake_slots_[b % kWakeSlots], bumped once the batch
+  // is durable. Invariant: a record sequenced while batches_ == b - 1 is taken by batch b
+  // (Lead takes the whole queue); a sync that also covers records written by an earlier batch
+  // without a sync bumps every slot, and so does a failure. The committer bumps batch b's
+  // slot while batch b + 1 is being written, before batch b + 2 can exist, so with four slots
+  // a bump never lands on the sleepers of a later batch.
+  WakeSlot wake_slots_[kWakeSlots];
   std::condition_variable not_full_;      // appenders wait for queue room
+  std::condition_variable committer_cv_;  // the committer waits for an awaited record
   std::condition_variable flusher_cv_;
   bool flusher_armed_ = false;            // guarded by mu_; the flusher is not idle-waiting
   bool closing_ = false;                  // guarded by mu_
-  bool failed_ = false;                   // guarded by mu_; sticky after an I/O failure
+  // Sticky after an I/O failure. Written under mu_ (with failure_); read without it by waiting
+  // appenders.
+  std::atomic<bool> failed_{false};
   std::string failure_;                   // guarded by mu_
   uint64_t syncs_ = 0;                    // guarded by mu_
   std::optional<PendingCheckpoint> pending_checkpoint_;  // guarded by mu_; for the flusher
   uint64_t checkpointed_ = 0;             // guarded by mu_; size of the last checkpoint
   int64_t checkpointed_at_micros_ = 0;    // guarded by mu_; steady time of the last snapshot
+  std::thread committer_;
   std::thread flusher_;
   std::once_flag close_once_;
 };

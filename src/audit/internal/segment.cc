@@ -87,8 +87,7 @@ core::Result<std::vector<Segment>> ListSegments(const std::string& dir) {
   return out;
 }
 
-// Lowercase hex of a hash into 64 chars (no allocation: once per record in verification).
-static void HexInto(const Hash& h, char* out) {
+void HexInto(const Hash& h, char* out) {
   static constexpr char kHex[] = "0123456789abcdef";
   for (size_t i = 0; i < h.size(); ++i) {
     out[2 * i] = kHex[h[i] >> 4];

@@ -27,6 +27,10 @@ inline constexpr std::string_view kKeyFileName = "log.key";         // NoteSigne
 inline constexpr std::string_view kPublicKeyFileName = "log.pub";   // NoteVerifier text
 inline constexpr std::string_view kCheckpointsFileName = "checkpoints";
 
+// Writes the lowercase hex of `h` (64 chars, no terminator) to out[0..63]: no allocation, for
+// the per-record paths (the writer's chain tip, the verifier's expected "prev").
+void HexInto(const Hash& h, char* out);
+
 struct Segment {
   uint64_t number = 0;  // 1-based
   std::string name;     // e.g. audit-000001.jsonl
