@@ -60,7 +60,9 @@ void WriteFile(const std::string& path, const std::string& bytes) {
   out << bytes;
 }
 
-std::vector<std::string> SplitLines(const std::string& bytes) {
+// The lines of a segment's bytes, up to the preallocated space (NUL bytes) of an open log.
+std::vector<std::string> SplitLines(const std::string& all_bytes) {
+  const std::string bytes = all_bytes.substr(0, all_bytes.find('\0'));
   std::vector<std::string> lines;
   size_t start = 0;
   while (start < bytes.size()) {
@@ -1993,6 +1995,223 @@ TEST(AuditLog, VerifyAndTailReportMissingDirectoryKeyAndLimits) {
   EXPECT_TRUE(empty->ok);
   EXPECT_EQ(empty->records, 0u);
   EXPECT_EQ(empty->checkpoints, 0u);
+}
+
+// --- Preallocated space ------------------------------------------------------------------
+
+// The records' bytes of a segment file and what follows them (up to the first NUL).
+struct SegmentBytes {
+  std::string records;
+  std::string rest;
+};
+SegmentBytes SplitAtNul(const std::string& bytes) {
+  const size_t nul = std::min(bytes.find('\0'), bytes.size());
+  return SegmentBytes{bytes.substr(0, nul), bytes.substr(nul)};
+}
+
+// Copies an open log's files as a crash would leave them (the copy holds no lock).
+std::string CopyAsCrashed(const std::string& dir, TempDir& into) {
+  std::string copy = into.Sub("crashed");
+  fs::copy(dir, copy);
+  return copy;
+}
+
+TEST(MerkleLog, AnOpenLogsNewestSegmentEndsInNulBytesThatReadersSkipAndCloseCutsOff) {
+  TempDir tmp;
+  std::string dir = tmp.Sub("audit");
+  core::FakeClock clock;
+  auto log = MerkleLog::Open(dir, clock, Quiet());
+  ASSERT_TRUE(log.ok()) << log.error().message;
+  for (int i = 0; i < 3; ++i) ASSERT_TRUE((*log)->Append(Rec("live", i)).ok());
+  const std::string seg = dir + "/" + kSeg1;
+  // The preallocator fills ahead in the background, at most kAuditPreallocAheadBytes plus a
+  // chunk past the records.
+  ASSERT_TRUE(WaitFor([&] { return fs::file_size(seg) >= core::kAuditPreallocAheadBytes; }));
+  SegmentBytes live = SplitAtNul(ReadFile(seg));
+  EXPECT_EQ(SplitLines(live.records).size(), 3u);
+  EXPECT_EQ(live.records.back(), '\n');
+  EXPECT_EQ(live.rest.find_first_not_of('\0'), std::string::npos) << "only NUL after records";
+  EXPECT_LE(live.records.size() + live.rest.size(),
+            live.records.size() + core::kAuditPreallocAheadBytes + core::kAuditPreallocChunkBytes);
+  // Readers see the three records and nothing else.
+  VerifyReport report = MustVerify(dir);
+  EXPECT_TRUE(report.ok) << report.problem;
+  EXPECT_EQ(report.records, 3u);
+  auto tail = TailLog(dir, 10);
+  ASSERT_TRUE(tail.ok()) << tail.error().message;
+  EXPECT_EQ(*tail, SplitLines(live.records));
+  (*log)->Close();
+  // A closed log's segment is its records, exactly.
+  const std::string closed = ReadFile(seg);
+  EXPECT_EQ(closed.find('\0'), std::string::npos);
+  EXPECT_EQ(closed.substr(0, live.records.size()), live.records);
+  EXPECT_EQ(SplitLines(closed).size(), 3u);
+  EXPECT_TRUE(MustVerify(dir).ok);
+}
+
+TEST(MerkleLog, RolledSegmentsAreCutBackToTheirRecordsAndSpaceStaysWithinTheSegmentLimit) {
+  TempDir tmp;
+  std::string dir = tmp.Sub("audit");
+  core::FakeClock clock;
+  constexpr size_t kSegmentMax = 2000;
+  auto log = MerkleLog::Open(dir, clock, Every(1000000, kSegmentMax));
+  ASSERT_TRUE(log.ok()) << log.error().message;
+  for (int i = 0; i < 40; ++i) ASSERT_TRUE((*log)->Append(Rec("roll", i)).ok());
+  const std::string newest = LastSegment(dir);
+  ASSERT_NE(newest, kSeg1);
+  for (uint64_t s = 1;; ++s) {
+    char name[32];
+    std::snprintf(name, sizeof name, "audit-%06llu.jsonl", static_cast<unsigned long long>(s));
+    if (!fs::exists(dir + "/" + name)) break;
+    const std::string bytes = ReadFile(dir + "/" + name);
+    EXPECT_LE(bytes.size(), kSegmentMax) << name;
+    if (name == newest) continue;
+    EXPECT_EQ(bytes.find('\0'), std::string::npos) << name << " is sealed but holds NUL bytes";
+    EXPECT_EQ(bytes.back(), '\n') << name;
+  }
+  EXPECT_EQ(AllLines(dir).size(), 40u);
+  VerifyReport report = MustVerify(dir);
+  EXPECT_TRUE(report.ok) << report.problem;
+  EXPECT_EQ(report.records, 40u);
+}
+
+TEST(MerkleLog, ASpareSegmentIsFilledOnceHalfFullAndRenamedIntoPlaceOnRoll) {
+  TempDir tmp;
+  std::string dir = tmp.Sub("audit");
+  // A spare left by a crash is not trusted: Open removes it.
+  fs::create_directories(dir);
+  WriteFile(dir + "/audit.spare", "left over");
+  core::FakeClock clock;
+  constexpr size_t kSegmentMax = 64 * 1024;
+  auto log = MerkleLog::Open(dir, clock, Every(1000000, kSegmentMax));
+  ASSERT_TRUE(log.ok()) << log.error().message;
+  EXPECT_FALSE(fs::exists(dir + "/audit.spare"));
+  int n = 0;
+  while (fs::file_size(dir + "/" + kSeg1) == 0 ||
+         SplitAtNul(ReadFile(dir + "/" + kSeg1)).records.size() < kSegmentMax / 2 + 1) {
+    ASSERT_TRUE((*log)->Append(Rec("fill", n++)).ok());
+  }
+  // Half full: the spare is made, to the segment size limit, all NUL.
+  ASSERT_TRUE(WaitFor([&] { return (*log)->SpareReady(); }));
+  EXPECT_EQ(fs::file_size(dir + "/audit.spare"), kSegmentMax);
+  EXPECT_EQ(ReadFile(dir + "/audit.spare").find_first_not_of('\0'), std::string::npos);
+  while (LastSegment(dir) == kSeg1) ASSERT_TRUE((*log)->Append(Rec("fill", n++)).ok());
+  // The roll renamed it: segment 2 has its full size already, records then NUL bytes.
+  const std::string seg2 = dir + "/" + LastSegment(dir);
+  EXPECT_EQ(fs::file_size(seg2), kSegmentMax);
+  EXPECT_EQ(SplitLines(ReadFile(seg2)).size(), 1u);
+  EXPECT_FALSE((*log)->SpareReady()) << "used";
+  EXPECT_EQ(ReadFile(dir + "/" + kSeg1).find('\0'), std::string::npos) << "sealed segment";
+  (*log)->Close();
+  EXPECT_FALSE(fs::exists(dir + "/audit.spare")) << "Close removes the spare";
+  EXPECT_EQ(ReadFile(seg2).find('\0'), std::string::npos);
+  VerifyReport report = MustVerify(dir);
+  EXPECT_TRUE(report.ok) << report.problem;
+  EXPECT_EQ(report.records, static_cast<uint64_t>(n));
+}
+
+TEST(MerkleLog, ACrashedLogsPreallocatedSpaceIsNotATornTail) {
+  TempDir tmp;
+  std::string dir = tmp.Sub("audit");
+  core::FakeClock clock;
+  auto log = MerkleLog::Open(dir, clock, Quiet());
+  ASSERT_TRUE(log.ok()) << log.error().message;
+  for (int i = 0; i < 5; ++i) ASSERT_TRUE((*log)->Append(Rec("before.crash", i)).ok());
+  ASSERT_TRUE(WaitFor([&] { return fs::file_size(dir + "/" + kSeg1) > 1024 * 1024; }));
+  TempDir crash_tmp;
+  const std::string crashed = CopyAsCrashed(dir, crash_tmp);
+  const SegmentBytes before = SplitAtNul(ReadFile(crashed + "/" + kSeg1));
+  ASSERT_FALSE(before.rest.empty());
+  EXPECT_TRUE(MustVerify(crashed).ok) << "NUL bytes after the records are not damage";
+  {
+    auto reopened = MerkleLog::Open(crashed, clock, Quiet());
+    ASSERT_TRUE(reopened.ok()) << reopened.error().message;
+    auto seq = (*reopened)->Append(Rec("after.restart", 0));
+    ASSERT_TRUE(seq.ok());
+    EXPECT_EQ(*seq, 5u) << "no audit.truncated record: nothing was torn";
+  }
+  const std::string after = ReadFile(crashed + "/" + kSeg1);
+  EXPECT_EQ(after.substr(0, before.records.size()), before.records);
+  EXPECT_EQ(SplitLines(after).size(), 6u);
+  EXPECT_EQ(after.find('\0'), std::string::npos);
+  EXPECT_TRUE(MustVerify(crashed).ok);
+}
+
+TEST(MerkleLog, BytesLeftInThePreallocatedSpaceByACrashAreCutAndRecorded) {
+  TempDir tmp;
+  std::string dir = tmp.Sub("audit");
+  core::FakeClock clock;
+  auto log = MerkleLog::Open(dir, clock, Quiet());
+  ASSERT_TRUE(log.ok()) << log.error().message;
+  for (int i = 0; i < 4; ++i) ASSERT_TRUE((*log)->Append(Rec("before.crash", i)).ok());
+  ASSERT_TRUE(WaitFor([&] { return fs::file_size(dir + "/" + kSeg1) > 1024 * 1024; }));
+  struct Case {
+    std::string what;
+    std::string torn;  // written just after the records, in the NUL space
+    size_t gap;        // NUL bytes between the records and `torn`
+    std::string verify_says;
+  };
+  const std::vector<Case> cases = {
+      // kill -9 in the middle of a batch's write.
+      {"a torn line", R"({"n":4,"note":"half a rec)", 0, "truncated"},
+      // Power loss: a later page of an unsynced write reached the disk, an earlier one not.
+      {"unsynced bytes after NUL bytes", "{\"later\":\"page\"}\n{\"n\":9", 3000,
+       "after the preallocated space"},
+  };
+  for (const Case& c : cases) {
+    TempDir crash_tmp;
+    const std::string crashed = CopyAsCrashed(dir, crash_tmp);
+    const std::string seg = crashed + "/" + kSeg1;
+    std::string bytes = ReadFile(seg);
+    const SegmentBytes parts = SplitAtNul(bytes);
+    const size_t at = parts.records.size();
+    ASSERT_LT(at + c.gap + c.torn.size(), bytes.size());
+    bytes.replace(at + c.gap, c.torn.size(), c.torn);
+    WriteFile(seg, bytes);
+    VerifyReport damaged = MustVerify(crashed);
+    EXPECT_FALSE(damaged.ok) << c.what;
+    EXPECT_EQ(damaged.first_bad_seq, 4u) << c.what;
+    EXPECT_NE(damaged.problem.find(c.verify_says), std::string::npos) << c.what << ": "
+                                                                       << damaged.problem;
+    {
+      auto reopened = MerkleLog::Open(crashed, clock, Quiet());
+      ASSERT_TRUE(reopened.ok()) << c.what << ": " << reopened.error().message;
+    }
+    std::vector<std::string> lines = SplitLines(ReadFile(seg));
+    ASSERT_EQ(lines.size(), 5u) << c.what;
+    EXPECT_EQ(ReadFile(seg).substr(0, at), parts.records) << c.what;
+    auto note = Json::Parse(lines[4]);
+    ASSERT_TRUE(note.ok()) << c.what;
+    EXPECT_EQ(note->GetString("type"), "audit.truncated") << c.what;
+    EXPECT_EQ(note->GetString("file"), kSeg1) << c.what;
+    EXPECT_EQ(note->GetInt("offset", -1), static_cast<int64_t>(at)) << c.what;
+    const std::string dropped = std::string(c.gap, '\0') + c.torn;
+    EXPECT_EQ(note->GetInt("dropped_bytes", -1), static_cast<int64_t>(dropped.size())) << c.what;
+    EXPECT_EQ(note->GetString("dropped_sha256"), core::Sha256Hex(dropped)) << c.what;
+    VerifyReport repaired = MustVerify(crashed);
+    EXPECT_TRUE(repaired.ok) << c.what << ": " << repaired.problem;
+    EXPECT_EQ(repaired.records, 5u) << c.what;
+  }
+}
+
+TEST(MerkleLog, NulBytesInASealedSegmentAreDamage) {
+  TempDir tmp;
+  std::string dir = tmp.Sub("audit");
+  MakeLog(dir, 12, Every(1000, 600));
+  ASSERT_NE(LastSegment(dir), kSeg1);
+  const std::string seg1 = dir + "/" + kSeg1;
+  const std::string intact = ReadFile(seg1);
+  for (const std::string& tail : {std::string(100, '\0'), intact.substr(0, 20) + '\0'}) {
+    WriteFile(seg1, intact + tail);
+    VerifyReport report = MustVerify(dir);
+    EXPECT_FALSE(report.ok);
+    EXPECT_EQ(report.file, kSeg1);
+    core::FakeClock clock;
+    auto log = MerkleLog::Open(dir, clock, Quiet());
+    ASSERT_FALSE(log.ok());
+    EXPECT_EQ(log.error().code, ErrorCode::kInternal);
+    EXPECT_EQ(ReadFile(seg1), intact + tail) << "nothing was repaired";
+  }
 }
 
 TEST(AuditLog, TailSpansSegmentsAndSkipsATornLine) {

@@ -139,7 +139,8 @@ core::Result<InclusionProofBundle> ProveInclusion(const std::string& dir, uint64
     if (fd < 0) {
       return MakeError(ErrorCode::kInternal, "cannot open " + seg.path + ": " + std::strerror(errno));
     }
-    internal::LineReader reader(fd, core::kAuditRecordBytesMax);
+    internal::LineReader reader(fd, core::kAuditRecordBytesMax,
+                                    internal::LineReader::Nul::kEndsData);
     internal::LineReader::Line line;
     while (leaves.size() < cp->size) {
       auto more = reader.Next(&line);

@@ -59,7 +59,8 @@ core::Result<core::Json> ParseRecord(std::string_view line, const internal::Segm
 core::Result<std::optional<uint64_t>> FirstSeq(const internal::Segment& seg) {
   Fd fd(::open(seg.path.c_str(), O_RDONLY | O_CLOEXEC));
   if (fd.get() < 0) return FileError("cannot open", seg.path);
-  internal::LineReader reader(fd.get(), core::kAuditRecordBytesMax);
+  internal::LineReader reader(fd.get(), core::kAuditRecordBytesMax,
+                                    internal::LineReader::Nul::kEndsData);
   internal::LineReader::Line line;
   MANDATE_ASSIGN_OR_RETURN(bool more, reader.Next(&line));
   if (!more || !line.terminated) return std::optional<uint64_t>();
@@ -111,7 +112,8 @@ core::Result<ScanEnd> ScanFrom(const std::vector<internal::Segment>& segments, s
     if (::lseek(fd.get(), static_cast<off_t>(offset), SEEK_SET) < 0) {
       return FileError("cannot seek in", seg.path);
     }
-    internal::LineReader reader(fd.get(), core::kAuditRecordBytesMax);
+    internal::LineReader reader(fd.get(), core::kAuditRecordBytesMax,
+                                    internal::LineReader::Nul::kEndsData);
     internal::LineReader::Line line;
     while (delivered < max_records) {
       MANDATE_ASSIGN_OR_RETURN(bool more, reader.Next(&line));
@@ -159,6 +161,11 @@ core::Result<ScanEnd> ScanFrom(const std::vector<internal::Segment>& segments, s
       ++delivered;
     }
     if (delivered >= max_records) return ScanEnd::kDone;
+    if (reader.nul_offset() && i + 1 < segments.size()) {
+      return MakeError(ErrorCode::kInternal, "audit segment " + seg.name +
+                                                 " has NUL bytes after its records but is not "
+                                                 "the newest (run `mandate audit verify`)");
+    }
     // The end of this segment. A later segment exists only once this one is complete, so
     // the next record starts there.
     if (i + 1 < segments.size() && cur->at && cur->at->segment == seg.number) {
@@ -233,7 +240,12 @@ core::Result<std::string> RecordReader::ReadAt(const RecordPosition& position) {
     } while (got < 0 && errno == EINTR);
     if (got < 0) return FileError("cannot read", dir_ + "/" + name);
     out.resize(old + static_cast<size_t>(got));
-    if (const size_t nl = out.find('\n', old); nl != std::string::npos) {
+    const size_t nl = out.find('\n', old);
+    // A NUL ends the data (the newest segment's preallocated space).
+    if (const size_t nul = out.find('\0', old); nul < nl) {
+      out.resize(nul);
+      got = 0;
+    } else if (nl != std::string::npos) {
       out.resize(nl);
       return out;
     }

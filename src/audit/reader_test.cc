@@ -3,10 +3,12 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "audit/internal/segment.h"
@@ -163,6 +165,38 @@ TEST(ScanLog, StopsBeforeATornTailAndReadsItOnceComplete) {
   ASSERT_EQ(seen.size(), 1u);
   EXPECT_EQ(seen[0].line, full);
   EXPECT_EQ(done->next_seq, 4u);
+}
+
+TEST(ScanLog, ReadsAnOpenLogUpToItsPreallocatedSpaceAndOnAsRecordsArrive) {
+  TempDir tmp;
+  const std::string dir = tmp.Sub("audit");
+  core::FakeClock clock;
+  auto log = MerkleLog::Open(dir, clock);
+  ASSERT_TRUE(log.ok()) << log.error().message;
+  for (int i = 0; i < 3; ++i) ASSERT_TRUE((*log)->Append(Rec(i)).ok());
+  const std::string seg = dir + "/audit-000001.jsonl";
+  for (int i = 0; i < 200 && fs::file_size(seg) < core::kAuditPreallocChunkBytes; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  ASSERT_GE(fs::file_size(seg), core::kAuditPreallocChunkBytes) << "no preallocated space";
+  std::vector<Seen> seen;
+  auto cur = Scan(dir, {}, 100, &seen);
+  ASSERT_TRUE(cur.ok()) << cur.error().message;
+  ASSERT_EQ(seen.size(), 3u);
+  EXPECT_EQ(cur->next_seq, 3u);
+  // A position in the preallocated space holds no record.
+  auto past = ReadRecordAt(dir, *cur->at);
+  ASSERT_FALSE(past.ok());
+  EXPECT_EQ(past.error().code, ErrorCode::kNotFound);
+  ASSERT_TRUE((*log)->Append(Rec(3)).ok());
+  seen.clear();
+  auto more = Scan(dir, *cur, 100, &seen);
+  ASSERT_TRUE(more.ok()) << more.error().message;
+  ASSERT_EQ(seen.size(), 1u);
+  EXPECT_EQ(seen[0].seq, 3u);
+  auto at = ReadRecordAt(dir, seen[0].position);
+  ASSERT_TRUE(at.ok()) << at.error().message;
+  EXPECT_EQ(*at, seen[0].line);
 }
 
 TEST(ScanLog, ReportsGarbageAndGapsAsInternal) {

@@ -66,7 +66,9 @@ core::Status TailSegment(const internal::Segment& seg, size_t need, std::vector<
   // Positions of '\n', newest first: need + 1 of them bound `need` lines.
   std::vector<uint64_t> newlines;
   std::string chunk;
-  uint64_t off = static_cast<uint64_t>(st.st_size);
+  // The newest segment of an open log ends in preallocated NUL bytes: skip them.
+  MANDATE_ASSIGN_OR_RETURN(uint64_t off,
+                           internal::ZeroTailStart(fd.get(), static_cast<uint64_t>(st.st_size)));
   while (off > 0 && newlines.size() < need + 1) {
     size_t len = static_cast<size_t>(std::min<uint64_t>(kTailChunkBytes, off));
     off -= len;
@@ -102,6 +104,10 @@ struct PreparedLine {
 struct PreparedSegment {
   core::Status status;  // reading failed
   std::vector<PreparedLine> lines;
+  // Where a NUL byte ended the data (the preallocated space of the newest segment), and
+  // whether any byte after it is not NUL.
+  std::optional<uint64_t> nul_offset;
+  bool bytes_after_nul = false;
 };
 
 // Segments examined ahead of the one being checked (each holds ~150 bytes per record).
@@ -115,7 +121,8 @@ PreparedSegment PrepareSegment(const internal::Segment& seg) {
     out.status = OpenError(seg.path);
     return out;
   }
-  internal::LineReader reader(fd.get(), core::kAuditRecordBytesMax);
+  internal::LineReader reader(fd.get(), core::kAuditRecordBytesMax,
+                                    internal::LineReader::Nul::kEndsData);
   internal::LineReader::Line line;
   while (true) {
     auto more = reader.Next(&line);
@@ -129,6 +136,15 @@ PreparedSegment PrepareSegment(const internal::Segment& seg) {
     p.terminated = line.terminated;
     if (p.overlong || !p.terminated) break;
     p.facts = internal::ChainChecker::Examine(line.bytes);
+  }
+  out.nul_offset = reader.nul_offset();
+  if (out.nul_offset) {
+    auto end = internal::EndOfNonZero(fd.get(), *out.nul_offset);
+    if (!end.ok()) {
+      out.status = std::move(end).error();
+      return out;
+    }
+    out.bytes_after_nul = *end > *out.nul_offset;
   }
   return out;
 }
@@ -287,6 +303,21 @@ core::Result<VerifyReport> VerifyLog(const std::string& dir, const VerifyOptions
       prev_line = line_no;
       acc.Push(checker.last_leaf());
       if (!check_checkpoints()) return report;
+    }
+    if (prepared.nul_offset) {
+      if (&seg != &segments.back()) {
+        return bad(seg.name, line_no + 1,
+                   "NUL bytes at offset " + std::to_string(*prepared.nul_offset) +
+                       " of a segment that is not the newest (only the newest segment ends "
+                       "in preallocated space): records overwritten, or the file was damaged");
+      }
+      if (prepared.bytes_after_nul) {
+        return bad(seg.name, line_no + 1,
+                   "bytes after the preallocated space that starts at offset " +
+                       std::to_string(*prepared.nul_offset) +
+                       " (garbage, or a crash's unsynced writes that reopening the log would "
+                       "cut off)");
+      }
     }
   }
   report.records = checker.accepted();

@@ -84,7 +84,7 @@ function logLines() {
   const files = readdirSync(m.auditDir).filter((f) => /^audit-\d{6,}\.jsonl$/.test(f)).sort();
   const lines = [];
   for (const f of files) {
-    const text = readFileSync(path.join(m.auditDir, f), 'utf8');
+    const text = m.auditSegmentBytes(path.join(m.auditDir, f)).toString('utf8');
     for (const l of text.split('\n')) if (l !== '') lines.push(l);
   }
   return lines;

@@ -98,10 +98,18 @@ function splitNotes(buf) {
   return { notes, rest: text.slice(at), restOffset: Buffer.byteLength(text.slice(0, at), 'utf8') };
 }
 
-/** The torn tail of a segment (bytes after its last \n), or null. */
-function tornSegmentTail(buf) {
-  const end = buf.lastIndexOf(0x0a) + 1;
-  return end === buf.length ? null : { offset: end, bytes: buf.subarray(end) };
+/**
+ * Where a crashed segment's records end (just after the last \n before its preallocated NUL
+ * bytes, if any) and its torn tail: the bytes from there to its last non-NUL byte (what a
+ * restart must cut off and record), or null.
+ */
+function segmentEnds(buf) {
+  const nul = buf.indexOf(0);
+  const dataEnd = nul < 0 ? buf.length : nul;
+  const recordsEnd = buf.subarray(0, dataEnd).lastIndexOf(0x0a) + 1;
+  let last = buf.length;
+  while (last > recordsEnd && buf[last - 1] === 0) last--;
+  return { recordsEnd, torn: last === recordsEnd ? null : { offset: recordsEnd, bytes: buf.subarray(recordsEnd, last) } };
 }
 
 /** audit.truncated records (parsed), optionally only those with seq >= fromSeq. */
@@ -243,7 +251,8 @@ describe('crash', () => {
 
       // The crashed log, before restart.
       const pre = snapshotAudit(m);
-      const preTorn = tornSegmentTail(pre.segment);
+      const preEnds = segmentEnds(pre.segment);
+      const preTorn = preEnds.torn;
       const preNotes = splitNotes(pre.checkpoints);
       const preVerify = await m.cli(['audit', 'verify']);
 
@@ -284,7 +293,7 @@ describe('crash', () => {
 
       // Restart kept every durable byte: the old complete lines are a prefix of the new log.
       const postSeg = readFileSync(pre.newest);
-      const keep = preTorn ? preTorn.offset : pre.segment.length;
+      const keep = preEnds.recordsEnd;
       assert.ok(postSeg.subarray(0, keep).equals(pre.segment.subarray(0, keep)),
         `restart changed complete records of ${path.basename(pre.newest)} (first ${keep} bytes differ)`);
       const postCp = readFileSync(pre.cpPath);
@@ -294,7 +303,7 @@ describe('crash', () => {
 
       // 4 (if the kill left one). Torn tail from the crash itself: detected, cut, recorded.
       const preCount = pre.segment.subarray(0, keep).toString('utf8').split('\n').filter(Boolean).length +
-        m.auditFiles().slice(0, -1).reduce((n, f) => n + readFileSync(f, 'utf8').split('\n').filter(Boolean).length, 0);
+        m.auditFiles().slice(0, -1).reduce((n, f) => n + m.auditSegmentBytes(f).toString('utf8').split('\n').filter(Boolean).length, 0);
       const truncs = truncatedRecords(m, preCount);
       if (preTorn) {
         assertTruncationRecorded(truncs, pre.newest, preTorn.offset, preTorn.bytes, 'torn record line left by kill -9');
@@ -332,7 +341,8 @@ describe('crash', () => {
     { timeout: 30_000 }, m.guard(async (t) => {
       if (!m.exit) await m.shutdown();
       const before = snapshotAudit(m);
-      assert.equal(tornSegmentTail(before.segment), null, 'the newest segment already ends in a partial line');
+      assert.equal(segmentEnds(before.segment).torn, null, 'the newest segment already ends in a partial line');
+      assert.equal(before.segment.indexOf(0), -1, 'a cleanly stopped log has NUL bytes in its newest segment');
       const notes = splitNotes(before.checkpoints);
       assert.ok(notes.notes.length > 0, `no complete checkpoint note in ${before.cpPath}`);
       assert.equal(notes.rest, '', 'the checkpoints file already ends in a partial note');
@@ -361,7 +371,7 @@ describe('crash', () => {
       assert.equal(truncs.length, 2, `expected exactly 2 new audit.truncated records, got:\n${truncs.map((t) => JSON.stringify(t)).join('\n')}`);
 
       // The torn bytes are gone: the old bytes are a prefix, and what follows is new records.
-      const seg = readFileSync(before.newest);
+      const seg = m.auditSegmentBytes(before.newest); // the running server's preallocated space cut off
       assert.ok(seg.subarray(0, before.segment.length).equals(before.segment), 'restart changed the complete records');
       assert.ok(!seg.subarray(before.segment.length).toString('utf8').startsWith(tornLine.toString('utf8')),
         'the torn line is still in the segment');

@@ -416,11 +416,21 @@ ${this.extraYaml}`;
       .map((f) => path.join(this.auditDir, f));
   }
 
+  /**
+   * A segment's bytes up to its first NUL: the newest segment of a running (or killed) server
+   * ends in preallocated NUL bytes (docs/formats/audit.md, "Preallocated space").
+   */
+  auditSegmentBytes(file) {
+    const buf = readFileSync(file);
+    const nul = buf.indexOf(0);
+    return nul < 0 ? buf : buf.subarray(0, nul);
+  }
+
   /** [{file, lineNo (1-based), raw, rec}] over all audit segment files, in file order. */
   auditRecords() {
     const out = [];
     for (const file of this.auditFiles()) {
-      const lines = readFileSync(file, 'utf8').split('\n');
+      const lines = this.auditSegmentBytes(file).toString('utf8').split('\n');
       lines.forEach((raw, i) => {
         if (raw === '') return;
         let rec;

@@ -137,26 +137,36 @@ core::Result<NoteVerifier> LoadVerifier(const std::string& dir, std::string_view
   return v;
 }
 
-LineReader::LineReader(int fd, size_t line_bytes_max) : fd_(fd), line_bytes_max_(line_bytes_max) {}
+LineReader::LineReader(int fd, size_t line_bytes_max, Nul nul)
+    : fd_(fd), line_bytes_max_(line_bytes_max), nul_(nul) {}
 
 core::Result<bool> LineReader::Next(Line* line) {
   line->bytes.clear();
   line->terminated = false;
   line->overlong = false;
   line->offset = buf_offset_ + pos_;
+  if (nul_offset_) return false;
   bool any = false;
   while (true) {
     if (pos_ < buf_.size()) {
-      any = true;
       const char* start = buf_.data() + pos_;
       const void* nl = std::memchr(start, '\n', buf_.size() - pos_);
       size_t take =
           nl ? static_cast<size_t>(static_cast<const char*>(nl) - start) : buf_.size() - pos_;
+      const void* nul = nul_ == Nul::kEndsData ? std::memchr(start, '\0', take) : nullptr;
+      if (nul != nullptr) {
+        // The end of the data: what precedes the NUL is a line without its '\n'.
+        take = static_cast<size_t>(static_cast<const char*>(nul) - start);
+        nl = nullptr;
+        nul_offset_ = buf_offset_ + pos_ + take;
+      }
+      if (take > 0 || nl) any = true;
       // Keep at most line_bytes_max + 1 bytes: enough to know the line is overlong.
       size_t room = line_bytes_max_ + 1 - std::min(line->bytes.size(), line_bytes_max_ + 1);
       line->bytes.append(start, std::min(take, room));
       if (line->bytes.size() > line_bytes_max_) line->overlong = true;
       pos_ += take;
+      if (nul_offset_) return any;
       if (nl) {
         ++pos_;  // the '\n'
         line->terminated = true;
@@ -180,6 +190,62 @@ core::Result<bool> LineReader::Next(Line* line) {
     buf_.resize(static_cast<size_t>(got));
     if (got == 0) eof_ = true;
   }
+}
+
+core::Result<uint64_t> EndOfNonZero(int fd, uint64_t from) {
+  std::string buf(kReadChunkBytes, '\0');
+  uint64_t end = from;
+  uint64_t at = from;
+  while (true) {
+    ssize_t got;
+    do {
+      got = ::pread(fd, buf.data(), buf.size(), static_cast<off_t>(at));
+    } while (got < 0 && errno == EINTR);
+    if (got < 0) {
+      return core::MakeError(core::ErrorCode::kInternal,
+                             std::string("cannot read audit segment: ") + std::strerror(errno));
+    }
+    if (got == 0) return end;
+    for (size_t i = static_cast<size_t>(got); i-- > 0;) {
+      if (buf[i] != '\0') {
+        end = at + i + 1;
+        break;
+      }
+    }
+    at += static_cast<uint64_t>(got);
+  }
+}
+
+core::Result<uint64_t> ZeroTailStart(int fd, uint64_t size) {
+  auto is_nul = [fd](uint64_t offset) -> core::Result<bool> {
+    char c = 0;
+    ssize_t got;
+    do {
+      got = ::pread(fd, &c, 1, static_cast<off_t>(offset));
+    } while (got < 0 && errno == EINTR);
+    if (got < 0) {
+      return core::MakeError(core::ErrorCode::kInternal,
+                             std::string("cannot read audit segment: ") + std::strerror(errno));
+    }
+    return got == 0 || c == '\0';  // a file cut shorter meanwhile reads as its end
+  };
+  // Invariant: the answer is in [lo, hi]; the byte at hi is NUL (or hi == size).
+  uint64_t lo = 0;
+  uint64_t hi = size;
+  if (size == 0) return size;
+  MANDATE_ASSIGN_OR_RETURN(bool last_nul, is_nul(size - 1));
+  if (!last_nul) return size;
+  hi = size - 1;
+  while (lo < hi) {
+    const uint64_t mid = lo + (hi - lo) / 2;
+    MANDATE_ASSIGN_OR_RETURN(bool nul, is_nul(mid));
+    if (nul) {
+      hi = mid;
+    } else {
+      lo = mid + 1;
+    }
+  }
+  return lo;
 }
 
 ChainChecker::LineFacts ChainChecker::Examine(std::string_view line) {

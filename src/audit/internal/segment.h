@@ -26,6 +26,8 @@ inline constexpr std::string_view kLockFileName = "audit.lock";
 inline constexpr std::string_view kKeyFileName = "log.key";         // NoteSigner text, 0600
 inline constexpr std::string_view kPublicKeyFileName = "log.pub";   // NoteVerifier text
 inline constexpr std::string_view kCheckpointsFileName = "checkpoints";
+// The next segment, preallocated (NUL bytes) by the writer and renamed when the log rolls.
+inline constexpr std::string_view kSpareFileName = "audit.spare";
 
 // Writes the lowercase hex of `h` (64 chars, no terminator) to out[0..63]: no allocation, for
 // the per-record paths (the writer's chain tip, the verifier's expected "prev").
@@ -59,18 +61,40 @@ class LineReader {
     uint64_t offset = 0;      // byte offset of its first byte in the file
   };
 
-  LineReader(int fd, size_t line_bytes_max);
-  // Returns false at the end of the file. Errors: kInternal when read() fails.
+  // Segments pass kNulEndsData: no record holds a NUL (canonical JSON escapes control
+  // characters) and the newest segment's preallocated space is NUL bytes
+  // (docs/formats/audit.md), so a NUL ends the line being read (which is then not
+  // terminated) and the data. The checkpoints file has no such space: a NUL is its content.
+  enum class Nul { kIsContent, kEndsData };
+  LineReader(int fd, size_t line_bytes_max, Nul nul);
+  // Returns false at the end of the data: the end of the file, or the NUL that ends it.
+  // Errors: kInternal when read() fails.
   core::Result<bool> Next(Line* line);
+  // The offset of the NUL byte that ended the data, or nullopt when none was met (yet).
+  std::optional<uint64_t> nul_offset() const { return nul_offset_; }
 
  private:
   int fd_;
   size_t line_bytes_max_;
+  Nul nul_;
   std::string buf_;
   size_t pos_ = 0;
   uint64_t buf_offset_ = 0;  // file offset of buf_[0]
   bool eof_ = false;
+  std::optional<uint64_t> nul_offset_;
 };
+
+// The offset just past the last non-NUL byte of `fd` at or after `from` (`from` when every
+// byte from there to the end of the file is NUL): where the data of a segment read up to
+// `from` really ends, past a torn line or a zero-filled tail. Reads to the end of the file.
+// Errors: kInternal when pread() fails.
+core::Result<uint64_t> EndOfNonZero(int fd, uint64_t from);
+
+// Where the zero-filled tail of `fd`'s first `size` bytes starts: `size` when the last byte
+// is not NUL, else an offset found by bisection, exact when the file is data without NUL
+// followed by NUL bytes (a segment with preallocated space). A few 1-byte reads: for readers
+// that look only at a segment's end (tail). Errors: kInternal when pread() fails.
+core::Result<uint64_t> ZeroTailStart(int fd, uint64_t size);
 
 // Checks lines one after another against the rules of docs/formats/audit.md ("Records").
 class ChainChecker {
@@ -126,7 +150,7 @@ class NoteReader {
     uint64_t offset = 0;
     size_t line = 0;    // 1-based line of its first line
   };
-  explicit NoteReader(int fd) : lines_(fd, kNoteBytesMax) {}
+  explicit NoteReader(int fd) : lines_(fd, kNoteBytesMax, LineReader::Nul::kIsContent) {}
   // Returns false at the end of the file. A note that is malformed (including cut short at
   // the end of the file) is reported in `malformed` with the offset where it starts, and
   // reading stops. Errors: kInternal when read() fails.
