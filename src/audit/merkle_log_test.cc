@@ -17,6 +17,7 @@
 #include <thread>
 #include <vector>
 
+#include "audit/internal/segment.h"
 #include "mandate/audit/audit_log.h"
 #include "mandate/audit/checkpoint.h"
 #include "mandate/audit/merkle.h"
@@ -160,13 +161,19 @@ VerifyReport MustVerify(const std::string& dir, const VerifyOptions& options = {
   return report.ok() ? *report : VerifyReport{};
 }
 
+// The names of the segment files of `dir`, in order (consecutive from 1).
+std::vector<std::string> SegmentNames(const std::string& dir) {
+  std::vector<std::string> names;
+  for (uint64_t s = 1; fs::exists(dir + "/" + internal::SegmentName(s)); ++s) {
+    names.push_back(internal::SegmentName(s));
+  }
+  return names;
+}
+
 // Every record line of the log, across segments.
 std::vector<std::string> AllLines(const std::string& dir) {
   std::vector<std::string> all;
-  for (uint64_t s = 1;; ++s) {
-    char name[32];
-    std::snprintf(name, sizeof name, "audit-%06llu.jsonl", static_cast<unsigned long long>(s));
-    if (!fs::exists(dir + "/" + name)) break;
+  for (const std::string& name : SegmentNames(dir)) {
     auto lines = SplitLines(ReadFile(dir + "/" + name));
     all.insert(all.end(), lines.begin(), lines.end());
   }
@@ -175,14 +182,8 @@ std::vector<std::string> AllLines(const std::string& dir) {
 
 // The name of the newest segment file of `dir`.
 std::string LastSegment(const std::string& dir) {
-  std::string last;
-  for (uint64_t s = 1;; ++s) {
-    char name[32];
-    std::snprintf(name, sizeof name, "audit-%06llu.jsonl", static_cast<unsigned long long>(s));
-    if (!fs::exists(dir + "/" + name)) break;
-    last = name;
-  }
-  return last;
+  std::vector<std::string> names = SegmentNames(dir);
+  return names.empty() ? std::string() : names.back();
 }
 
 std::vector<Hash> LeafHashes(const std::vector<std::string>& lines, size_t n) {
@@ -1523,11 +1524,9 @@ TEST(MerkleLog, ReopenContinuesAcrossAnEmptyNewestSegment) {
   MerkleLog::Options small = Every(1000, 1024);
   MakeLog(dir, 20, small);
   // A crash right after rolling leaves an empty newest segment.
-  const std::string last = LastSegment(dir);
-  ASSERT_GE(last, std::string("audit-000002.jsonl"));
-  char next[32];
-  std::snprintf(next, sizeof next, "audit-%06d.jsonl", std::atoi(last.c_str() + 6) + 1);
-  WriteFile(dir + "/" + next, "");
+  const size_t segments = SegmentNames(dir).size();
+  ASSERT_GE(segments, 2u);
+  WriteFile(dir + "/" + internal::SegmentName(segments + 1), "");
   core::FakeClock clock;
   auto log = MerkleLog::Open(dir, clock, small);
   ASSERT_TRUE(log.ok()) << log.error().message;
@@ -2059,10 +2058,7 @@ TEST(MerkleLog, RolledSegmentsAreCutBackToTheirRecordsAndSpaceStaysWithinTheSegm
   for (int i = 0; i < 40; ++i) ASSERT_TRUE((*log)->Append(Rec("roll", i)).ok());
   const std::string newest = LastSegment(dir);
   ASSERT_NE(newest, kSeg1);
-  for (uint64_t s = 1;; ++s) {
-    char name[32];
-    std::snprintf(name, sizeof name, "audit-%06llu.jsonl", static_cast<unsigned long long>(s));
-    if (!fs::exists(dir + "/" + name)) break;
+  for (const std::string& name : SegmentNames(dir)) {
     const std::string bytes = ReadFile(dir + "/" + name);
     EXPECT_LE(bytes.size(), kSegmentMax) << name;
     if (name == newest) continue;
