@@ -1035,14 +1035,15 @@ void MerkleLog::PreallocLoop() {
   const uint64_t max = options_.segment_bytes_max;
   const uint64_t piece = core::kAuditPreallocChunkBytes;
   const std::string spare_name(internal::kSpareFileName);
-  // The spare is filled at twice the pace records fill the second half of the current
-  // segment, a piece at a time: NUL bytes written as fast as the disk takes them would queue
-  // every group commit's fdatasync behind them (measured: 2-4 ms per batch while a 64 MiB
-  // spare was written at once).
+  // The spare is filled at kAuditSparePace times the pace records fill the second half of
+  // the current segment, a piece at a time: NUL bytes written as fast as the disk takes them
+  // would queue every group commit's fdatasync behind them (measured: 2-4 ms per batch while
+  // a 64 MiB spare was written at once).
   auto spare_target = [&]() -> uint64_t {
     const uint64_t end = written_end_.load(std::memory_order_relaxed);
     const uint64_t half = max / 2;
-    return std::min<uint64_t>(max, 2 * (end > half ? end - half : 0) + 2 * piece);
+    return std::min<uint64_t>(
+        max, core::kAuditSparePace * (end > half ? end - half : 0) + 2 * piece);
   };
   std::unique_lock<std::mutex> lock(zero_mu_);
   while (true) {
@@ -1064,7 +1065,7 @@ void MerkleLog::PreallocLoop() {
     }
     if (spare && spare_filled_ < max && spare_filled_ >= spare_target()) {
       // Ahead of the pace: look again shortly (or when woken).
-      zero_cv_.wait_for(lock, std::chrono::milliseconds(2));
+      zero_cv_.wait_for(lock, std::chrono::milliseconds(core::kAuditSparePollMillis));
       continue;
     }
     const uint64_t from = active ? zeroed_to_.load(std::memory_order_relaxed) : spare_filled_;

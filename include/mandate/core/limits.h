@@ -142,12 +142,18 @@ static_assert(kTokenBytesMax + kDpopProofBytesMax < kHttpHeaderBytesMax,
 // --- Audit log files and the store (src/audit, src/store) ---------------------------------
 // A segment file rolls to the next one before a record would take it past this size.
 inline constexpr size_t kAuditSegmentBytesMax = 64 * 1024 * 1024;
-// The current segment is filled with NUL bytes this far ahead of its records, one chunk per
-// write + fdatasync, so a group commit's fdatasync finds its blocks allocated
+// The current segment is filled with NUL bytes this far ahead of its records, a chunk at a
+// time (write + fdatasync), so a group commit's fdatasync finds its blocks allocated
 // (docs/formats/audit.md, "Preallocated space"). Never past the segment's size limit.
 inline constexpr size_t kAuditPreallocAheadBytes = 16 * 1024 * 1024;
 inline constexpr size_t kAuditPreallocChunkBytes = 512 * 1024;
 static_assert(kAuditPreallocChunkBytes <= kAuditPreallocAheadBytes);
+// The spare (the next segment) is filled, a chunk at a time, at this many times the pace
+// records fill the second half of the current segment, and the filler looks at that pace
+// this often while it is ahead of it: NUL bytes written at the disk's full speed queue every
+// group commit's fdatasync behind them (docs/performance.md).
+inline constexpr uint64_t kAuditSparePace = 2;
+inline constexpr int kAuditSparePollMillis = 2;
 // A submitted (non-waiting) audit record is synced at the latest this long after it is written,
 // when no durable append comes first.
 inline constexpr int kAuditFlushIntervalMillis = 20;
