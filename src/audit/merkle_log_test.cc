@@ -2190,6 +2190,29 @@ TEST(MerkleLog, BytesLeftInThePreallocatedSpaceByACrashAreCutAndRecorded) {
   }
 }
 
+TEST(MerkleLog, MoreThanASegmentOfBytesAfterTheLastRecordFailsOpen) {
+  TempDir tmp;
+  std::string dir = tmp.Sub("audit");
+  MakeLog(dir, 3);
+  const std::string seg = dir + "/" + kSeg1;
+  const std::string intact = ReadFile(seg);
+  // A byte past kAuditSegmentBytesMax of NUL (a sparse file: no 64 MiB written). No crash
+  // of the writer leaves this much: it is not cut off as a torn tail.
+  {
+    std::ofstream out(seg, std::ios::binary | std::ios::in | std::ios::out);
+    out.seekp(static_cast<std::streamoff>(intact.size() + core::kAuditSegmentBytesMax));
+    out.put('x');
+  }
+  const auto size = fs::file_size(seg);
+  core::FakeClock clock;
+  auto log = MerkleLog::Open(dir, clock, Quiet());
+  ASSERT_FALSE(log.ok());
+  EXPECT_EQ(log.error().code, ErrorCode::kInternal);
+  EXPECT_NE(log.error().message.find("more than a segment"), std::string::npos)
+      << log.error().message;
+  EXPECT_EQ(fs::file_size(seg), size) << "nothing was repaired";
+}
+
 TEST(MerkleLog, NulBytesInASealedSegmentAreDamage) {
   TempDir tmp;
   std::string dir = tmp.Sub("audit");

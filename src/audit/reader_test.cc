@@ -221,6 +221,18 @@ TEST(ScanLog, ReportsGarbageAndGapsAsInternal) {
   auto garbage = Scan(dir2, {}, 100, &seen);
   ASSERT_FALSE(garbage.ok());
   EXPECT_EQ(garbage.error().code, ErrorCode::kInternal);
+
+  // NUL bytes end a segment's data, but only the newest segment may have them.
+  TempDir tmp3;
+  const std::string dir3 = tmp3.Sub("audit");
+  WriteLog(dir3, 6, 300);
+  ASSERT_TRUE(fs::exists(dir3 + "/audit-000002.jsonl"));
+  AppendBytes(dir3 + "/audit-000001.jsonl", std::string(64, '\0'));
+  seen.clear();
+  auto nul = Scan(dir3, {}, 100, &seen);
+  ASSERT_FALSE(nul.ok());
+  EXPECT_EQ(nul.error().code, ErrorCode::kInternal);
+  EXPECT_NE(nul.error().message.find("NUL bytes"), std::string::npos) << nul.error().message;
 }
 
 TEST(ScanLog, AMissingDirectoryIsNotFoundAndAnEmptyLogHasNothing) {
