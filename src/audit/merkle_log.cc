@@ -959,7 +959,8 @@ core::Status MerkleLog::WriteAtEnd(std::string_view bytes) {
   // the segment is half full, for a spare to roll to.
   const uint64_t max = options_.segment_bytes_max;
   const uint64_t want = std::min<uint64_t>(max, end + core::kAuditPreallocAheadBytes);
-  const bool more = zeroed_to_.load(std::memory_order_relaxed) + core::kAuditPreallocChunkBytes <= want;
+  const bool more =
+      zeroed_to_.load(std::memory_order_relaxed) + core::kAuditPreallocChunkBytes <= want;
   const bool spare = end >= max / 2 && !spare_asked_;
   if (more || spare) {
     {

@@ -30,7 +30,8 @@
 // commit the file's new size through the filesystem's journal: a 20 KB batch's write + sync
 // took 203-284 us instead of 101-156 us here, docs/performance.md). Once the current segment
 // is half full the preallocator fills a spare (audit.spare) to the segment size limit, which
-// the next roll renames into place, so under load the current segment is never extended while it is being synced.
+// the next roll renames into place, so under load the current segment is never extended
+// while it is being synced.
 // Readers stop at the first NUL. A segment is cut back to its records when the log rolls to
 // the next one and at Close, so only the newest segment of an open (or crashed) log ends in
 // NUL bytes.
