@@ -596,6 +596,7 @@ TEST_F(SqliteStoreTest, AuditIndexRefusesBadBatchesWhole) {
   auto again = store_->IndexAuditRecords({Row(1, "b", "", ""), Row(2, "c", "", "")});
   ASSERT_FALSE(again.ok());
   EXPECT_EQ(again.error().code, ErrorCode::kConflict);
+  EXPECT_NE(again.error().message.find("seq 1 is already indexed"), std::string::npos);
   EXPECT_EQ(*store_->AuditIndexedUpTo(), 2u);
   AuditIndexRow bad = Row(5, "x", "", "");
   bad.segment = 0;
@@ -607,6 +608,16 @@ TEST_F(SqliteStoreTest, AuditIndexRefusesBadBatchesWhole) {
   bad.run = "\xff\xfe";
   EXPECT_EQ(store_->IndexAuditRecords({bad}).error().code, ErrorCode::kBadRequest);
   EXPECT_EQ(*store_->AuditIndexedUpTo(), 2u);
+  // An indexed seq inside a batch's range, not at its ends: found, named, nothing written.
+  ASSERT_TRUE(store_->IndexAuditRecords({Row(10, "k", "", "")}).ok());
+  auto inside = store_->IndexAuditRecords({Row(8, "i", "", ""), Row(10, "k", "", ""),
+                                           Row(12, "m", "", "")});
+  ASSERT_FALSE(inside.ok());
+  EXPECT_EQ(inside.error().code, ErrorCode::kConflict);
+  EXPECT_NE(inside.error().message.find("seq 10 is already indexed"), std::string::npos);
+  auto gap = store_->IndexAuditRecords({Row(8, "i", "", ""), Row(12, "m", "", "")});
+  ASSERT_TRUE(gap.ok()) << gap.error().message;  // around it: none of the range is indexed
+  EXPECT_EQ(*store_->AuditIndexedUpTo(), 13u);
   AuditIndexFilter zero;
   zero.limit = 0;
   EXPECT_EQ(store_->QueryAuditIndex(zero).error().code, ErrorCode::kBadRequest);
