@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <utility>
 #include <vector>
 
 #include "audit/internal/segment.h"
@@ -85,9 +86,9 @@ core::Result<size_t> LocateSegment(const std::vector<internal::Segment>& segment
 
 enum class ScanEnd { kDone, kWrongPosition };
 
-// Reads segments[i..] from `offset` in segments[i]. With `exact`, the first complete line
-// must carry cur->next_seq (else kWrongPosition, nothing delivered); without it, lines before
-// next_seq are skipped.
+// Reads segments[i..] from `offset` in segments[i]. With `exact`, `offset` must start a line
+// and that line must be a record carrying cur->next_seq (else kWrongPosition, nothing
+// delivered); without it, lines before next_seq are skipped.
 core::Result<ScanEnd> ScanFrom(const std::vector<internal::Segment>& segments, size_t i,
                                uint64_t offset, bool exact, size_t max_records,
                                const std::function<core::Status(const ScannedRecord&)>& on_record,
@@ -108,6 +109,14 @@ core::Result<ScanEnd> ScanFrom(const std::vector<internal::Segment>& segments, s
     if (offset > static_cast<uint64_t>(st.st_size)) {
       if (exact) return ScanEnd::kWrongPosition;
       return MakeError(ErrorCode::kInternal, "audit scan offset past the end of " + seg.name);
+    }
+    if (exact && first_line && offset > 0) {
+      // A record's line starts after a newline: a position inside a line (a stale cursor
+      // over a replaced log) is not one.
+      char before = 0;
+      const ssize_t n = ::pread(fd.get(), &before, 1, static_cast<off_t>(offset - 1));
+      if (n < 0) return FileError("cannot read", seg.path);
+      if (n != 1 || before != '\n') return ScanEnd::kWrongPosition;
     }
     if (::lseek(fd.get(), static_cast<off_t>(offset), SEEK_SET) < 0) {
       return FileError("cannot seek in", seg.path);
@@ -130,11 +139,14 @@ core::Result<ScanEnd> ScanFrom(const std::vector<internal::Segment>& segments, s
         return ScanEnd::kDone;
       }
       if (line.overlong) {
+        if (exact && first_line) return ScanEnd::kWrongPosition;
         return MakeError(ErrorCode::kInternal, "audit record at " + seg.name + " offset " +
                                                    std::to_string(at) +
                                                    " is longer than kAuditRecordBytesMax");
       }
-      MANDATE_ASSIGN_OR_RETURN(core::Json rec, ParseRecord(line.bytes, seg, at));
+      auto parsed = ParseRecord(line.bytes, seg, at);
+      if (!parsed.ok() && exact && first_line) return ScanEnd::kWrongPosition;
+      MANDATE_ASSIGN_OR_RETURN(core::Json rec, std::move(parsed));
       const uint64_t seq = static_cast<uint64_t>(rec.Find("seq")->as_int());
       const RecordPosition end{seg.number, at + line.bytes.size() + 1};
       if (exact && first_line && seq != cur->next_seq) return ScanEnd::kWrongPosition;

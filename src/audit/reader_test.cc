@@ -140,6 +140,17 @@ TEST(ScanLog, AWrongPositionFallsBackToLocatingTheSeq) {
   ASSERT_TRUE(cur.ok()) << cur.error().message;
   ASSERT_EQ(seen.size(), 2u);
   EXPECT_EQ(seen.front().seq, 8u);
+  // A position inside a line (a stale cursor over a replaced log): at every byte of seq 4's
+  // line but its first, the scan finds seq 5 by its seq, never a fragment or an error.
+  const uint64_t start = all[4].position.offset;
+  for (uint64_t off = start + 1; off <= start + all[4].line.size(); ++off) {
+    seen.clear();
+    cur = Scan(dir, ScanCursor{5, RecordPosition{1, off}}, 100, &seen);
+    ASSERT_TRUE(cur.ok()) << "offset " << off << ": " << cur.error().message;
+    ASSERT_EQ(seen.size(), 5u) << "offset " << off;
+    EXPECT_EQ(seen.front().seq, 5u);
+    EXPECT_EQ(seen.front().position, all[5].position);
+  }
 }
 
 TEST(ScanLog, StopsBeforeATornTailAndReadsItOnceComplete) {
