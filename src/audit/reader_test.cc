@@ -153,6 +153,32 @@ TEST(ScanLog, AWrongPositionFallsBackToLocatingTheSeq) {
   }
 }
 
+TEST(ScanLog, APositionAtALineThatIsNotARecordFallsBackToLocatingTheSeq) {
+  // A stale cursor over a replaced log may point at the start of a line that is garbage or
+  // longer than any record, in a segment the scan never needs to read: located by its seq
+  // (in the last segment), not reported as damage.
+  for (const std::string& bad :
+       {std::string("not json"), std::string(core::kAuditRecordBytesMax + 1, 'x')}) {
+    TempDir tmp;
+    const std::string dir = tmp.Sub("audit");
+    WriteLog(dir, 12, 512);
+    std::vector<Seen> all;
+    ASSERT_TRUE(Scan(dir, {}, 100, &all).ok());
+    ASSERT_EQ(all.size(), 12u);
+    ASSERT_EQ(all.front().position.segment, 1u);
+    ASSERT_GT(all.back().position.segment, 2u) << "the test needs three segments";
+    const std::string first = dir + "/" + internal::SegmentName(1);
+    AppendBytes(first, bad + "\n");  // segment 1 now ends in a line that is not a record
+    const RecordPosition at{1, ReadFile(first).size() - bad.size() - 1};
+    std::vector<Seen> seen;
+    auto cur = Scan(dir, ScanCursor{11, at}, 100, &seen);
+    ASSERT_TRUE(cur.ok()) << bad.size() << " bytes: " << cur.error().message;
+    ASSERT_EQ(seen.size(), 1u);
+    EXPECT_EQ(seen[0].seq, 11u);
+    EXPECT_EQ(seen[0].position, all.back().position);
+  }
+}
+
 TEST(ScanLog, StopsBeforeATornTailAndReadsItOnceComplete) {
   TempDir tmp;
   const std::string dir = tmp.Sub("audit");
