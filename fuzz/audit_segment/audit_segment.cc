@@ -94,8 +94,8 @@ using core::Json;
 using Nul = internal::LineReader::Nul;
 
 constexpr size_t kInputBytesMax = 64 * 1024;
-// The read size of LineReader and EndOfNonZero (segment.cc): where their buffers refill.
-constexpr size_t kReaderChunkBytes = 64 * 1024;
+// Where LineReader and EndOfNonZero refill their buffers.
+constexpr size_t kReaderChunkBytes = internal::kLineReadChunkBytes;
 constexpr size_t kSmallLineBytesMax[] = {1, 3, 16, 200};
 constexpr size_t kScanChunkRecords[] = {1, 2, 3, 7};
 // Bounds the per-input work of the position checks (records resumed, positions read).

@@ -18,7 +18,6 @@ namespace {
 
 constexpr std::string_view kSegmentPrefix = "audit-";
 constexpr std::string_view kSegmentSuffix = ".jsonl";
-constexpr size_t kReadChunkBytes = 64 * 1024;
 
 bool IsLowerHex64(std::string_view s) {
   if (s.size() != 64) return false;
@@ -176,7 +175,7 @@ core::Result<bool> LineReader::Next(Line* line) {
     if (eof_) return any;
     // Refill.
     buf_offset_ += buf_.size();
-    buf_.resize(kReadChunkBytes);
+    buf_.resize(kLineReadChunkBytes);
     pos_ = 0;
     ssize_t got;
     do {
@@ -193,7 +192,7 @@ core::Result<bool> LineReader::Next(Line* line) {
 }
 
 core::Result<uint64_t> EndOfNonZero(int fd, uint64_t from) {
-  std::string buf(kReadChunkBytes, '\0');
+  std::string buf(kLineReadChunkBytes, '\0');
   uint64_t end = from;
   uint64_t at = from;
   while (true) {

@@ -50,6 +50,9 @@ core::Result<std::vector<Segment>> ListSegments(const std::string& dir);
 // Errors: kBadRequest when the key is malformed, or missing (naming the file).
 core::Result<NoteVerifier> LoadVerifier(const std::string& dir, std::string_view key_text);
 
+// What LineReader and EndOfNonZero read from a file at a time (where their buffers refill).
+inline constexpr size_t kLineReadChunkBytes = 64 * 1024;
+
 // Reads lines from a file descriptor (not owned) without ever holding more than
 // line_bytes_max + 1 bytes of one line.
 class LineReader {
