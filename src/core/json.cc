@@ -11,6 +11,8 @@
 #include <algorithm>
 #include <charconv>
 #include <cmath>
+#include <cstring>
+#include <span>
 #include <unordered_set>
 
 #include "mandate/core/limits.h"
@@ -151,13 +153,22 @@ void Serialize(const Json& j, std::string* out, bool canonical) {
       out->push_back('{');
       const Json::Object& obj = j.as_object();
       if (canonical) {
-        std::vector<const Json::Member*> sorted;
-        sorted.reserve(obj.size());
-        for (const auto& m : obj) sorted.push_back(&m);
-        std::sort(sorted.begin(), sorted.end(),
+        // The members in key order. Objects that fit kSmallMembers (nearly all: records,
+        // arguments, claims) sort on the stack; a heap array per object was a third of
+        // serializing an audit record.
+        constexpr size_t kSmallMembers = 32;
+        const Json::Member* small[kSmallMembers];
+        std::vector<const Json::Member*> large;
+        const Json::Member** sorted = small;
+        if (obj.size() > kSmallMembers) {
+          large.resize(obj.size());
+          sorted = large.data();
+        }
+        for (size_t i = 0; i < obj.size(); ++i) sorted[i] = &obj[i];
+        std::sort(sorted, sorted + obj.size(),
                   [](const Json::Member* a, const Json::Member* b) { return a->first < b->first; });
         bool first = true;
-        for (const Json::Member* m : sorted) {
+        for (const Json::Member* m : std::span(sorted, obj.size())) {
           if (!first) out->push_back(',');
           first = false;
           AppendJsonString(m->first, out);
@@ -230,6 +241,22 @@ bool IsValidUtf8(std::string_view text) {
 
 Status Json::CheckSerializable() const { return CheckSerializableAt(*this, 1); }
 
+namespace {
+
+// Whether any of the 8 bytes at `p` is below 0x20, '"' or '\\' (each test is exact about
+// whether some byte matches, which is all the caller needs).
+inline bool NeedsEscape8(const char* p) {
+  uint64_t v;
+  std::memcpy(&v, p, sizeof v);
+  constexpr uint64_t kOnes = 0x0101010101010101ull;
+  constexpr uint64_t kHigh = 0x8080808080808080ull;
+  const auto has_zero = [](uint64_t x) { return (x - kOnes) & ~x & kHigh; };
+  const uint64_t below_space = (v - kOnes * 0x20) & ~v & kHigh;
+  return (below_space | has_zero(v ^ (kOnes * '"')) | has_zero(v ^ (kOnes * '\\'))) != 0;
+}
+
+}  // namespace
+
 void AppendJsonString(std::string_view s, std::string* out) {
   static constexpr char kHex[] = "0123456789abcdef";
   out->push_back('"');
@@ -237,6 +264,10 @@ void AppendJsonString(std::string_view s, std::string* out) {
   // the cost of serializing an audit record (docs/performance.md).
   size_t run = 0;  // start of the pending run of plain bytes
   for (size_t i = 0; i < s.size(); ++i) {
+    // Eight plain bytes at a time (no control byte, '"' or '\\'): the byte loop below was a
+    // quarter of serializing an audit record.
+    while (i + 8 <= s.size() && !NeedsEscape8(s.data() + i)) i += 8;
+    if (i == s.size()) break;
     const unsigned char c = static_cast<unsigned char>(s[i]);
     if (c >= 0x20 && c != '"' && c != '\\') continue;
     out->append(s.data() + run, i - run);
@@ -335,14 +366,20 @@ std::string Json::GetString(std::string_view key, std::string_view fallback) con
 
 Json& Json::Set(std::string key, Json value) {
   if (is_null()) v_ = Object{};
-  for (auto& m : as_object()) {
+  Object& obj = as_object();
+  for (auto& m : obj) {
     if (m.first == key) {
       m.second = std::move(value);
       return m.second;
     }
   }
-  as_object().emplace_back(std::move(key), std::move(value));
-  return as_object().back().second;
+  // An object built member by member (a record, claims, an answer) usually gets several:
+  // room for kSetMembersFirst at once instead of growing through 1, 2, 4 and 8, each growth
+  // an allocation and a move of every member.
+  constexpr size_t kSetMembersFirst = 8;
+  if (obj.capacity() == 0) obj.reserve(kSetMembersFirst);
+  obj.emplace_back(std::move(key), std::move(value));
+  return obj.back().second;
 }
 
 void Json::Erase(std::string_view key) {

@@ -127,6 +127,59 @@ TEST(Json, EscapesEveryByteWhereverItSitsInTheString) {
   }
 }
 
+TEST(Json, EscapesAgreeWithAByteLoopAcrossEightByteChunks) {
+  // AppendJsonString skips plain bytes eight at a time: two chosen bytes at every pair of
+  // neighbouring positions, and at a position and the last byte, of strings around the chunk
+  // size, against the byte-by-byte rule. The bytes include each escaped byte's neighbours and
+  // high bytes, whose borrows could fool a word-wide test.
+  const auto reference = [](std::string_view in) {
+    static constexpr char kHex[] = "0123456789abcdef";
+    std::string out = "\"";
+    for (char ch : in) {
+      const auto c = static_cast<unsigned char>(ch);
+      if (c == '"' || c == '\\') {
+        out += '\\';
+        out += ch;
+      } else if (c == '\b') {
+        out += "\\b";
+      } else if (c == '\f') {
+        out += "\\f";
+      } else if (c == '\n') {
+        out += "\\n";
+      } else if (c == '\r') {
+        out += "\\r";
+      } else if (c == '\t') {
+        out += "\\t";
+      } else if (c < 0x20) {
+        out += std::string("\\u00") + kHex[c >> 4] + kHex[c & 15];
+      } else {
+        out += ch;
+      }
+    }
+    return out + "\"";
+  };
+  const unsigned char bytes[] = {0x00, 0x01, 0x1f, 0x20, 0x21, 0x22, 0x23, 0x5b,
+                                 0x5c, 0x5d, 0x7f, 0x80, 0xa2, 0xdc, 0xe0, 0xff};
+  for (size_t len : {1, 7, 8, 9, 15, 16, 17, 24, 25}) {
+    for (size_t i = 0; i < len; ++i) {
+      for (size_t j : {i + 1, len - 1}) {
+        if (j >= len || j == i) continue;
+        for (unsigned char a : bytes) {
+          for (unsigned char b : bytes) {
+            std::string in(len, 'x');
+            in[i] = static_cast<char>(a);
+            in[j] = static_cast<char>(b);
+            std::string got;
+            AppendJsonString(in, &got);
+            ASSERT_EQ(got, reference(in)) << "len " << len << ", " << int{a} << " at " << i
+                                          << ", " << int{b} << " at " << j;
+          }
+        }
+      }
+    }
+  }
+}
+
 TEST(Json, IsValidUtf8AcceptsAndRejectsShortAndLongStrings) {
   EXPECT_TRUE(IsValidUtf8(""));
   EXPECT_TRUE(IsValidUtf8("plain ascii"));
