@@ -118,6 +118,34 @@ void AppendNumber(double d, std::string* out) {
   out->append(buf, res.ptr);
 }
 
+// An object's members in canonical (byte-wise key) order, sorted without allocating for
+// objects of up to kSmallMembers members (nearly all: records, arguments, claims).
+class SortedMembers {
+ public:
+  explicit SortedMembers(const Json::Object& obj) : size_(obj.size()) {
+    const Json::Member** p = small_;
+    if (size_ > kSmallMembers) {
+      large_.resize(size_);
+      p = large_.data();
+    }
+    for (size_t i = 0; i < size_; ++i) p[i] = &obj[i];
+    std::sort(p, p + size_,
+              [](const Json::Member* a, const Json::Member* b) { return a->first < b->first; });
+  }
+  SortedMembers(const SortedMembers&) = delete;
+  SortedMembers& operator=(const SortedMembers&) = delete;
+
+  std::span<const Json::Member* const> members() const {
+    return {size_ > kSmallMembers ? large_.data() : small_, size_};
+  }
+
+ private:
+  static constexpr size_t kSmallMembers = 32;
+  const Json::Member* small_[kSmallMembers];
+  std::vector<const Json::Member*> large_;
+  const size_t size_;
+};
+
 void Serialize(const Json& j, std::string* out, bool canonical) {
   switch (j.type()) {
     case Json::Type::kNull:
@@ -153,22 +181,9 @@ void Serialize(const Json& j, std::string* out, bool canonical) {
       out->push_back('{');
       const Json::Object& obj = j.as_object();
       if (canonical) {
-        // The members in key order. Objects that fit kSmallMembers (nearly all: records,
-        // arguments, claims) sort on the stack; a heap array per object was a third of
-        // serializing an audit record.
-        constexpr size_t kSmallMembers = 32;
-        const Json::Member* small[kSmallMembers];
-        std::vector<const Json::Member*> large;
-        const Json::Member** sorted = small;
-        if (obj.size() > kSmallMembers) {
-          large.resize(obj.size());
-          sorted = large.data();
-        }
-        for (size_t i = 0; i < obj.size(); ++i) sorted[i] = &obj[i];
-        std::sort(sorted, sorted + obj.size(),
-                  [](const Json::Member* a, const Json::Member* b) { return a->first < b->first; });
+        const SortedMembers sorted(obj);
         bool first = true;
-        for (const Json::Member* m : std::span(sorted, obj.size())) {
+        for (const Json::Member* m : sorted.members()) {
           if (!first) out->push_back(',');
           first = false;
           AppendJsonString(m->first, out);
@@ -191,11 +206,65 @@ void Serialize(const Json& j, std::string* out, bool canonical) {
   }
 }
 
+Status DepthError() {
+  return MakeError(ErrorCode::kBadRequest,
+                   "JSON nested deeper than " + std::to_string(kJsonDepthMax) + " levels");
+}
+
+// Serialize(j, out, true) and CheckSerializableAt(j, depth) in one walk; duplicate keys are
+// neighbours in canonical order, so each object costs one comparison per member for them.
+Status CheckedCanonical(const Json& j, std::string* out, size_t depth) {
+  if (depth > kJsonDepthMax) return DepthError();
+  switch (j.type()) {
+    case Json::Type::kString:
+      if (!IsValidUtf8(j.as_string())) {
+        return MakeError(ErrorCode::kBadRequest, "a JSON string is not valid UTF-8");
+      }
+      AppendJsonString(j.as_string(), out);
+      return OkStatus();
+    case Json::Type::kArray: {
+      out->push_back('[');
+      bool first = true;
+      for (const Json& e : j.as_array()) {
+        if (!first) out->push_back(',');
+        first = false;
+        MANDATE_RETURN_IF_ERROR(CheckedCanonical(e, out, depth + 1));
+      }
+      out->push_back(']');
+      return OkStatus();
+    }
+    case Json::Type::kObject: {
+      out->push_back('{');
+      const SortedMembers sorted(j.as_object());
+      const Json::Member* previous = nullptr;
+      for (const Json::Member* m : sorted.members()) {
+        if (!IsValidUtf8(m->first)) {
+          return MakeError(ErrorCode::kBadRequest, "a JSON object key is not valid UTF-8");
+        }
+        if (previous != nullptr) {
+          if (previous->first == m->first) {
+            return MakeError(ErrorCode::kBadRequest,
+                             "duplicate JSON object key \"" + m->first + "\"");
+          }
+          out->push_back(',');
+        }
+        previous = m;
+        AppendJsonString(m->first, out);
+        out->push_back(':');
+        MANDATE_RETURN_IF_ERROR(CheckedCanonical(m->second, out, depth + 1));
+      }
+      out->push_back('}');
+      return OkStatus();
+    }
+    default:
+      Serialize(j, out, true);
+      return OkStatus();
+  }
+}
+
 Status CheckSerializableAt(const Json& j, size_t depth) {
   // Mirrors Convert(): the root is at depth 1 and every element, scalar or not, counts.
-  if (depth > kJsonDepthMax) {
-    return MakeError(ErrorCode::kBadRequest, "JSON nested deeper than " + std::to_string(kJsonDepthMax) + " levels");
-  }
+  if (depth > kJsonDepthMax) return DepthError();
   switch (j.type()) {
     case Json::Type::kString:
       if (!IsValidUtf8(j.as_string())) return MakeError(ErrorCode::kBadRequest, "a JSON string is not valid UTF-8");
@@ -240,6 +309,10 @@ bool IsValidUtf8(std::string_view text) {
 }
 
 Status Json::CheckSerializable() const { return CheckSerializableAt(*this, 1); }
+
+Status Json::CheckedCanonicalTo(std::string* out, size_t depth) const {
+  return CheckedCanonical(*this, out, depth);
+}
 
 namespace {
 

@@ -59,6 +59,47 @@ TEST(Json, CheckSerializableAgreesWithARoundTrip) {
   EXPECT_FALSE(Json::Parse(deeper.Dump()).ok());
 }
 
+TEST(Json, CheckedCanonicalAgreesWithCheckSerializableAndCanonical) {
+  // One walk doing both: the same verdict as CheckSerializable and, when it passes, the same
+  // bytes as Canonical, on values that fail at every level and in every way.
+  const auto object_of = [](std::initializer_list<std::pair<std::string, Json>> members) {
+    Json::Object o;
+    for (const auto& [k, v] : members) o.emplace_back(k, v);
+    return Json(std::move(o));
+  };
+  Json deep = Json::MakeArray();
+  for (size_t i = 1; i < kJsonDepthMax; ++i) deep = Json(Json::Array{deep});
+  std::vector<Json> cases = {
+      *Json::Parse(R"({"z":[1,{"b":"\u00e9","a":true}],"c":null,"a\"":-2.5e-7})"),
+      Json("plain"),
+      Json(std::string("\xff")),
+      object_of({{"s", Json(std::string("ok \xc3\xa9"))}}),
+      object_of({{"s", Json(std::string("\xc3"))}}),
+      object_of({{std::string("\xc3"), Json(1)}}),
+      object_of({{"a", Json(1)}, {"b", Json(2)}, {"a", Json(3)}}),  // apart in insertion order
+      object_of({{"x", object_of({{"k", Json(1)}, {"k", Json(1)}})}}),
+      Json(Json::Array{Json(1), object_of({{"q", Json(std::string("\xe2\x80"))}})}),
+      deep,
+      Json(Json::Array{deep}),
+      object_of({{"d", deep}}),  // the deepest array one level down: too deep
+  };
+  for (size_t i = 0; i < cases.size(); ++i) {
+    const Json& j = cases[i];
+    const bool ok = j.CheckSerializable().ok();
+    std::string out;
+    const auto st = j.CheckedCanonicalTo(&out);
+    EXPECT_EQ(st.ok(), ok) << "case " << i;
+    if (ok && st.ok()) {
+      EXPECT_EQ(out, j.Canonical()) << "case " << i;
+    }
+  }
+  // depth: a member value of a root object is at depth 2.
+  std::string out;
+  EXPECT_TRUE(deep.CheckedCanonicalTo(&out, 1).ok());
+  out.clear();
+  EXPECT_FALSE(deep.CheckedCanonicalTo(&out, 2).ok());
+}
+
 TEST(Json, EscapesControlCharacters) {
   Json j(std::string("a\"b\\c\n\x01"));
   EXPECT_EQ(j.Dump(), R"("a\"b\\c\n\u0001")");

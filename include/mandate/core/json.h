@@ -91,6 +91,10 @@ class Json {
   // nesting at most kJsonDepthMax, unique object keys, valid UTF-8 in every string and key.
   // Errors: kBadRequest naming the problem. Much cheaper than a serialize + parse round trip.
   Status CheckSerializable() const;
+  // CheckSerializable() and CanonicalTo(out) in one walk: appends the canonical form, or fails
+  // as CheckSerializable would (leaving a partial form in `out`). `depth`: this value's own
+  // depth in its document (1 for the root, 2 for a root object's member values).
+  Status CheckedCanonicalTo(std::string* out, size_t depth = 1) const;
 
   std::string Dump() const;
   std::string Canonical() const;
