@@ -211,8 +211,10 @@ Status DepthError() {
                    "JSON nested deeper than " + std::to_string(kJsonDepthMax) + " levels");
 }
 
-// Serialize(j, out, true) and CheckSerializableAt(j, depth) in one walk; duplicate keys are
-// neighbours in canonical order, so each object costs one comparison per member for them.
+// Serialize(j, out, true), failing where the output would not parse back to `j` (what
+// Json::CheckSerializable documents). Mirrors Convert(): the root is at depth 1 and every
+// element, scalar or not, counts. Duplicate keys are neighbours in canonical order, so each
+// object costs one comparison per member for them.
 Status CheckedCanonical(const Json& j, std::string* out, size_t depth) {
   if (depth > kJsonDepthMax) return DepthError();
   switch (j.type()) {
@@ -262,38 +264,6 @@ Status CheckedCanonical(const Json& j, std::string* out, size_t depth) {
   }
 }
 
-Status CheckSerializableAt(const Json& j, size_t depth) {
-  // Mirrors Convert(): the root is at depth 1 and every element, scalar or not, counts.
-  if (depth > kJsonDepthMax) return DepthError();
-  switch (j.type()) {
-    case Json::Type::kString:
-      if (!IsValidUtf8(j.as_string())) return MakeError(ErrorCode::kBadRequest, "a JSON string is not valid UTF-8");
-      return OkStatus();
-    case Json::Type::kArray:
-      for (const Json& e : j.as_array()) MANDATE_RETURN_IF_ERROR(CheckSerializableAt(e, depth + 1));
-      return OkStatus();
-    case Json::Type::kObject: {
-      const Json::Object& obj = j.as_object();
-      std::unordered_set<std::string_view> keys;
-      for (size_t i = 0; i < obj.size(); ++i) {
-        const std::string& key = obj[i].first;
-        if (!IsValidUtf8(key)) return MakeError(ErrorCode::kBadRequest, "a JSON object key is not valid UTF-8");
-        bool duplicate = false;
-        if (obj.size() < 32) {
-          for (size_t k = 0; k < i && !duplicate; ++k) duplicate = obj[k].first == key;
-        } else {
-          duplicate = !keys.insert(key).second;
-        }
-        if (duplicate) return MakeError(ErrorCode::kBadRequest, "duplicate JSON object key \"" + key + "\"");
-        MANDATE_RETURN_IF_ERROR(CheckSerializableAt(obj[i].second, depth + 1));
-      }
-      return OkStatus();
-    }
-    default:
-      return OkStatus();
-  }
-}
-
 }  // namespace
 
 bool IsValidUtf8(std::string_view text) {
@@ -308,7 +278,11 @@ bool IsValidUtf8(std::string_view text) {
   return simdjson::validate_utf8(text.data(), text.size());
 }
 
-Status Json::CheckSerializable() const { return CheckSerializableAt(*this, 1); }
+Status Json::CheckSerializable() const {
+  // The rules live in one place: the checked walk, whose output is dropped here.
+  std::string scratch;
+  return CheckedCanonical(*this, &scratch, 1);
+}
 
 Status Json::CheckedCanonicalTo(std::string* out, size_t depth) const {
   return CheckedCanonical(*this, out, depth);
