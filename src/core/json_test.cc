@@ -59,9 +59,10 @@ TEST(Json, CheckSerializableAgreesWithARoundTrip) {
   EXPECT_FALSE(Json::Parse(deeper.Dump()).ok());
 }
 
-TEST(Json, CheckedCanonicalAgreesWithCheckSerializableAndCanonical) {
-  // One walk doing both: the same verdict as CheckSerializable and, when it passes, the same
-  // bytes as Canonical, on values that fail at every level and in every way.
+TEST(Json, CheckedCanonicalAgreesWithTheParserAndCanonical) {
+  // The checked walk (which CheckSerializable also is) passes exactly when the parser reads
+  // its output back to the same value, and then writes Canonical's bytes: on values that fail
+  // at every level and in every way.
   const auto object_of = [](std::initializer_list<std::pair<std::string, Json>> members) {
     Json::Object o;
     for (const auto& [k, v] : members) o.emplace_back(k, v);
@@ -83,16 +84,21 @@ TEST(Json, CheckedCanonicalAgreesWithCheckSerializableAndCanonical) {
       Json(Json::Array{deep}),
       object_of({{"d", deep}}),  // the deepest array one level down: too deep
   };
+  size_t passing = 0;
   for (size_t i = 0; i < cases.size(); ++i) {
     const Json& j = cases[i];
-    const bool ok = j.CheckSerializable().ok();
+    auto back = Json::Parse(j.Canonical());
+    const bool reads_back = back.ok() && *back == j;
     std::string out;
     const auto st = j.CheckedCanonicalTo(&out);
-    EXPECT_EQ(st.ok(), ok) << "case " << i;
-    if (ok && st.ok()) {
+    EXPECT_EQ(st.ok(), reads_back) << "case " << i;
+    EXPECT_EQ(j.CheckSerializable().ok(), reads_back) << "case " << i;
+    if (reads_back && st.ok()) {
       EXPECT_EQ(out, j.Canonical()) << "case " << i;
+      ++passing;
     }
   }
+  EXPECT_EQ(passing, 4u);  // the parsed object, "plain", "ok \xc3\xa9" and kJsonDepthMax levels
   // depth: a member value of a root object is at depth 2.
   std::string out;
   EXPECT_TRUE(deep.CheckedCanonicalTo(&out, 1).ok());
