@@ -311,8 +311,8 @@ void AppendJsonString(std::string_view s, std::string* out) {
   // the cost of serializing an audit record (docs/performance.md).
   size_t run = 0;  // start of the pending run of plain bytes
   for (size_t i = 0; i < s.size(); ++i) {
-    // Eight plain bytes at a time (no control byte, '"' or '\\'): the byte loop below was a
-    // quarter of serializing an audit record.
+    // Eight plain bytes at a time (no control byte, '"' or '\\'): the byte loop alone was 24%
+    // of a loop building, checking and serializing audit records (docs/performance.md).
     while (i + 8 <= s.size() && !NeedsEscape8(s.data() + i)) i += 8;
     if (i == s.size()) break;
     const unsigned char c = static_cast<unsigned char>(s[i]);
