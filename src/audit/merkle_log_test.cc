@@ -1960,6 +1960,39 @@ TEST(MerkleLog, RefusesOversizeAndMalformedRecords) {
   EXPECT_EQ(report.checkpointed_records, 2u);
 }
 
+TEST(MerkleLog, RefusesRecordsTheVerifierCouldNotReadBack) {
+  // What Prepare checks on the record's own members as it serializes them (a duplicate or a
+  // non-UTF-8 key), and what the checked walk finds below them (a duplicate key, nesting too
+  // deep for the verifier's parser): each refused before the record gets a seq.
+  TempDir tmp;
+  core::FakeClock clock;
+  auto log = MerkleLog::Open(tmp.path(), clock);
+  ASSERT_TRUE(log.ok());
+  MerkleLog& l = **log;
+  Json deep = Json::MakeArray();  // a member's value at depth 2: kJsonDepthMax levels in all
+  for (size_t i = 2; i < core::kJsonDepthMax; ++i) deep = Json(Json::Array{deep});
+  const Json unverifiable[] = {
+      Json(Json::Object{{"a", Json(1)}, {"b", Json(2)}, {"a", Json(3)}}),
+      Json(Json::Object{{std::string("k\xc3"), Json(1)}}),
+      Json(Json::Object{{"d", Json(Json::Array{deep})}}),
+      Json(Json::Object{{"n", Json(Json::Object{{"x", Json(1)}, {"x", Json(1)}})}}),
+  };
+  for (const Json& rec : unverifiable) {
+    auto refused = l.Append(rec);
+    ASSERT_FALSE(refused.ok()) << rec.Dump();
+    EXPECT_EQ(refused.error().code, ErrorCode::kBadRequest);
+    EXPECT_NE(refused.error().message.find("cannot be stored verifiably"), std::string::npos)
+        << refused.error().message;
+  }
+  auto at_limit = l.Append(Json(Json::Object{{"d", deep}}));
+  ASSERT_TRUE(at_limit.ok()) << at_limit.error().message;
+  EXPECT_EQ(*at_limit, 0u);  // the refusals took no seq
+  l.Close();
+  VerifyReport report = MustVerify(tmp.path());
+  EXPECT_TRUE(report.ok) << report.problem;
+  EXPECT_EQ(report.records, 1u);
+}
+
 TEST(AuditLog, OpenAuditLogReturnsTheInterface) {
   TempDir tmp;
   core::FakeClock clock;
