@@ -1,6 +1,8 @@
 #include "server/audit_indexer.h"
 
 #include <chrono>
+#include <functional>
+#include <thread>
 #include <utility>
 #include <vector>
 
@@ -104,12 +106,15 @@ core::Status AuditIndexer::ResumeLocked() {
   return core::OkStatus();
 }
 
-core::Status AuditIndexer::IndexBatchLocked(bool* at_end) {
+core::Status AuditIndexer::IndexBatchLocked(size_t yield_every, bool* at_end) {
   if (!resumed_) MANDATE_RETURN_IF_ERROR(ResumeLocked());
   std::vector<store::AuditIndexRow> rows;
   auto next = audit::ScanLog(dir_, cursor_, core::kAuditIndexBatchMax,
                              [&](const audit::ScannedRecord& r) -> core::Status {
                                rows.push_back(AuditIndexRowFor(*r.record, r.seq, r.position));
+                               if (yield_every != 0 && rows.size() % yield_every == 0) {
+                                 std::this_thread::yield();
+                               }
                                return core::OkStatus();
                              });
   if (!next.ok()) {
@@ -121,7 +126,9 @@ core::Status AuditIndexer::IndexBatchLocked(bool* at_end) {
     return next.error();
   }
   if (!rows.empty()) {
-    if (auto st = store_->IndexAuditRecords(rows); !st.ok()) {
+    std::function<void()> pace;
+    if (yield_every != 0) pace = [] { std::this_thread::yield(); };
+    if (auto st = store_->IndexAuditRecords(rows, yield_every, pace); !st.ok()) {
       // Someone else indexed these (or the index moved): find our place again next time.
       resumed_ = false;
       return st;
@@ -138,7 +145,7 @@ core::Result<bool> AuditIndexer::CatchUp(int64_t max_wait_millis) {
   std::lock_guard<std::mutex> lock(pass_mu_);
   while (true) {
     bool at_end = false;
-    MANDATE_RETURN_IF_ERROR(IndexBatchLocked(&at_end));
+    MANDATE_RETURN_IF_ERROR(IndexBatchLocked(/*yield_every=*/0, &at_end));
     if (at_end) return true;
     if (clock_->NowUnixMillis() >= deadline) return false;
   }
@@ -159,7 +166,7 @@ void AuditIndexer::Loop() {
       core::Status st;
       {
         std::lock_guard<std::mutex> lock(pass_mu_);
-        st = IndexBatchLocked(&at_end);
+        st = IndexBatchLocked(core::kAuditIndexYieldEvery, &at_end);
         if (!st.ok()) {
           if (st.error().message != last_error_) {
             last_error_ = st.error().message;

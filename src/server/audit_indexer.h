@@ -5,8 +5,10 @@
 //
 // It is off the call path: the gateway appends to the log and never waits for the index. The
 // thread indexes whatever is complete in the files every kAuditIndexIntervalMillis (or when
-// woken), in transactions of at most kAuditIndexBatchMax records. CatchUp() does the same
-// synchronously, so a query sees every record that was in the files when it arrived.
+// woken), in transactions of at most kAuditIndexBatchMax records, yielding the CPU every
+// kAuditIndexYieldEvery records so that the calls it shares the CPUs with never wait long
+// behind it. CatchUp() does the same synchronously, without yielding, so a query sees every
+// record that was in the files when it arrived.
 //
 // The index is derived data. At the first pass the last indexed row is checked against the
 // log (same seq and ts at the stored position); if the log no longer holds it (the log was
@@ -65,8 +67,10 @@ class AuditIndexer {
   uint64_t indexed_up_to() const { return indexed_up_to_.load(); }
 
  private:
-  // One batch; sets *at_end when the log had no more complete records. Needs pass_mu_.
-  core::Status IndexBatchLocked(bool* at_end);
+  // One batch of at most kAuditIndexBatchMax records, in one transaction; sets *at_end when
+  // the log had no more complete records. With `yield_every` > 0 it yields the CPU after
+  // every that many records read and written. Needs pass_mu_.
+  core::Status IndexBatchLocked(size_t yield_every, bool* at_end);
   // Positions the cursor after the last indexed row, or rebuilds. Needs pass_mu_.
   core::Status ResumeLocked();
   void Loop();

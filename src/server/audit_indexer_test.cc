@@ -5,6 +5,8 @@
 
 #include <chrono>
 #include <filesystem>
+#include <functional>
+#include <set>
 #include <string>
 #include <thread>
 #include <vector>
@@ -40,6 +42,67 @@ Json Call(const std::string& type, const std::string& run, const std::string& si
   }
   return j;
 }
+
+// A store whose IndexAuditRecords fails on chosen calls (1-based), forwarding everything else.
+class FailingIndexStore : public store::Store {
+ public:
+  explicit FailingIndexStore(store::Store* real) : real_(real) {}
+  std::set<int> fail_calls;
+  int calls = 0;
+  std::vector<size_t> sizes;  // rows per call, failed ones included
+
+  std::vector<size_t> pace_every;  // per call
+  int paced = 0;                   // calls of `pace`
+
+  core::Status IndexAuditRecords(const std::vector<store::AuditIndexRow>& rows, size_t every,
+                                 const std::function<void()>& pace) override {
+    ++calls;
+    sizes.push_back(rows.size());
+    pace_every.push_back(every);
+    if (fail_calls.count(calls) != 0) {
+      return core::MakeError(core::ErrorCode::kInternal, "store: disk I/O error (injected)");
+    }
+    return real_->IndexAuditRecords(rows, every, [&] {
+      ++paced;
+      if (pace) pace();
+    });
+  }
+  core::Status PutHuman(const store::Human& h) override { return real_->PutHuman(h); }
+  core::Result<store::Human> GetHuman(const std::string& n) override { return real_->GetHuman(n); }
+  core::Result<std::vector<store::Human>> ListHumans() override { return real_->ListHumans(); }
+  core::Status PutAgent(const store::Agent& a) override { return real_->PutAgent(a); }
+  core::Result<store::Agent> GetAgent(const std::string& n) override { return real_->GetAgent(n); }
+  core::Result<std::vector<store::Agent>> ListAgents() override { return real_->ListAgents(); }
+  core::Status CreateSession(const store::Session& s) override { return real_->CreateSession(s); }
+  core::Result<store::Session> GetSession(const std::string& sid) override {
+    return real_->GetSession(sid);
+  }
+  core::Result<std::vector<store::Session>> ListSessions(size_t limit, size_t offset) override {
+    return real_->ListSessions(limit, offset);
+  }
+  core::Result<std::vector<store::Session>> ListChildren(const std::string& sid) override {
+    return real_->ListChildren(sid);
+  }
+  core::Status AddRevocation(const store::Revocation& r) override { return real_->AddRevocation(r); }
+  core::Result<std::vector<store::Revocation>> ListRevocations() override {
+    return real_->ListRevocations();
+  }
+  core::Result<std::vector<std::string>> RevokeSessionTree(const std::string& sid, int64_t at,
+                                                           const std::string& reason) override {
+    return real_->RevokeSessionTree(sid, at, reason);
+  }
+  core::Result<uint64_t> AuditIndexedUpTo() override { return real_->AuditIndexedUpTo(); }
+  core::Result<std::vector<store::AuditIndexRow>> QueryAuditIndex(
+      const store::AuditIndexFilter& f) override {
+    return real_->QueryAuditIndex(f);
+  }
+  core::Status DeleteAuditIndexFrom(uint64_t from_seq) override {
+    return real_->DeleteAuditIndexFrom(from_seq);
+  }
+
+ private:
+  store::Store* real_;
+};
 
 class AuditIndexerTest : public ::testing::Test {
  protected:
@@ -153,6 +216,77 @@ TEST_F(AuditIndexerTest, TheBackgroundThreadFollowsTheLog) {
   indexer.Stop();
   indexer.Stop();  // idempotent
   EXPECT_EQ(All().size(), 6u);
+}
+
+// The background pass lets other threads have the CPU every kAuditIndexYieldEvery records
+// written (and read), inside one transaction per batch; a catch-up for a query does not.
+TEST_F(AuditIndexerTest, TheBackgroundThreadYieldsWhileIndexingALongLog) {
+  constexpr size_t kRecords = 3 * core::kAuditIndexYieldEvery + 5;
+  for (size_t i = 0; i < kRecords; ++i) {
+    ASSERT_TRUE(
+        log_->Append(Call("call.decided", "ses_" + std::to_string(i), "s", "bot", "x:y")).ok());
+  }
+  FailingIndexStore counting(store_.get());
+  {
+    AuditIndexer indexer(dir_, &counting, &clock_,
+                         [this](const std::string& l) { lines_.push_back(l); });
+    indexer.Start();
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+    while (indexer.indexed_up_to() < kRecords && std::chrono::steady_clock::now() < deadline) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+    indexer.Stop();
+    EXPECT_EQ(indexer.indexed_up_to(), kRecords);
+  }
+  EXPECT_EQ(counting.sizes, std::vector<size_t>{kRecords});  // one transaction
+  EXPECT_EQ(counting.pace_every, std::vector<size_t>{core::kAuditIndexYieldEvery});
+  EXPECT_EQ(counting.paced, 3);  // after rows 32, 64 and 96
+  auto rows = All();
+  ASSERT_EQ(rows.size(), kRecords);
+  audit::RecordReader reader(dir_);
+  for (size_t i = 0; i < rows.size(); ++i) {
+    EXPECT_EQ(rows[i].seq, i);
+    EXPECT_EQ(rows[i].run, "ses_" + std::to_string(i));
+    auto line = reader.ReadAt(audit::RecordPosition{rows[i].segment, rows[i].offset});
+    ASSERT_TRUE(line.ok()) << line.error().message;
+    EXPECT_NE(line->find("\"seq\":" + std::to_string(i) + ","), std::string::npos) << *line;
+  }
+  EXPECT_TRUE(lines_.empty()) << lines_.front();
+
+  for (size_t i = 0; i < kRecords; ++i)
+    ASSERT_TRUE(log_->Append(Call("call.decided", "ses_x", "s", "bot", "x:y")).ok());
+  AuditIndexer query_side(dir_, &counting, &clock_, [](const std::string&) {});
+  auto done = query_side.CatchUp(10000);
+  ASSERT_TRUE(done.ok()) << done.error().message;
+  EXPECT_TRUE(*done);
+  EXPECT_EQ(counting.pace_every.back(), 0u);
+  EXPECT_EQ(counting.paced, 3);
+  EXPECT_EQ(All().size(), 2 * kRecords);
+}
+
+// A store failure in a background pass writes nothing of the batch, is logged once, and the
+// next pass indexes the same records again: no gap, no duplicate.
+TEST_F(AuditIndexerTest, AStoreFailureInABackgroundPassIsRetriedWithoutAGap) {
+  constexpr size_t kRecords = 2 * core::kAuditIndexYieldEvery;
+  for (size_t i = 0; i < kRecords; ++i)
+    ASSERT_TRUE(log_->Append(Call("call.decided", "ses_a", "ses_a", "bot", "x:y")).ok());
+  FailingIndexStore failing(store_.get());
+  failing.fail_calls = {1};
+  AuditIndexer indexer(dir_, &failing, &clock_, [this](const std::string& l) { lines_.push_back(l); });
+  indexer.Start();
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (indexer.indexed_up_to() < kRecords && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  indexer.Stop();
+  EXPECT_EQ(indexer.indexed_up_to(), kRecords);
+  auto rows = All();
+  ASSERT_EQ(rows.size(), kRecords);
+  for (size_t i = 0; i < rows.size(); ++i) EXPECT_EQ(rows[i].seq, i);
+  EXPECT_EQ(failing.sizes, (std::vector<size_t>{kRecords, kRecords}));
+  ASSERT_EQ(lines_.size(), 2u);
+  EXPECT_NE(lines_[0].find("disk I/O error (injected)"), std::string::npos) << lines_[0];
+  EXPECT_NE(lines_[1].find("indexing again"), std::string::npos) << lines_[1];
 }
 
 TEST_F(AuditIndexerTest, ResumesAfterARestartWithoutDuplicates) {

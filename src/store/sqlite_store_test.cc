@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <filesystem>
+#include <mutex>
 #include <string>
 #include <thread>
 #include <vector>
@@ -15,6 +16,19 @@
 #include "core/temp_dir_test_util.h"
 
 namespace mandate::store {
+
+struct SqliteStoreTestPeer {
+  // The connection's PRAGMA synchronous: 1 NORMAL, 2 FULL.
+  static int Synchronous(SqliteStore& s) {
+    std::lock_guard<std::mutex> lock(s.mu_);
+    sqlite3_stmt* q = nullptr;
+    if (sqlite3_prepare_v2(s.db_, "PRAGMA synchronous", -1, &q, nullptr) != SQLITE_OK) return -1;
+    const int v = sqlite3_step(q) == SQLITE_ROW ? sqlite3_column_int(q, 0) : -1;
+    sqlite3_finalize(q);
+    return v;
+  }
+};
+
 namespace {
 
 namespace fs = std::filesystem;
@@ -627,6 +641,26 @@ TEST_F(SqliteStoreTest, AuditIndexRefusesBadBatchesWhole) {
   auto none = store_->QueryAuditIndex(evil);
   ASSERT_TRUE(none.ok());
   EXPECT_TRUE(none->empty());
+}
+
+// Index batches commit without their own sync (derived data); everything else the store
+// writes still commits with synchronous = FULL, after a batch that succeeded or was refused.
+TEST_F(SqliteStoreTest, AuditIndexBatchesLeaveTheStoreSyncingItsOwnWrites) {
+  EXPECT_EQ(SqliteStoreTestPeer::Synchronous(*store_), 2);
+  ASSERT_TRUE(store_->IndexAuditRecords({Row(0, "a", "", ""), Row(1, "b", "", "")}).ok());
+  EXPECT_EQ(SqliteStoreTestPeer::Synchronous(*store_), 2);
+  auto conflict = store_->IndexAuditRecords({Row(1, "b", "", ""), Row(2, "c", "", "")});
+  ASSERT_FALSE(conflict.ok());
+  EXPECT_EQ(conflict.error().code, ErrorCode::kConflict);
+  EXPECT_EQ(SqliteStoreTestPeer::Synchronous(*store_), 2);
+  // A refused batch wrote nothing, a later one goes on after the first.
+  ASSERT_TRUE(store_->IndexAuditRecords({Row(2, "c", "", "")}).ok());
+  EXPECT_EQ(*store_->AuditIndexedUpTo(), 3u);
+  // And the rows survive a reopen (committed, not just cached in the connection).
+  store_.reset();
+  store_ = MustOpen(path_);
+  EXPECT_EQ(*store_->AuditIndexedUpTo(), 3u);
+  EXPECT_EQ(SqliteStoreTestPeer::Synchronous(*store_), 2);
 }
 
 TEST_F(SqliteStoreTest, AuditIndexCanBeCutBackForARebuild) {

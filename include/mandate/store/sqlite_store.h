@@ -61,12 +61,14 @@ class SqliteStore final : public Store {
   core::Result<std::vector<Revocation>> ListRevocations() override;
   core::Result<std::vector<std::string>> RevokeSessionTree(const std::string& sid, int64_t at,
                                                            const std::string& reason) override;
-  core::Status IndexAuditRecords(const std::vector<AuditIndexRow>& rows) override;
+  core::Status IndexAuditRecords(const std::vector<AuditIndexRow>& rows, size_t pace_every = 0,
+                                 const std::function<void()>& pace = {}) override;
   core::Result<uint64_t> AuditIndexedUpTo() override;
   core::Result<std::vector<AuditIndexRow>> QueryAuditIndex(const AuditIndexFilter& filter) override;
   core::Status DeleteAuditIndexFrom(uint64_t from_seq) override;
 
  private:
+  friend struct SqliteStoreTestPeer;  // sqlite_store_test.cc: reads connection settings
   class Statement;
   class Transaction;
 
@@ -80,6 +82,8 @@ class SqliteStore final : public Store {
   core::Status Exec(const char* sql);  // fixed SQL only: never built from input
   core::Error DbError(const std::string& what) const;
   // Bodies of the public methods; mu_ is held.
+  core::Status IndexAuditRecordsLocked(const std::vector<AuditIndexRow>& rows, size_t pace_every,
+                                       const std::function<void()>& pace);
   core::Result<std::optional<Human>> FindHumanLocked(const std::string& name);
   core::Result<std::optional<Agent>> FindAgentLocked(const std::string& name);
   core::Result<std::optional<Session>> FindSessionLocked(const std::string& sid);

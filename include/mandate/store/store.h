@@ -10,6 +10,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <string>
 #include <vector>
@@ -156,9 +157,16 @@ class Store {
   // --- The audit index (see AuditIndexRow) ---
 
   // Adds rows, all in one transaction. Rows must be in increasing seq order, each seq new.
+  // The index is derived from the audit log: the transaction need not be synced on its own (a
+  // power loss may lose the last rows added, never leave part of a transaction), and the
+  // indexer adds lost rows again from the log. With `pace_every` > 0, `pace` is called after
+  // every `pace_every` rows written, inside the transaction: a background caller's point to
+  // let other threads have the CPU.
   // Errors: kBadRequest (seqs out of order or >= 2^63, segment 0, a text field too long or
   // not UTF-8), nothing written; kConflict when a seq is already indexed, nothing written.
-  virtual core::Status IndexAuditRecords(const std::vector<AuditIndexRow>& rows) = 0;
+  virtual core::Status IndexAuditRecords(const std::vector<AuditIndexRow>& rows,
+                                         size_t pace_every = 0,
+                                         const std::function<void()>& pace = {}) = 0;
   // One past the highest indexed seq: the seq to index next (0 for an empty index).
   virtual core::Result<uint64_t> AuditIndexedUpTo() = 0;
   // The matching rows, at most filter.limit (capped at kAuditIndexQueryRowsMax), in increasing
