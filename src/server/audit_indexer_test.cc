@@ -124,6 +124,13 @@ class AuditIndexerTest : public ::testing::Test {
     return AuditIndexer(dir_, store_.get(), &clock_,
                         [this](const std::string& l) { lines_.push_back(l); });
   }
+  // Waits (at most 10 s) for the background thread to have indexed `n` records.
+  static void WaitIndexed(const AuditIndexer& indexer, uint64_t n) {
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+    while (indexer.indexed_up_to() < n && std::chrono::steady_clock::now() < deadline) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+  }
   std::vector<store::AuditIndexRow> All() {
     store::AuditIndexFilter f;
     f.limit = core::kAuditIndexQueryRowsMax;
@@ -208,10 +215,7 @@ TEST_F(AuditIndexerTest, TheBackgroundThreadFollowsTheLog) {
     ASSERT_TRUE(log_->Append(Call("call.decided", "ses_a", "ses_a", "bot", "x:y")).ok());
   // Submit: written by the log's flusher, never waited for by the caller.
   ASSERT_TRUE(log_->Submit(Call("call.completed", "ses_a", "ses_a", "bot", "x:y")).ok());
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
-  while (indexer.indexed_up_to() < 6 && std::chrono::steady_clock::now() < deadline) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));
-  }
+  WaitIndexed(indexer, 6);
   EXPECT_EQ(indexer.indexed_up_to(), 6u);
   indexer.Stop();
   indexer.Stop();  // idempotent
@@ -231,10 +235,7 @@ TEST_F(AuditIndexerTest, TheBackgroundThreadYieldsWhileIndexingALongLog) {
     AuditIndexer indexer(dir_, &counting, &clock_,
                          [this](const std::string& l) { lines_.push_back(l); });
     indexer.Start();
-    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
-    while (indexer.indexed_up_to() < kRecords && std::chrono::steady_clock::now() < deadline) {
-      std::this_thread::sleep_for(std::chrono::milliseconds(20));
-    }
+    WaitIndexed(indexer, kRecords);
     indexer.Stop();
     EXPECT_EQ(indexer.indexed_up_to(), kRecords);
   }
@@ -274,10 +275,7 @@ TEST_F(AuditIndexerTest, AStoreFailureInABackgroundPassIsRetriedWithoutAGap) {
   failing.fail_calls = {1};
   AuditIndexer indexer(dir_, &failing, &clock_, [this](const std::string& l) { lines_.push_back(l); });
   indexer.Start();
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
-  while (indexer.indexed_up_to() < kRecords && std::chrono::steady_clock::now() < deadline) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));
-  }
+  WaitIndexed(indexer, kRecords);
   indexer.Stop();
   EXPECT_EQ(indexer.indexed_up_to(), kRecords);
   auto rows = All();
