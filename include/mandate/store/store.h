@@ -160,8 +160,8 @@ class Store {
   // The index is derived from the audit log: the transaction need not be synced on its own (a
   // power loss may lose the last rows added, never leave part of a transaction), and the
   // indexer adds lost rows again from the log. With `pace_every` > 0, `pace` is called after
-  // every `pace_every` rows written, inside the transaction: a background caller's point to
-  // let other threads have the CPU.
+  // every `pace_every` rows written, inside the transaction (other users of the store wait
+  // for it meanwhile): a background caller's point to let other threads have the CPU.
   // Errors: kBadRequest (seqs out of order or >= 2^63, segment 0, a text field too long or
   // not UTF-8), nothing written; kConflict when a seq is already indexed, nothing written.
   virtual core::Status IndexAuditRecords(const std::vector<AuditIndexRow>& rows,
