@@ -38,10 +38,14 @@ core::Error FileError(const std::string& what, const std::string& path) {
   return MakeError(ErrorCode::kInternal, what + " " + path + ": " + std::strerror(errno));
 }
 
-// A complete line parsed; it must be a JSON object with an integer "seq" >= 0.
+// A complete line parsed (only "seq" and `members` when `members` is not empty); it must be a
+// JSON object with an integer "seq" >= 0.
 core::Result<core::Json> ParseRecord(std::string_view line, const internal::Segment& seg,
-                                     uint64_t offset) {
-  auto parsed = core::Json::Parse(line, core::kAuditRecordBytesMax);
+                                     uint64_t offset,
+                                     std::span<const std::string_view> members = {}) {
+  auto parsed = members.empty()
+                    ? core::Json::Parse(line, core::kAuditRecordBytesMax)
+                    : core::Json::ParseMembers(line, members, core::kAuditRecordBytesMax);
   if (!parsed.ok() || !parsed->is_object()) {
     return MakeError(ErrorCode::kInternal,
                      "audit record at " + seg.name + " offset " + std::to_string(offset) +
@@ -92,7 +96,7 @@ enum class ScanEnd { kDone, kWrongPosition };
 core::Result<ScanEnd> ScanFrom(const std::vector<internal::Segment>& segments, size_t i,
                                uint64_t offset, bool exact, size_t max_records,
                                const std::function<core::Status(const ScannedRecord&)>& on_record,
-                               ScanCursor* cur) {
+                               std::span<const std::string_view> members, ScanCursor* cur) {
   size_t delivered = 0;
   bool first_line = true;
   for (; i < segments.size(); ++i, offset = 0) {
@@ -144,7 +148,7 @@ core::Result<ScanEnd> ScanFrom(const std::vector<internal::Segment>& segments, s
                                                    std::to_string(at) +
                                                    " is longer than kAuditRecordBytesMax");
       }
-      auto parsed = ParseRecord(line.bytes, seg, at);
+      auto parsed = ParseRecord(line.bytes, seg, at, members);
       if (!parsed.ok() && exact && first_line) return ScanEnd::kWrongPosition;
       MANDATE_ASSIGN_OR_RETURN(core::Json rec, std::move(parsed));
       const uint64_t seq = static_cast<uint64_t>(rec.Find("seq")->as_int());
@@ -191,8 +195,12 @@ core::Result<ScanEnd> ScanFrom(const std::vector<internal::Segment>& segments, s
 
 core::Result<ScanCursor> ScanLog(
     const std::string& dir, const ScanCursor& cursor, size_t max_records,
-    const std::function<core::Status(const ScannedRecord&)>& on_record) {
+    const std::function<core::Status(const ScannedRecord&)>& on_record,
+    std::span<const std::string_view> members) {
   MANDATE_ASSIGN_OR_RETURN(std::vector<internal::Segment> segments, internal::ListSegments(dir));
+  // The scan itself needs "seq" of every record.
+  std::vector<std::string_view> wanted(members.begin(), members.end());
+  if (!wanted.empty()) wanted.push_back("/seq");
   ScanCursor cur = cursor;
   if (segments.empty() || max_records == 0) return cur;
   if (cur.at) {
@@ -201,14 +209,15 @@ core::Result<ScanCursor> ScanLog(
     if (it != segments.end()) {
       MANDATE_ASSIGN_OR_RETURN(
           ScanEnd end, ScanFrom(segments, static_cast<size_t>(it - segments.begin()),
-                                cur.at->offset, /*exact=*/true, max_records, on_record, &cur));
+                                cur.at->offset, /*exact=*/true, max_records, on_record, wanted,
+                                &cur));
       if (end == ScanEnd::kDone) return cur;
     }
     cur.at.reset();  // not where next_seq is: locate it
   }
   MANDATE_ASSIGN_OR_RETURN(size_t start, LocateSegment(segments, cur.next_seq));
   MANDATE_ASSIGN_OR_RETURN(
-      ScanEnd end, ScanFrom(segments, start, 0, /*exact=*/false, max_records, on_record, &cur));
+      ScanEnd end, ScanFrom(segments, start, 0, /*exact=*/false, max_records, on_record, wanted, &cur));
   (void)end;
   return cur;
 }

@@ -95,6 +95,38 @@ TEST(ScanLog, DeliversEveryRecordInOrderAcrossSegmentsWithItsPosition) {
   EXPECT_EQ(cur->at->offset, last.size());
 }
 
+TEST(ScanLog, WithMembersBuildsOnlyThoseAndTheSeqFromTheSameLines) {
+  TempDir tmp;
+  const std::string dir = tmp.Sub("audit");
+  WriteLog(dir, 40, 512);
+  std::vector<Seen> full;
+  ASSERT_TRUE(Scan(dir, {}, 1000, &full).ok());
+  const std::vector<std::string_view> members = {"/n", "/type", "/absent", "/pad/x"};
+  std::vector<Seen> partial;
+  auto cur = ScanLog(
+      dir, {}, 1000,
+      [&](const ScannedRecord& r) {
+        auto whole = Json::Parse(r.line);
+        EXPECT_TRUE(whole.ok());
+        Json want = Json::MakeObject();
+        want.Set("n", *whole->Find("n"));
+        want.Set("type", *whole->Find("type"));
+        want.Set("seq", *whole->Find("seq"));
+        EXPECT_EQ(*r.record, want) << r.line;
+        partial.push_back({r.seq, std::string(r.line), r.position});
+        return core::OkStatus();
+      },
+      members);
+  ASSERT_TRUE(cur.ok()) << cur.error().message;
+  ASSERT_EQ(partial.size(), full.size());
+  for (size_t i = 0; i < full.size(); ++i) {
+    EXPECT_EQ(partial[i].seq, full[i].seq);
+    EXPECT_EQ(partial[i].line, full[i].line);
+    EXPECT_EQ(partial[i].position, full[i].position);
+  }
+  EXPECT_EQ(cur->next_seq, 40u);
+}
+
 TEST(ScanLog, ResumesFromACursorAndInBatches) {
   TempDir tmp;
   const std::string dir = tmp.Sub("audit");

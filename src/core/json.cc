@@ -15,6 +15,7 @@
 #include <span>
 #include <unordered_set>
 
+#include "mandate/core/check.h"
 #include "mandate/core/limits.h"
 
 namespace mandate::core {
@@ -351,15 +352,17 @@ void AppendJsonString(std::string_view s, std::string* out) {
   out->push_back('"');
 }
 
-Result<Json> Json::Parse(std::string_view text, size_t max_bytes) {
+namespace {
+
+// Parses `text` into this thread's simdjson parser (one per thread: its buffers are reused, so
+// parsing allocates nothing in steady state). The element lives until the thread's next parse.
+Result<simdjson::dom::element> ParseDom(std::string_view text, size_t max_bytes) {
   if (max_bytes == 0) max_bytes = kJsonBytesMax;
   if (text.size() > max_bytes) {
     return MakeError(ErrorCode::kPayloadTooLarge,
                      "JSON text of " + std::to_string(text.size()) + " bytes exceeds the limit of " +
                          std::to_string(max_bytes));
   }
-  // One parser per thread: simdjson parsers reuse their buffers, which keeps parsing
-  // allocation-free in steady state.
   thread_local simdjson::dom::parser parser;
   simdjson::dom::element root;
   auto err = parser.parse(text.data(), text.size(), true).get(root);
@@ -367,7 +370,73 @@ Result<Json> Json::Parse(std::string_view text, size_t max_bytes) {
     return MakeError(ErrorCode::kBadRequest,
                      std::string("invalid JSON: ") + simdjson::error_message(err));
   }
+  return root;
+}
+
+}  // namespace
+
+Result<Json> Json::Parse(std::string_view text, size_t max_bytes) {
+  MANDATE_ASSIGN_OR_RETURN(simdjson::dom::element root, ParseDom(text, max_bytes));
   return Convert(root, 1);
+}
+
+Result<Json> Json::ParseMembers(std::string_view text, std::span<const std::string_view> pointers,
+                                size_t max_bytes) {
+  MANDATE_ASSIGN_OR_RETURN(simdjson::dom::element root, ParseDom(text, max_bytes));
+  if (root.type() != simdjson::dom::element_type::OBJECT) {
+    return MakeError(ErrorCode::kBadRequest, "JSON text is not an object");
+  }
+  Json out = MakeObject();
+  for (std::string_view pointer : pointers) {
+    MANDATE_CHECK(pointer.size() > 1 && pointer.front() == '/' &&
+                  pointer.find('~') == std::string_view::npos);
+    // Walk to the member without building anything; it may be absent.
+    simdjson::dom::element at = root;
+    size_t depth = 1;  // at's: the root is at depth 1, as in Convert
+    bool present = true;
+    for (std::string_view rest = pointer.substr(1); present;) {
+      const size_t slash = rest.find('/');
+      const std::string_view token = rest.substr(0, slash);
+      simdjson::dom::object obj;
+      if (at.get(obj)) {
+        present = false;  // a scalar or an array on the way: the member is absent
+        break;
+      }
+      bool found = false;
+      simdjson::dom::element next;
+      for (simdjson::dom::key_value_pair kv : obj) {
+        if (kv.key != token) continue;
+        if (found) {
+          return MakeError(ErrorCode::kBadRequest,
+                           "duplicate JSON object key \"" + std::string(token) + "\"");
+        }
+        found = true;
+        next = kv.value;
+      }
+      if (!found) {
+        present = false;
+        break;
+      }
+      at = next;
+      ++depth;
+      if (slash == std::string_view::npos) break;
+      rest = rest.substr(slash + 1);
+    }
+    if (!present) continue;
+    MANDATE_ASSIGN_OR_RETURN(Json value, Convert(at, depth));
+    // Place it, creating the objects on its way (an earlier, shorter pointer may have placed
+    // the whole object already: then this sets an equal value again).
+    Json* dest = &out;
+    std::string_view rest = pointer.substr(1);
+    for (size_t slash = rest.find('/'); slash != std::string_view::npos; slash = rest.find('/')) {
+      const std::string_view token = rest.substr(0, slash);
+      Json* inner = dest->Find(token);
+      dest = inner != nullptr ? inner : &dest->Set(std::string(token), MakeObject());
+      rest = rest.substr(slash + 1);
+    }
+    dest->Set(std::string(rest), std::move(value));
+  }
+  return out;
 }
 
 const Json* Json::Find(std::string_view key) const {

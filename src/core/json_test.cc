@@ -278,6 +278,86 @@ TEST(Json, RejectsOversizeInput) {
   EXPECT_EQ(j.error().code, ErrorCode::kPayloadTooLarge);
 }
 
+// ParseMembers(text, pointers) for a text Parse accepts: the members of Parse's value at those
+// pointers, each at its place, nothing else.
+Json Projected(std::string_view text, std::vector<std::string_view> pointers) {
+  auto j = Json::ParseMembers(text, pointers);
+  EXPECT_TRUE(j.ok()) << j.error().message;
+  return j.ok() ? std::move(*j) : Json();
+}
+
+TEST(Json, ParseMembersBuildsOnlyTheMembersAtThePointers) {
+  const std::string text =
+      R"({"seq":7,"type":"call.decided","args":{"x":[1,2,{"y":null}]},)"
+      R"("decision":{"checks":[{"a":1}],"decision":"allow","reason":"r"},"n":1.5})";
+  EXPECT_EQ(Projected(text, {"/seq", "/type"}), *Json::Parse(R"({"seq":7,"type":"call.decided"})"));
+  EXPECT_EQ(Projected(text, {"/decision/decision", "/seq"}),
+            *Json::Parse(R"({"decision":{"decision":"allow"},"seq":7})"));
+  // Absent members, and pointers through a scalar or an array, give nothing (no empty object
+  // on the way either).
+  EXPECT_EQ(Projected(text, {"/missing", "/seq/x", "/args/x/0", "/decision/none"}),
+            Json::MakeObject());
+  // An empty list still checks the text.
+  EXPECT_EQ(Projected(text, {}), Json::MakeObject());
+  EXPECT_FALSE(Json::ParseMembers(R"({"a":)", {}).ok());
+  // A whole object and one of its members, in either order: the whole object.
+  const Json whole = *Json::Parse(R"({"decision":{"checks":[{"a":1}],"decision":"allow","reason":"r"}})");
+  EXPECT_EQ(Projected(text, {"/decision", "/decision/decision"}), whole);
+  EXPECT_EQ(Projected(text, {"/decision/decision", "/decision"}), whole);
+  // Numbers, nulls, nested values are built as Parse builds them.
+  EXPECT_EQ(Projected(text, {"/args", "/n"}), *Json::Parse(R"({"args":{"x":[1,2,{"y":null}]},"n":1.5})"));
+}
+
+TEST(Json, ParseMembersChecksWhatItBuildsAsParseDoes) {
+  // A duplicate key on a pointer's way, or inside a member built, is refused.
+  for (const char* text : {R"({"a":1,"a":2})", R"({"d":{"x":1},"d":{"x":2}})",
+                           R"({"d":{"x":1,"x":2}})", R"({"a":{"b":1,"b":1}})"}) {
+    auto j = Json::ParseMembers(text, std::vector<std::string_view>{"/a", "/d/x"});
+    ASSERT_FALSE(j.ok()) << text;
+    EXPECT_EQ(j.error().code, ErrorCode::kBadRequest) << text;
+    EXPECT_NE(j.error().message.find("duplicate"), std::string::npos) << text;
+  }
+  // Inside a member not built, it is not looked for (Parse refuses the text).
+  const std::string dup_elsewhere = R"({"a":1,"other":{"k":1,"k":2}})";
+  EXPECT_FALSE(Json::Parse(dup_elsewhere).ok());
+  EXPECT_EQ(Projected(dup_elsewhere, {"/a"}), *Json::Parse(R"({"a":1})"));
+  // Syntax and UTF-8 are checked over the whole text, built or not.
+  for (std::string bad : {std::string(R"({"a":1,"b":[1,}")"), std::string("{\"a\":1,\"b\":\"\xff\"}"),
+                          std::string(R"({"a":1} x)")}) {
+    auto j = Json::ParseMembers(bad, std::vector<std::string_view>{"/a"});
+    ASSERT_FALSE(j.ok()) << bad;
+    EXPECT_EQ(j.error().code, ErrorCode::kBadRequest) << bad;
+  }
+  // Not an object.
+  for (const char* text : {"[1]", "\"a\"", "3", "null"}) {
+    auto j = Json::ParseMembers(text, std::vector<std::string_view>{"/a"});
+    ASSERT_FALSE(j.ok()) << text;
+    EXPECT_EQ(j.error().code, ErrorCode::kBadRequest) << text;
+  }
+  // The size limit.
+  auto big = Json::ParseMembers(R"({"a":1})", std::vector<std::string_view>{"/a"}, 3);
+  ASSERT_FALSE(big.ok());
+  EXPECT_EQ(big.error().code, ErrorCode::kPayloadTooLarge);
+}
+
+TEST(Json, ParseMembersCountsDepthFromTheRoot) {
+  // {"a":{"b":[[...]]}}: the value of "b" starts at depth 3 (the root is at 1), so it may be
+  // kJsonDepthMax - 2 arrays deep, as in Parse.
+  auto text = [](size_t inner) {
+    return R"({"a":{"b":)" + std::string(inner, '[') + std::string(inner, ']') + "}}";
+  };
+  const std::string ok = text(kJsonDepthMax - 2);
+  const std::string deep = text(kJsonDepthMax - 1);
+  ASSERT_TRUE(Json::Parse(ok).ok());
+  ASSERT_FALSE(Json::Parse(deep).ok());
+  EXPECT_TRUE(Json::ParseMembers(ok, std::vector<std::string_view>{"/a/b"}).ok());
+  auto j = Json::ParseMembers(deep, std::vector<std::string_view>{"/a/b"});
+  ASSERT_FALSE(j.ok());
+  EXPECT_EQ(j.error().code, ErrorCode::kBadRequest);
+  // Not built, not checked.
+  EXPECT_TRUE(Json::ParseMembers(deep, std::vector<std::string_view>{"/c"}).ok());
+}
+
 TEST(Json, SetReplacesAndErases) {
   Json j;
   j.Set("a", 1);

@@ -20,6 +20,11 @@ std::string Field(const std::string* s) {
   return s->substr(0, n);
 }
 
+// The members AuditIndexRowFor reads: the indexer's scans build only these (and "seq"), not
+// the arguments, results and policy checks that make up most of a record.
+constexpr std::string_view kIndexedMembers[] = {"/ts",    "/type",  "/run",    "/sid",
+                                                "/agent", "/human", "/action", "/decision/decision"};
+
 }  // namespace
 
 store::AuditIndexRow AuditIndexRowFor(const core::Json& record, uint64_t seq,
@@ -116,7 +121,8 @@ core::Status AuditIndexer::IndexBatchLocked(size_t yield_every, bool* at_end) {
                                  std::this_thread::yield();
                                }
                                return core::OkStatus();
-                             });
+                             },
+                             kIndexedMembers);
   if (!next.ok()) {
     // No log directory yet: nothing to index.
     if (next.error().code == core::ErrorCode::kNotFound) {

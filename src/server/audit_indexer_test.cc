@@ -208,6 +208,41 @@ TEST_F(AuditIndexerTest, CatchUpIndexesEveryRecordWithItsPosition) {
   EXPECT_EQ(rows.back().agent, "helper");
 }
 
+// The indexer's scans build only the members it indexes (kIndexedMembers): every row must be
+// the one the whole record gives.
+TEST_F(AuditIndexerTest, IndexedRowsAreThoseOfTheWholeRecords) {
+  for (int i = 0; i < 30; ++i) {
+    Json rec = Call(i % 3 ? "call.completed" : "call.decided", "ses_r" + std::to_string(i % 4),
+                    "ses_s" + std::to_string(i % 5), "bot" + std::to_string(i % 2),
+                    "jira:" + std::to_string(i));
+    Json args = Json::MakeObject();
+    args.Set("decision", "not this one");  // a "decision" below another member
+    args.Set("nested", Json::StringArray({"a", "b"}));
+    rec.Set("args", std::move(args));
+    if (i % 7 == 0) rec.Set("agent", 12);             // not a string: not indexed
+    if (i % 5 == 0) rec.Set("decision", "flat");      // not an object: no decision
+    if (i % 6 == 0) rec.Erase("run");
+    ASSERT_TRUE(log_->Append(std::move(rec)).ok());
+  }
+  AuditIndexer indexer = MakeIndexer();
+  ASSERT_TRUE(indexer.CatchUp(10000).ok());
+  auto rows = All();
+  ASSERT_EQ(rows.size(), 30u);
+  audit::RecordReader reader(dir_);
+  for (const store::AuditIndexRow& row : rows) {
+    const audit::RecordPosition at{row.segment, row.offset};
+    auto line = reader.ReadAt(at);
+    ASSERT_TRUE(line.ok()) << line.error().message;
+    auto whole = Json::Parse(*line);
+    ASSERT_TRUE(whole.ok());
+    EXPECT_EQ(row, AuditIndexRowFor(*whole, row.seq, at)) << *line;
+  }
+  EXPECT_EQ(rows[3].decision, "allow");
+  EXPECT_TRUE(rows[15].decision.empty());  // a call.decided whose "decision" is no object
+  EXPECT_TRUE(rows[7].agent.empty());
+  EXPECT_TRUE(rows[6].run.empty());
+}
+
 TEST_F(AuditIndexerTest, TheBackgroundThreadFollowsTheLog) {
   AuditIndexer indexer = MakeIndexer();
   indexer.Start();

@@ -14,6 +14,7 @@
 #include <functional>
 #include <map>
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 
@@ -57,9 +58,14 @@ struct ScannedRecord {
 // complete line is not a JSON object with an integer "seq", is longer than
 // kAuditRecordBytesMax, or does not carry the seq expected at its place (a gap or a reorder:
 // the log is damaged, run VerifyLog).
+// With `members` (JSON Pointers, as core::Json::ParseMembers takes them), `record` holds only
+// those members and "seq": a reader that needs a few members of each record (the audit index)
+// skips building the rest. Members not built are not checked for duplicate keys or depth
+// (VerifyLog checks every record's canonical form).
 core::Result<ScanCursor> ScanLog(
     const std::string& dir, const ScanCursor& cursor, size_t max_records,
-    const std::function<core::Status(const ScannedRecord&)>& on_record);
+    const std::function<core::Status(const ScannedRecord&)>& on_record,
+    std::span<const std::string_view> members = {});
 
 // Reads single records at known positions, keeping up to kAuditReaderOpenSegmentsMax segment
 // files open between reads (closed by the destructor).

@@ -10,6 +10,7 @@
 #pragma once
 
 #include <cstdint>
+#include <span>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -48,6 +49,20 @@ class Json {
   // Parses one JSON text. Errors (kBadRequest, or kPayloadTooLarge over max_bytes): invalid
   // JSON or UTF-8, nesting deeper than kJsonDepthMax, duplicate object keys, trailing bytes.
   static Result<Json> Parse(std::string_view text, size_t max_bytes = 0 /* kJsonBytesMax */);
+  // Parses a JSON object but builds only the members named by `pointers` (RFC 6901 JSON
+  // Pointers of object keys only, such as "/seq" or "/decision/decision"; no "~" escapes, no
+  // array indexes): the result is an object holding each of them that is present, at its
+  // place, with the objects on its way holding nothing else. For a reader that needs a few
+  // members of a large object, this skips building the rest.
+  // The whole text is still checked as JSON (syntax, UTF-8, size), and every member built is
+  // checked as Parse checks it (depth counted from the root, duplicate keys); a key that
+  // appears twice in an object on a pointer's way is an error too. Members not built are not
+  // checked for duplicate keys or depth, so a text Parse refuses for those can pass here;
+  // whenever Parse(text) succeeds, this gives exactly its members at `pointers`.
+  // Errors: those of Parse (kBadRequest, kPayloadTooLarge), kBadRequest when the text is not
+  // an object. A malformed pointer is a programming error (checked).
+  static Result<Json> ParseMembers(std::string_view text, std::span<const std::string_view> pointers,
+                                   size_t max_bytes = 0 /* kJsonBytesMax */);
 
   Type type() const { return static_cast<Type>(v_.index()); }
   bool is_null() const { return type() == Type::kNull; }
