@@ -394,7 +394,7 @@ Result<Json> Json::ParseMembers(std::string_view text, std::span<const std::stri
     simdjson::dom::element at = root;
     size_t depth = 1;  // at's: the root is at depth 1, as in Convert
     bool present = true;
-    for (std::string_view rest = pointer.substr(1); present;) {
+    for (std::string_view rest = pointer.substr(1);;) {
       const size_t slash = rest.find('/');
       const std::string_view token = rest.substr(0, slash);
       simdjson::dom::object obj;

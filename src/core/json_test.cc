@@ -340,6 +340,15 @@ TEST(Json, ParseMembersChecksWhatItBuildsAsParseDoes) {
   EXPECT_EQ(big.error().code, ErrorCode::kPayloadTooLarge);
 }
 
+TEST(Json, ParseMembersAbortsOnAPointerItDoesNotSupport) {
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  for (std::string_view bad : {"", "/", "seq", "/a~1b"}) {
+    EXPECT_DEATH((void)Json::ParseMembers(R"({"a":1})", std::vector<std::string_view>{bad}),
+                 "MANDATE_CHECK failed")
+        << bad;
+  }
+}
+
 TEST(Json, ParseMembersCountsDepthFromTheRoot) {
   // {"a":{"b":[[...]]}}: the value of "b" starts at depth 3 (the root is at 1), so it may be
   // kJsonDepthMax - 2 arrays deep, as in Parse.
