@@ -263,6 +263,15 @@ SqliteStore::~SqliteStore() {
 }
 
 core::Result<std::unique_ptr<SqliteStore>> SqliteStore::Open(const std::string& path) {
+  return Open(path, Options{});
+}
+
+core::Result<std::unique_ptr<SqliteStore>> SqliteStore::Open(const std::string& path,
+                                                             Options options) {
+  if (options.cache_kib < 1 || options.wal_checkpoint_pages < 1) {
+    return MakeError(ErrorCode::kBadRequest,
+                     "store options: cache_kib and wal_checkpoint_pages must be at least 1");
+  }
   if (path.empty()) return MakeError(ErrorCode::kInternal, "store path is empty");
   // Create the file ourselves so it is 0600 from its first byte (SQLite would use 0644 minus
   // the umask); SQLite gives the -wal and -shm files the database file's mode.
@@ -302,6 +311,10 @@ core::Result<std::unique_ptr<SqliteStore>> SqliteStore::Open(const std::string& 
   MANDATE_RETURN_IF_ERROR(store->Exec("PRAGMA synchronous = FULL"));
   MANDATE_RETURN_IF_ERROR(store->Exec("PRAGMA foreign_keys = ON"));
   MANDATE_RETURN_IF_ERROR(store->Exec("PRAGMA trusted_schema = OFF"));
+  MANDATE_RETURN_IF_ERROR(
+      store->Exec(("PRAGMA cache_size = -" + std::to_string(options.cache_kib)).c_str()));
+  MANDATE_RETURN_IF_ERROR(store->Exec(
+      ("PRAGMA wal_autocheckpoint = " + std::to_string(options.wal_checkpoint_pages)).c_str()));
   MANDATE_RETURN_IF_ERROR(store->Migrate());
   return store;
 }

@@ -18,15 +18,17 @@
 namespace mandate::store {
 
 struct SqliteStoreTestPeer {
-  // The connection's PRAGMA synchronous: 1 NORMAL, 2 FULL.
-  static int Synchronous(SqliteStore& s) {
+  // The value of the connection's PRAGMA `name` (-1 when it cannot be read).
+  static int64_t Pragma(SqliteStore& s, const std::string& name) {
     std::lock_guard<std::mutex> lock(s.mu_);
     sqlite3_stmt* q = nullptr;
-    if (sqlite3_prepare_v2(s.db_, "PRAGMA synchronous", -1, &q, nullptr) != SQLITE_OK) return -1;
-    const int v = sqlite3_step(q) == SQLITE_ROW ? sqlite3_column_int(q, 0) : -1;
+    if (sqlite3_prepare_v2(s.db_, ("PRAGMA " + name).c_str(), -1, &q, nullptr) != SQLITE_OK) return -1;
+    const int64_t v = sqlite3_step(q) == SQLITE_ROW ? sqlite3_column_int64(q, 0) : -1;
     sqlite3_finalize(q);
     return v;
   }
+  // The connection's PRAGMA synchronous: 1 NORMAL, 2 FULL.
+  static int64_t Synchronous(SqliteStore& s) { return Pragma(s, "synchronous"); }
 };
 
 namespace {
@@ -661,6 +663,34 @@ TEST_F(SqliteStoreTest, AuditIndexBatchesLeaveTheStoreSyncingItsOwnWrites) {
   store_ = MustOpen(path_);
   EXPECT_EQ(*store_->AuditIndexedUpTo(), 3u);
   EXPECT_EQ(SqliteStoreTestPeer::Synchronous(*store_), 2);
+}
+
+TEST_F(SqliteStoreTest, TheConnectionCachesAndCheckpointsAsLimitsSay) {
+  // SQLite's defaults (2,000 KiB, 1,000 pages) made the audit index rewrite its pages after
+  // almost every batch (docs/performance.md); every opening sets both.
+  for (int open = 0; open < 2; ++open) {
+    EXPECT_EQ(SqliteStoreTestPeer::Pragma(*store_, "cache_size"), -int64_t{core::kStoreCacheKib});
+    EXPECT_EQ(SqliteStoreTestPeer::Pragma(*store_, "wal_autocheckpoint"),
+              int64_t{core::kStoreWalCheckpointPages});
+    store_.reset();
+    store_ = MustOpen(path_);
+  }
+}
+
+TEST(SqliteStore, OpensWithOtherTuningAndRefusesOptionsBelowOne) {
+  TempDir tmp;
+  auto s = SqliteStore::Open(tmp.Sub("tuned.db"), SqliteStore::Options{2000, 1000});
+  ASSERT_TRUE(s.ok()) << s.error().message;
+  EXPECT_EQ(SqliteStoreTestPeer::Pragma(**s, "cache_size"), -2000);
+  EXPECT_EQ(SqliteStoreTestPeer::Pragma(**s, "wal_autocheckpoint"), 1000);
+  for (SqliteStore::Options bad : {SqliteStore::Options{0, 1000}, SqliteStore::Options{2000, 0},
+                                   SqliteStore::Options{-1, -1}}) {
+    const std::string path = tmp.Sub("refused.db");
+    auto r = SqliteStore::Open(path, bad);
+    ASSERT_FALSE(r.ok());
+    EXPECT_EQ(r.error().code, ErrorCode::kBadRequest);
+    EXPECT_FALSE(fs::exists(path)) << "refused before creating anything";
+  }
 }
 
 TEST_F(SqliteStoreTest, AuditIndexCanBeCutBackForARebuild) {

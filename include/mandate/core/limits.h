@@ -183,6 +183,15 @@ static_assert(kAuditRecordBytesMax + 1 <= kAuditSegmentBytesMax, "a record must 
 static_assert(kAuditFramingBytesMax < kAuditRecordBytesMax);
 inline constexpr int kStoreBusyTimeoutMillis = 5000;  // waiting for another writer's lock
 inline constexpr size_t kStoreListLimitMax = 1000;    // rows per ListSessions page
+// The store connection's page cache, KiB (PRAGMA cache_size = -N; SQLite's default is 2,000):
+// enough for the audit index's hot pages (the end of each run's and session's range in its
+// indexes) when a thousand sessions write at once (docs/performance.md).
+inline constexpr int kStoreCacheKib = 65536;
+// WAL pages after which a commit copies the WAL back into the database file (PRAGMA
+// wal_autocheckpoint; SQLite's default is 1,000). With the default the audit index's batches,
+// which dirty a page per session that wrote, were copied back after nearly every commit; with
+// this each hot page is copied once per ~40 MB of WAL (docs/performance.md).
+inline constexpr int kStoreWalCheckpointPages = 10000;
 inline constexpr size_t kScopeEntryBytesMax = 2 * kNameBytesMax + 1;  // "<upstream>:<tool>"
 inline constexpr size_t kRevocationReasonBytesMax = 1024;
 inline constexpr size_t kDpopJktBytesMax = 128;  // RFC 7638 SHA-256 thumbprint is 43 chars

@@ -24,6 +24,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "mandate/core/limits.h"
 #include "mandate/core/result.h"
 #include "mandate/store/store.h"
 
@@ -38,10 +39,19 @@ class SqliteStore final : public Store {
   // 1: humans, agents, sessions, revocations. 2: the audit index (audit_index).
   static constexpr int kSchemaVersion = 2;
 
+  // How the connection is tuned. The defaults are the server's; bench/audit_index.cc also
+  // opens a store with SQLite's own (2,000 KiB, 1,000 pages) to measure against.
+  struct Options {
+    int cache_kib = core::kStoreCacheKib;                      // PRAGMA cache_size = -N, >= 1
+    int wal_checkpoint_pages = core::kStoreWalCheckpointPages;  // PRAGMA wal_autocheckpoint, >= 1
+  };
+
   // Opens (creating if needed) the database at `path`; its directory must exist.
   // Errors: kInternal when the file cannot be created or opened, is not a database, cannot be
-  // switched to WAL mode, or has a schema newer than kSchemaVersion.
+  // switched to WAL mode, or has a schema newer than kSchemaVersion; kBadRequest when an
+  // option is below 1.
   static core::Result<std::unique_ptr<SqliteStore>> Open(const std::string& path);
+  static core::Result<std::unique_ptr<SqliteStore>> Open(const std::string& path, Options options);
 
   ~SqliteStore() override;
   SqliteStore(const SqliteStore&) = delete;
