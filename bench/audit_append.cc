@@ -647,12 +647,6 @@ Json VerifyJson(const VerifyResult& v) {
   return j;
 }
 
-std::string BaseDir(const Options& o) {
-  if (!o.dir.empty()) return o.dir;
-  const char* tmp = std::getenv("TMPDIR");
-  return tmp != nullptr && *tmp != '\0' ? tmp : "/tmp";
-}
-
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -699,13 +693,8 @@ int main(int argc, char** argv) {
     ++i;
   }
 
-  std::string tmpl = BaseDir(o) + "/mandate-audit-bench.XXXXXX";
-  if (::mkdtemp(tmpl.data()) == nullptr) {
-    std::fprintf(stderr, "mandate_audit_bench: cannot create a temp dir %s: %s\n", tmpl.c_str(),
-                 std::strerror(errno));
-    return 1;
-  }
-  const std::string base = tmpl;
+  const std::string base = mandate::bench::MakeRunDir(o.dir, "mandate-audit-bench");
+  if (base.empty()) return 1;
   auto remove_dir = [](const std::string& path) {
     std::error_code ec;
     std::filesystem::remove_all(path, ec);

@@ -18,13 +18,10 @@
 // peer / mandate. Everything lives in one fresh temp directory under --dir, else $TMPDIR, else
 // /tmp, removed at the end; with the defaults the run takes about a minute on 2 CPUs.
 // Exit status 1 when the store refuses a batch (the figures are then not a measurement).
-#include <unistd.h>
 
 #include <algorithm>
-#include <cerrno>
 #include <cstdio>
 #include <cstdlib>
-#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <memory>
@@ -146,15 +143,8 @@ int main(int argc, char** argv) {
     }
     ++i;
   }
-  std::string base = o.dir;
-  if (base.empty()) base = std::getenv("TMPDIR") != nullptr ? std::getenv("TMPDIR") : "/tmp";
-  std::string tmpl = base + "/mandate-audit-index-bench.XXXXXX";
-  if (::mkdtemp(tmpl.data()) == nullptr) {
-    std::fprintf(stderr, "mandate_audit_index_bench: cannot create a temp dir %s: %s\n",
-                 tmpl.c_str(), std::strerror(errno));
-    return 1;
-  }
-  const std::string work = tmpl;
+  const std::string work = mandate::bench::MakeRunDir(o.dir, "mandate-audit-index-bench");
+  if (work.empty()) return 1;
   auto cleanup = [&] {
     std::error_code ec;
     std::filesystem::remove_all(work, ec);

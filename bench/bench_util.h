@@ -11,6 +11,9 @@
 #include <cmath>
 #include <cstdint>
 #include <cstdlib>
+#include <cstring>
+#include <cstdio>
+#include <cerrno>
 #include <string>
 #include <vector>
 
@@ -67,6 +70,23 @@ inline std::string Grouped(double v) {
     out.push_back(digits[i]);
   }
   return n < 0 ? "-" + out : out;
+}
+
+// A fresh directory for one run, <dir>/<prefix>.XXXXXX, <dir> being the --dir flag's value,
+// else $TMPDIR, else /tmp. Says why on stderr and returns "" when it cannot be made.
+inline std::string MakeRunDir(const std::string& dir, const std::string& prefix) {
+  std::string base = dir;
+  if (base.empty()) {
+    const char* tmp = std::getenv("TMPDIR");
+    base = tmp != nullptr && *tmp != '\0' ? tmp : "/tmp";
+  }
+  std::string tmpl = base + "/" + prefix + ".XXXXXX";
+  if (::mkdtemp(tmpl.data()) == nullptr) {
+    std::fprintf(stderr, "%s: cannot create a temp dir %s: %s\n", prefix.c_str(), tmpl.c_str(),
+                 std::strerror(errno));
+    return std::string();
+  }
+  return tmpl;
 }
 
 inline double SecondsSince(Clock::time_point t0) {

@@ -525,12 +525,6 @@ struct Row {
   int64_t Failures() const { return m.wrong + m.errors + s.wrong + s.errors; }
 };
 
-std::string BaseDir(const Options& o) {
-  if (!o.dir.empty()) return o.dir;
-  const char* tmp = std::getenv("TMPDIR");
-  return tmp != nullptr && *tmp != '\0' ? tmp : "/tmp";
-}
-
 std::string ConfigName(int depth, bool revoked, int threads) {
   return "depth " + std::to_string(depth) + ", " + (revoked ? "revoked" : "clean  ") + ", " +
          std::to_string(threads) + (threads == 1 ? " thread " : " threads");
@@ -579,13 +573,8 @@ int main(int argc, char** argv) {
   }
   const int max_threads = static_cast<int>(*std::max_element(o.threads.begin(), o.threads.end()));
 
-  std::string tmpl = BaseDir(o) + "/mandate-revocation-bench.XXXXXX";
-  if (::mkdtemp(tmpl.data()) == nullptr) {
-    std::fprintf(stderr, "mandate_revocation_bench: cannot create a temp dir %s: %s\n",
-                 tmpl.c_str(), std::strerror(errno));
-    return 1;
-  }
-  const std::string base = tmpl;
+  const std::string base = mandate::bench::MakeRunDir(o.dir, "mandate-revocation-bench");
+  if (base.empty()) return 1;
   auto remove_path = [](const std::string& path) {
     std::error_code ec;
     std::filesystem::remove_all(path, ec);
