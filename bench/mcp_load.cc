@@ -6,6 +6,7 @@
 //                [--run N] [--out FILE]
 //   mcp_load report [--p99-added-max LABEL:MICROS] [--ratio-min LABEL:X] FILE.json...
 //   mcp_load fsync-probe --dir DIR [--count N] [--bytes B]
+//   mcp_load switch-probe [--count N]
 //
 // `run` opens C keep-alive HTTP/1.1 connections to one MCP Streamable HTTP endpoint, one MCP
 // session each (initialize, notifications/initialized), then sends tools/call `echo` with a
@@ -31,10 +32,23 @@
 //
 // `fsync-probe` measures write + fdatasync of a record-sized line in DIR: the floor under every
 // durable audit append (a governed call waits for one before its upstream call).
+//
+// `switch-probe` measures what a thread's sleep and wake-up costs on this machine: two threads
+// pass a byte back and forth over a socketpair with blocking reads, N round trips, first both
+// pinned to one CPU (two context switches per round trip), then pinned to two different CPUs
+// (each wake-up crosses to the other CPU, which may have to be woken from idle); and one
+// trivial syscall.
+// Every governed call sleeps and is woken several times (the agent's request, the audit
+// group commit, the upstream's answer), so this is the floor under the kernel's share of it.
 #include <fcntl.h>
+#include <pthread.h>
+#include <sched.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <boost/asio.hpp>
 #include <boost/beast.hpp>
 #include <cerrno>
@@ -51,6 +65,7 @@
 #include <sstream>
 #include <string>
 #include <string_view>
+#include <thread>
 #include <vector>
 
 #include "mandate/core/json.h"
@@ -108,7 +123,8 @@ struct Options {
       "                    [--max-calls N] [--timeout-ms MS] [--accept both|json]\n"
       "                    [--label L] [--target T] [--run N] [--out FILE]\n"
       "       mcp_load report [--p99-added-max LABEL:MICROS] [--ratio-min LABEL:X] FILE...\n"
-      "       mcp_load fsync-probe --dir DIR [--count N] [--bytes B]\n");
+      "       mcp_load fsync-probe --dir DIR [--count N] [--bytes B]\n"
+      "       mcp_load switch-probe [--count N]\n");
   std::exit(2);
 }
 
@@ -979,6 +995,109 @@ int FsyncProbeCommand(int argc, char** argv) {
   return 0;
 }
 
+// ---------------------------------------------------------------------------------------------
+// switch-probe: the cost of a thread's sleep and wake-up, the unit the kernel's share of a
+// governed call is made of (docs/performance.md).
+
+// Pins the calling thread to `cpu`; false if the kernel refuses.
+bool PinToCpu(int cpu) {
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  CPU_SET(cpu, &set);
+  return pthread_setaffinity_np(pthread_self(), sizeof set, &set) == 0;
+}
+
+// `count` round trips of one byte between this thread, pinned to `cpu_here`, and a second
+// thread pinned to `cpu_echo`, over a socketpair, each side sleeping in a blocking read.
+// Sorted nanoseconds per round trip, or empty if a read, a write or the pinning failed.
+std::vector<uint64_t> PingPong(int count, int cpu_here, int cpu_echo) {
+  int sv[2];
+  if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) return {};
+  std::atomic<bool> echo_pinned{false};
+  std::thread echo([&] {
+    echo_pinned = PinToCpu(cpu_echo);
+    char c;
+    while (::read(sv[1], &c, 1) == 1 && ::write(sv[1], &c, 1) == 1) {
+    }
+  });
+  // The caller's own affinity is restored afterwards: the probe must not change the process.
+  cpu_set_t before;
+  const bool have_before = pthread_getaffinity_np(pthread_self(), sizeof before, &before) == 0;
+  const bool pinned = PinToCpu(cpu_here);
+  std::vector<uint64_t> nanos;
+  nanos.reserve(static_cast<size_t>(count));
+  char c = 'x';
+  bool ok = true;
+  for (int i = 0; i < count && ok; ++i) {
+    Clock::time_point t0 = Clock::now();
+    ok = ::write(sv[0], &c, 1) == 1 && ::read(sv[0], &c, 1) == 1;
+    nanos.push_back(static_cast<uint64_t>(
+        std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now() - t0).count()));
+  }
+  ::shutdown(sv[0], SHUT_RDWR);  // the echo thread's read returns 0
+  echo.join();
+  ::close(sv[0]);
+  ::close(sv[1]);
+  if (have_before) pthread_setaffinity_np(pthread_self(), sizeof before, &before);
+  if (!ok || !pinned || !echo_pinned) return {};
+  std::sort(nanos.begin(), nanos.end());
+  return nanos;
+}
+
+int SwitchProbeCommand(int argc, char** argv) {
+  int count = 2000;
+  for (int i = 2; i < argc; ++i) {
+    std::string a = argv[i];
+    const char* v = i + 1 < argc ? argv[i + 1] : nullptr;
+    if (a == "--count")
+      count = static_cast<int>(ParseNumber(a, v, 1, 1000000));
+    else
+      Usage("switch-probe: unknown flag " + a);
+    ++i;
+  }
+  // The first two CPUs the process may run on (pinned, so the figures do not depend on where
+  // the scheduler happens to place the two threads).
+  std::vector<int> cpus;
+  cpu_set_t mine;
+  if (pthread_getaffinity_np(pthread_self(), sizeof mine, &mine) == 0) {
+    for (int c = 0; c < CPU_SETSIZE && cpus.size() < 2; ++c) {
+      if (CPU_ISSET(c, &mine)) cpus.push_back(c);
+    }
+  }
+  if (cpus.empty()) {
+    std::fprintf(stderr, "mcp_load switch-probe: cannot read the CPU affinity: %s\n",
+                 std::strerror(errno));
+    return 1;
+  }
+  const auto percentiles = [](const std::vector<uint64_t>& nanos) {
+    Json l = Json::MakeObject();
+    l.Set("p50", Round1(PercentileMicros(nanos, 0.50)));
+    l.Set("p99", Round1(PercentileMicros(nanos, 0.99)));
+    return l;
+  };
+  Json out = Json::MakeObject();
+  out.Set("count", count);
+  const std::vector<uint64_t> one = PingPong(count, cpus[0], cpus[0]);
+  if (one.empty()) {
+    std::fprintf(stderr, "mcp_load switch-probe: round trips on CPU %d failed: %s\n", cpus[0],
+                 std::strerror(errno));
+    return 1;
+  }
+  out.Set("one_cpu_round_trip_us", percentiles(one));
+  // Across two CPUs: null on a machine with one.
+  const std::vector<uint64_t> two =
+      cpus.size() == 2 ? PingPong(count, cpus[0], cpus[1]) : std::vector<uint64_t>{};
+  out.Set("two_cpu_round_trip_us", two.empty() ? Json() : percentiles(two));
+  constexpr int kSyscalls = 200000;
+  Clock::time_point t0 = Clock::now();
+  for (int i = 0; i < kSyscalls; ++i) ::syscall(SYS_getppid);
+  const double ns = static_cast<double>(
+      std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now() - t0).count());
+  out.Set("syscall_ns", Round1(ns / kSyscalls));
+  std::printf("%s\n", out.Dump().c_str());
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -987,5 +1106,6 @@ int main(int argc, char** argv) {
   if (cmd == "run") return RunCommand(argc, argv);
   if (cmd == "report") return ReportCommand(argc, argv);
   if (cmd == "fsync-probe") return FsyncProbeCommand(argc, argv);
+  if (cmd == "switch-probe") return SwitchProbeCommand(argc, argv);
   Usage("unknown command " + cmd);
 }

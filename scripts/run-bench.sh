@@ -251,6 +251,18 @@ probe_disk() {
   echo "== disk under the audit log: write+fdatasync p50 ${FSYNC_P50} us, p99 ${FSYNC_P99} us, max ${FSYNC_MAX} us of 500 (a governed call waits for one)"
 }
 
+# What a thread's sleep and wake-up costs here: a governed call is woken several times (the
+# agent's request, the audit group commit, the upstream's answer), and on a VM whose wake-ups
+# are slow that, not Mandate's own code, is most of the kernel's share (docs/performance.md).
+probe_switch() {
+  local probe
+  probe=$("$LOAD" switch-probe --count 2000)
+  SWITCH_ONE_CPU=$(echo "$probe" | sed -n 's/.*"one_cpu_round_trip_us":{"p50":\([0-9.]*\).*/\1/p')
+  SWITCH_TWO_CPU=$(echo "$probe" | sed -n 's/.*"two_cpu_round_trip_us":{"p50":\([0-9.]*\).*/\1/p')
+  SYSCALL_NS=$(echo "$probe" | sed -n 's/.*"syscall_ns":\([0-9.]*\).*/\1/p')
+  echo "== scheduler: a round trip between two threads (each sleeps until the other wakes it) p50 ${SWITCH_ONE_CPU} us on one CPU, ${SWITCH_TWO_CPU:-n/a} us across two; a syscall ${SYSCALL_NS} ns"
+}
+
 # CPU seconds (user + system) a process has used so far, in microseconds.
 cpu_micros() { awk -v hz="$(getconf CLK_TCK)" '{ printf "%d", ($14 + $15) * 1000000 / hz }' "/proc/$1/stat"; }
 
@@ -432,6 +444,7 @@ CFG=$WORK/mandate.yaml
 start_mandate "$CFG" "$WORK/mandate"
 echo "== mandate ready: agent listener 127.0.0.1:$AGENT_PORT (audit log in $WORK/data/audit)"
 probe_disk "$WORK/data"
+probe_switch
 
 echo "== $RUNS run(s); each test: ${WARMUP}s warmup + ${DURATION}s measured, $CONNS connections (one MCP session each), Accept: $ACCEPT"
 for run in $(seq 1 "$RUNS"); do
@@ -453,6 +466,7 @@ echo "== Governed MCP calls vs direct ($(nproc) CPUs, load average at end $(cut 
 echo "   audit: every governed call appends 2 records (call.decided durable before the upstream call, by an"
 echo "   fdatasync group commit; call.completed in the next group commit);"
 echo "   disk write+fdatasync p50 ${FSYNC_P50} us, p99 ${FSYNC_P99} us, max ${FSYNC_MAX} us; agents' Accept: $ACCEPT"
+echo "   thread wake-up round trip p50 ${SWITCH_ONE_CPU} us on one CPU, ${SWITCH_TWO_CPU:-n/a} us across two; syscall ${SYSCALL_NS} ns"
 set +e
 "$LOAD" report --p99-added-max rate-1000:1000 --ratio-min saturation:0.33 "$WORK"/results/*.json
 REPORT_RC=$?
