@@ -289,7 +289,7 @@ class MandateSide final : public Side {
     return {};
   }
   std::string Write(int, Json record) override {
-    auto appended = log_->Append(std::move(record));
+    auto appended = log_->Append(record);
     return appended.ok() ? std::string() : "Append: " + appended.error().message;
   }
   void Close() override {

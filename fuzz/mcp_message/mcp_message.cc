@@ -198,7 +198,7 @@ class RotatingAuditLog final : public mandate::audit::AuditLog {
       ++generation_;
       Open();
     }
-    auto r = log_->Append(std::move(record));
+    auto r = log_->Append(record);
     if (!r.ok()) {
       std::fprintf(stderr, "audit append refused: %s\n", r.error().message.c_str());
       __builtin_trap();

@@ -453,7 +453,7 @@ core::Result<std::unique_ptr<MerkleLog>> MerkleLog::Open(const std::string& dir,
     note.Set("offset", static_cast<int64_t>((*t)->offset));
     note.Set("dropped_bytes", static_cast<int64_t>((*t)->bytes));
     note.Set("dropped_sha256", (*t)->sha256);
-    MANDATE_RETURN_IF_ERROR(log->Append(std::move(note)));
+    MANDATE_RETURN_IF_ERROR(log->Append(note));
   }
   return log;
 }
@@ -657,7 +657,7 @@ core::Result<uint64_t> MerkleLog::Sequence(const Prepared& p, std::unique_lock<s
   return seq;
 }
 
-core::Result<uint64_t> MerkleLog::Append(core::Json record) {
+core::Result<uint64_t> MerkleLog::Append(const core::Json& record) {
   MANDATE_ASSIGN_OR_RETURN(Prepared prepared, Prepare(record));
   std::unique_lock<std::mutex> lock(mu_);
   MANDATE_ASSIGN_OR_RETURN(uint64_t seq, Sequence(prepared, lock));
@@ -699,7 +699,7 @@ core::Result<uint64_t> MerkleLog::Append(core::Json record) {
   return MakeError(ErrorCode::kInternal, "audit append failed: " + failure_);
 }
 
-core::Status MerkleLog::Submit(core::Json record) {
+core::Status MerkleLog::Submit(const core::Json& record) {
   MANDATE_ASSIGN_OR_RETURN(Prepared prepared, Prepare(record));
   std::unique_lock<std::mutex> lock(mu_);
   MANDATE_RETURN_IF_ERROR(Sequence(prepared, lock));

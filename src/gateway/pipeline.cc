@@ -816,7 +816,7 @@ Pipeline::CallResult Pipeline::Call(const Caller& caller, core::Action action, U
       t.Set("_unrecordable", appended.error().message);
       return t;
     }());
-    appended = deps_.audit->Append(std::move(decided));
+    appended = deps_.audit->Append(decided);
   }
 
   if (!out.decision.allowed()) {
@@ -827,7 +827,7 @@ Pipeline::CallResult Pipeline::Call(const Caller& caller, core::Action action, U
       Json r = CallRecord("budget.exceeded", caller, action);
       r.Set("decision_id", out.decision.id);
       r.Set("budget", exceeded->ToJson());
-      (void)deps_.audit->Submit(std::move(r));
+      (void)deps_.audit->Submit(r);
     }
     return out;
   }
@@ -848,7 +848,7 @@ Pipeline::CallResult Pipeline::Call(const Caller& caller, core::Action action, U
     r.Set("decision_id", out.decision.id);
     r.Set("reason", reason);
     if (reservation.open()) r.Set("budgets", reservation.ReleaseJson());  // released by its guard
-    (void)deps_.audit->Append(std::move(r));
+    (void)deps_.audit->Append(r);
     return out;
   };
   if (auto revoked = CheckRevocation(caller); !revoked.ok()) {
@@ -915,7 +915,7 @@ Pipeline::CallResult Pipeline::Call(const Caller& caller, core::Action action, U
       deps_.budgets->Settle(reservation, {});
     }
     r.Set("latency_micros", out.outcome.latency_micros);
-    (void)deps_.audit->Submit(std::move(r));
+    (void)deps_.audit->Submit(r);
     return out;
   }
   // With no secret to scrub, ScrubJson would return a copy of the result: skip it.
@@ -976,6 +976,6 @@ Pipeline::CallResult Pipeline::Call(const Caller& caller, core::Action action, U
   return out;
 }
 
-core::Result<uint64_t> Pipeline::Record(Json record) const { return deps_.audit->Append(std::move(record)); }
+core::Result<uint64_t> Pipeline::Record(Json record) const { return deps_.audit->Append(record); }
 
 }  // namespace mandate::gateway

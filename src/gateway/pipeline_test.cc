@@ -119,11 +119,11 @@ class RecordingInvoker final : public UpstreamInvoker {
 // An audit log that refuses every append, as a log whose disk failed would.
 class FailingAuditLog final : public audit::AuditLog {
  public:
-  core::Result<uint64_t> Append(Json) override {
+  core::Result<uint64_t> Append(const Json&) override {
     ++appends;
     return core::MakeError(ErrorCode::kInternal, "disk on fire");
   }
-  core::Status Submit(Json) override {
+  core::Status Submit(const Json&) override {
     ++appends;
     return core::MakeError(ErrorCode::kInternal, "disk on fire");
   }
@@ -261,7 +261,7 @@ class PipelineTest : public ::testing::Test {
   void SyncAudit() const {
     Json barrier = Json::MakeObject();
     barrier.Set("type", "test.barrier");
-    (void)audit_->Append(std::move(barrier));
+    (void)audit_->Append(barrier);
   }
 
   // Every record of the audit log, parsed.

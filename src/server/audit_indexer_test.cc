@@ -222,7 +222,7 @@ TEST_F(AuditIndexerTest, IndexedRowsAreThoseOfTheWholeRecords) {
     if (i % 7 == 0) rec.Set("agent", 12);             // not a string: not indexed
     if (i % 5 == 0) rec.Set("decision", "flat");      // not an object: no decision
     if (i % 6 == 0) rec.Erase("run");
-    ASSERT_TRUE(log_->Append(std::move(rec)).ok());
+    ASSERT_TRUE(log_->Append(rec).ok());
   }
   AuditIndexer indexer = MakeIndexer();
   ASSERT_TRUE(indexer.CatchUp(10000).ok());

@@ -456,7 +456,7 @@ class ServerImpl final : public Server {
             rec.Set("to", std::string(gateway::StateName(t.to)));
             rec.Set("consecutive_failures", static_cast<int64_t>(t.consecutive_failures));
             if (t.retry_at_unix_micros > 0) rec.Set("retry_at", (t.retry_at_unix_micros + 999999) / 1000000);
-            (void)audit_->Submit(std::move(rec));
+            (void)audit_->Submit(rec);
             log_("upstream \"" + std::string(t.upstream) + "\" circuit " + std::string(gateway::StateName(t.to)));
           });
       breaker_index_.emplace(name, breaker.get());

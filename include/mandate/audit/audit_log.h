@@ -47,7 +47,7 @@ class AuditLog {
   //                     the log is closed. After an I/O failure the log stays failed: every
   //                     later Append fails too, so the log never has a gap. Callers on the
   //                     authorization path must then fail closed (DESIGN.md invariant 2).
-  virtual core::Result<uint64_t> Append(core::Json record) = 0;
+  virtual core::Result<uint64_t> Append(const core::Json& record) = 0;
 
   // Queues one record without waiting for it to be durable: it is written and synced with the
   // next group commit, in order with every other record, at the latest
@@ -56,7 +56,7 @@ class AuditLog {
   // the caller's answer does not wait for a second fdatasync. Errors: the validation errors
   // of Append, and kInternal when the log has already failed or is closed. A later write
   // failure is not reported to this caller; it fails the log, so every later Append fails.
-  virtual core::Status Submit(core::Json record) = 0;
+  virtual core::Status Submit(const core::Json& record) = 0;
 
   // Completes every append already queued, stops the writer and closes the files. Later
   // Appends fail with kInternal. Idempotent; the destructor calls it.

@@ -98,8 +98,8 @@ class MerkleLog final : public AuditLog {
   MerkleLog(const MerkleLog&) = delete;
   MerkleLog& operator=(const MerkleLog&) = delete;
 
-  core::Result<uint64_t> Append(core::Json record) override;
-  core::Status Submit(core::Json record) override;
+  core::Result<uint64_t> Append(const core::Json& record) override;
+  core::Status Submit(const core::Json& record) override;
   void Close() override;
 
   // How many fdatasync() calls committed batches so far (observability and tests: fewer
