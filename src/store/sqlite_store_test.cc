@@ -715,7 +715,9 @@ TEST(SqliteStore, AVersionOneDatabaseUpgradesAndKeepsItsData) {
   // Make it what version 1 wrote: no audit index, version 1.
   sqlite3* db = nullptr;
   ASSERT_EQ(sqlite3_open(path.c_str(), &db), SQLITE_OK);
-  ASSERT_EQ(sqlite3_exec(db, "DROP TABLE audit_index; UPDATE schema_version SET version = 1",
+  ASSERT_EQ(sqlite3_exec(db,
+                         "DROP TABLE audit_index; DROP TABLE audit_terms; "
+                         "UPDATE schema_version SET version = 1",
                          nullptr, nullptr, nullptr),
             SQLITE_OK);
   sqlite3_close(db);
@@ -730,9 +732,156 @@ TEST(SqliteStore, AVersionOneDatabaseUpgradesAndKeepsItsData) {
   ASSERT_EQ(sqlite3_prepare_v2(db, "SELECT version FROM schema_version", -1, &q, nullptr),
             SQLITE_OK);
   ASSERT_EQ(sqlite3_step(q), SQLITE_ROW);
-  EXPECT_EQ(sqlite3_column_int(q, 0), 2);
+  EXPECT_EQ(sqlite3_column_int(q, 0), SqliteStore::kSchemaVersion);
   sqlite3_finalize(q);
   sqlite3_close_v2(db);
+}
+
+// The number `sql` (a query of one integer) gives on a read-only connection to `path`; -1 on
+// any error.
+int64_t QueryInt(const std::string& path, const char* sql) {
+  sqlite3* db = nullptr;
+  if (sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READONLY, nullptr) != SQLITE_OK) {
+    sqlite3_close_v2(db);
+    return -1;
+  }
+  sqlite3_stmt* q = nullptr;
+  int64_t v = -1;
+  if (sqlite3_prepare_v2(db, sql, -1, &q, nullptr) == SQLITE_OK && sqlite3_step(q) == SQLITE_ROW) {
+    v = sqlite3_column_int64(q, 0);
+  }
+  sqlite3_finalize(q);
+  sqlite3_close_v2(db);
+  return v;
+}
+
+TEST(SqliteStore, AVersionTwoAuditIndexIsDroppedForTheIndexerToRebuild) {
+  TempDir tmp;
+  const std::string path = tmp.Sub("v2.db");
+  {
+    auto s = MustOpen(path);
+    ASSERT_NE(s, nullptr);
+    ASSERT_TRUE(s->PutHuman({"alice", {"eng"}, 1}).ok());
+  }
+  // Make it what version 2 wrote: the audit index with its text columns, one row indexed.
+  sqlite3* db = nullptr;
+  ASSERT_EQ(sqlite3_open(path.c_str(), &db), SQLITE_OK);
+  ASSERT_EQ(sqlite3_exec(db,
+                         "DROP TABLE audit_index; DROP TABLE audit_terms;"
+                         "CREATE TABLE audit_index (seq INTEGER PRIMARY KEY NOT NULL, ts INTEGER "
+                         "NOT NULL, type TEXT, run TEXT, sid TEXT, agent TEXT, human TEXT, action "
+                         "TEXT, decision TEXT, segment INTEGER NOT NULL, offset_bytes INTEGER NOT "
+                         "NULL);"
+                         "CREATE INDEX audit_index_by_run ON audit_index(run, seq);"
+                         "INSERT INTO audit_index VALUES (0, 1, 'session.started', 'ses_a', "
+                         "'ses_a', 'bot', 'alice', NULL, NULL, 1, 0);"
+                         "UPDATE schema_version SET version = 2",
+                         nullptr, nullptr, nullptr),
+            SQLITE_OK);
+  sqlite3_close(db);
+
+  auto s = MustOpen(path);
+  ASSERT_NE(s, nullptr);
+  EXPECT_TRUE(s->GetHuman("alice").ok());
+  // Empty: the server's indexer rebuilds it from the log (AuditIndexer::ResumeLocked).
+  EXPECT_EQ(*s->AuditIndexedUpTo(), 0u);
+  std::vector<AuditIndexRow> rows = {Row(0, "session.started", "ses_a", "bot"),
+                                     Row(1, "call.decided", "ses_a", "bot", "jira:get")};
+  ASSERT_TRUE(s->IndexAuditRecords(rows).ok());
+  AuditIndexFilter by_run;
+  by_run.run = "ses_a";
+  auto got = s->QueryAuditIndex(by_run);
+  ASSERT_TRUE(got.ok()) << got.error().message;
+  EXPECT_EQ(*got, rows);
+  EXPECT_EQ(QueryInt(path, "SELECT version FROM schema_version"), SqliteStore::kSchemaVersion);
+}
+
+TEST_F(SqliteStoreTest, AuditIndexKeepsEachTextValueOnceAndStoresIds) {
+  std::vector<AuditIndexRow> rows;
+  for (uint64_t i = 0; i < 40; ++i) {
+    AuditIndexRow r = Row(i, i % 2 == 0 ? "call.decided" : "call.completed",
+                          i % 4 < 2 ? "ses_a" : "ses_b", "bot", "jira:get");
+    r.sid = r.run;  // a root session: its run is its own sid, one term for both columns
+    rows.push_back(r);
+  }
+  ASSERT_TRUE(store_->IndexAuditRecords(rows).ok());
+  // call.decided, call.completed, ses_a, ses_b, bot, alice, jira:get.
+  EXPECT_EQ(QueryInt(path_, "SELECT count(*) FROM audit_terms"), 7);
+  EXPECT_EQ(QueryInt(path_,
+                     "SELECT count(*) FROM audit_index WHERE typeof(type) = 'integer' AND "
+                     "typeof(run) = 'integer' AND typeof(sid) = 'integer' AND typeof(agent) = "
+                     "'integer' AND typeof(human) = 'integer' AND typeof(action) = 'integer'"),
+            40);
+  AuditIndexFilter all;
+  all.limit = 1000;
+  auto got = store_->QueryAuditIndex(all);
+  ASSERT_TRUE(got.ok()) << got.error().message;
+  EXPECT_EQ(*got, rows);
+
+  // Terms outlive the cache: a new connection finds the existing ids instead of adding terms.
+  store_.reset();
+  store_ = MustOpen(path_);
+  ASSERT_TRUE(store_->IndexAuditRecords({Row(40, "call.decided", "ses_a", "bot", "jira:get")}).ok());
+  EXPECT_EQ(QueryInt(path_, "SELECT count(*) FROM audit_terms"), 8);  // + "ses_a-s" (its sid)
+  AuditIndexFilter by_run;
+  by_run.run = "ses_a";
+  by_run.limit = 1000;
+  auto a = store_->QueryAuditIndex(by_run);
+  ASSERT_TRUE(a.ok()) << a.error().message;
+  EXPECT_EQ(a->size(), 21u);
+}
+
+TEST_F(SqliteStoreTest, AuditIndexFilterOnAValueNeverIndexedMatchesNothingAndWritesNothing) {
+  ASSERT_TRUE(store_->IndexAuditRecords({Row(0, "call.decided", "ses_a", "bot", "jira:get")}).ok());
+  const int64_t terms = QueryInt(path_, "SELECT count(*) FROM audit_terms");
+  AuditIndexFilter f;
+  f.agent = "nobody";
+  auto got = store_->QueryAuditIndex(f);
+  ASSERT_TRUE(got.ok()) << got.error().message;
+  EXPECT_TRUE(got->empty());
+  f = AuditIndexFilter{};
+  f.run = "ses_a";
+  f.human = "mallory";  // one known value and one unknown: still nothing
+  got = store_->QueryAuditIndex(f);
+  ASSERT_TRUE(got.ok()) << got.error().message;
+  EXPECT_TRUE(got->empty());
+  EXPECT_EQ(QueryInt(path_, "SELECT count(*) FROM audit_terms"), terms);
+}
+
+TEST_F(SqliteStoreTest, AFailedAuditIndexBatchLeavesNoStaleTermIds) {
+  ASSERT_TRUE(store_->IndexAuditRecords({Row(0, "call.decided", "ses_0", "bot")}).ok());
+  // A database that cannot grow: a batch of many new terms fails part-way, after some of its
+  // terms were added (and looked up) inside its transaction, which then rolls back.
+  const int64_t pages = SqliteStoreTestPeer::Pragma(*store_, "page_count");
+  ASSERT_GT(pages, 0);
+  ASSERT_EQ(SqliteStoreTestPeer::Pragma(*store_, "max_page_count = " + std::to_string(pages)),
+            pages);
+  std::vector<AuditIndexRow> doomed;
+  for (uint64_t i = 1; i <= 2000; ++i) {
+    doomed.push_back(Row(i, "call.decided", "ses_doomed_" + std::to_string(i), "bot"));
+  }
+  auto full = store_->IndexAuditRecords(doomed);
+  ASSERT_FALSE(full.ok());
+  EXPECT_EQ(full.error().code, ErrorCode::kInternal);
+  ASSERT_GT(SqliteStoreTestPeer::Pragma(*store_, "max_page_count = 1000000"), pages);
+  EXPECT_EQ(*store_->AuditIndexedUpTo(), 1u);
+
+  // Other terms now get the ids the rolled-back ones had; the doomed terms must not come
+  // back with them.
+  std::vector<AuditIndexRow> later;
+  for (uint64_t i = 1; i <= 50; ++i) {
+    later.push_back(Row(i, "call.completed", "ses_other_" + std::to_string(i), "helper"));
+  }
+  for (uint64_t i = 51; i <= 100; ++i) {
+    later.push_back(Row(i, "call.decided", "ses_doomed_" + std::to_string(i - 50), "bot"));
+  }
+  ASSERT_TRUE(store_->IndexAuditRecords(later).ok());
+  AuditIndexFilter all;
+  all.after_seq = 0;
+  all.limit = 1000;
+  auto got = store_->QueryAuditIndex(all);
+  ASSERT_TRUE(got.ok()) << got.error().message;
+  EXPECT_EQ(*got, later);
 }
 
 }  // namespace

@@ -192,6 +192,9 @@ inline constexpr int kStoreCacheKib = 65536;
 // which dirty a page per session that wrote, were copied back after nearly every commit; with
 // this each hot page is copied once per ~40 MB of WAL (docs/performance.md).
 inline constexpr int kStoreWalCheckpointPages = 10000;
+// Audit index terms (session ids, names, actions) the store keeps in memory with their ids,
+// so indexing a record looks none up in the database; cleared when full (a few MiB at most).
+inline constexpr size_t kStoreAuditTermCacheEntriesMax = 65536;
 inline constexpr size_t kScopeEntryBytesMax = 2 * kNameBytesMax + 1;  // "<upstream>:<tool>"
 inline constexpr size_t kRevocationReasonBytesMax = 1024;
 inline constexpr size_t kDpopJktBytesMax = 128;  // RFC 7638 SHA-256 thumbprint is 43 chars

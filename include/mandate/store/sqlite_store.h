@@ -36,8 +36,9 @@ namespace mandate::store {
 class SqliteStore final : public Store {
  public:
   // The schema version this build creates and understands.
-  // 1: humans, agents, sessions, revocations. 2: the audit index (audit_index).
-  static constexpr int kSchemaVersion = 2;
+  // 1: humans, agents, sessions, revocations. 2: the audit index (audit_index). 3: the audit
+  // index's text values kept once each (audit_terms) and referred to by id.
+  static constexpr int kSchemaVersion = 3;
 
   // How the connection is tuned. The defaults are the server's; bench/audit_index.cc also
   // opens a store with SQLite's own (2,000 KiB, 1,000 pages) to measure against.
@@ -94,6 +95,8 @@ class SqliteStore final : public Store {
   // Bodies of the public methods; mu_ is held.
   core::Status IndexAuditRecordsLocked(const std::vector<AuditIndexRow>& rows, size_t pace_every,
                                        const std::function<void()>& pace);
+  // The id of `term` (not empty) in audit_terms, added if new; inside the caller's transaction.
+  core::Result<int64_t> AuditTermIdLocked(const std::string& term);
   core::Result<std::optional<Human>> FindHumanLocked(const std::string& name);
   core::Result<std::optional<Agent>> FindAgentLocked(const std::string& name);
   core::Result<std::optional<Session>> FindSessionLocked(const std::string& sid);
@@ -103,6 +106,10 @@ class SqliteStore final : public Store {
   sqlite3* db_;
   std::unordered_map<const char*, sqlite3_stmt*> stmts_;
   std::unordered_map<std::string, sqlite3_stmt*> assembled_stmts_;  // at most 2^9 shapes
+  // audit_terms as far as this connection wrote or read it: term -> id. Cleared when a batch
+  // fails (its new terms were rolled back) and when it reaches
+  // kStoreAuditTermCacheEntriesMax entries.
+  std::unordered_map<std::string, int64_t> audit_term_ids_;
 };
 
 }  // namespace mandate::store
