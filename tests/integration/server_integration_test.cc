@@ -4,6 +4,7 @@
 // Covers the admin API (DESIGN.md section 8), the agent listener, revocation end to end,
 // credential injection and scrubbing (invariant 3), and a clean stop.
 #include <gtest/gtest.h>
+#include <sqlite3.h>
 
 #include <cctype>
 #include <cstdio>
@@ -1184,6 +1185,44 @@ TEST_F(ServerIntegrationTest, AuditQueryReplayAndExportFindARunsRecords) {
   ASSERT_EQ(revoked.status, 200) << revoked.body;
   ASSERT_EQ(revoked.json.FindArray("records")->as_array().size(), 1u) << revoked.body;
   EXPECT_EQ(revoked.json.FindArray("records")->as_array()[0].GetString("sid"), sid);
+}
+
+// An upgrade from a build whose audit index kept text (store schema version 2): the
+// migration drops that index, and the server rebuilds it from the log, so every record is
+// found again.
+TEST_F(ServerIntegrationTest, AnAuditIndexOfSchemaVersionTwoIsRebuiltFromTheLog) {
+  auto [token, sid] = StartSession();
+  const std::string mcp = McpInitialize(token);
+  ASSERT_EQ(Agent("POST", "/mcp/up", CallParams("echo"), token, mcp).status, 200);
+  ASSERT_EQ(Agent("POST", "/mcp/up", CallParams("wipe"), token, mcp).status, 200);  // denied
+  server_->Stop();
+  server_.reset();
+
+  // What version 2 left: its text-keyed index (here empty, as after a crash before its
+  // first batch; the rows would be dropped all the same) and no terms table.
+  sqlite3* db = nullptr;
+  ASSERT_EQ(sqlite3_open(dir_.Sub("data/mandate.db").c_str(), &db), SQLITE_OK);
+  ASSERT_EQ(sqlite3_exec(db,
+                         "DROP TABLE audit_index; DROP TABLE audit_terms;"
+                         "CREATE TABLE audit_index (seq INTEGER PRIMARY KEY NOT NULL, ts INTEGER "
+                         "NOT NULL, type TEXT, run TEXT, sid TEXT, agent TEXT, human TEXT, action "
+                         "TEXT, decision TEXT, segment INTEGER NOT NULL, offset_bytes INTEGER NOT "
+                         "NULL);"
+                         "UPDATE schema_version SET version = 2",
+                         nullptr, nullptr, nullptr),
+            SQLITE_OK);
+  sqlite3_close(db);
+
+  StartServer();
+  Answer decided = Admin("GET", "/admin/v1/audit?type=call.decided&run=" + sid);
+  ASSERT_EQ(decided.status, 200) << decided.body;
+  const auto& calls = decided.json.FindArray("records")->as_array();
+  ASSERT_EQ(calls.size(), 2u) << decided.body;
+  EXPECT_EQ(calls[0].GetString("action"), "up:echo");
+  EXPECT_EQ(calls[1].GetString("action"), "up:wipe");
+  Answer started = Admin("GET", "/admin/v1/audit?type=session.started&agent=bot");
+  ASSERT_EQ(started.status, 200) << started.body;
+  EXPECT_EQ(started.json.FindArray("records")->as_array().size(), 1u) << started.body;
 }
 
 TEST_F(ServerIntegrationTest, AuditQueryEndpointsNeedTheAdminTokenAndRefuseBadFilters) {
