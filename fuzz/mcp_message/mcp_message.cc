@@ -189,7 +189,7 @@ class RotatingAuditLog final : public mandate::audit::AuditLog {
     Open();
   }
 
-  core::Result<uint64_t> Append(Json record) override {
+  core::Result<uint64_t> Append(const Json& record) override {
     std::lock_guard lock(mu_);
     if (++appended_ % kAuditRotateRecords == 0) {
       log_->Close();
@@ -206,8 +206,8 @@ class RotatingAuditLog final : public mandate::audit::AuditLog {
     return r;
   }
 
-  core::Status Submit(Json record) override {
-    auto r = Append(std::move(record));
+  core::Status Submit(const Json& record) override {
+    auto r = Append(record);
     if (!r.ok()) return std::move(r).error();
     return core::OkStatus();
   }

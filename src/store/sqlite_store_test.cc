@@ -821,7 +821,8 @@ TEST_F(SqliteStoreTest, AuditIndexKeepsEachTextValueOnceAndStoresIds) {
   // Terms outlive the cache: a new connection finds the existing ids instead of adding terms.
   store_.reset();
   store_ = MustOpen(path_);
-  ASSERT_TRUE(store_->IndexAuditRecords({Row(40, "call.decided", "ses_a", "bot", "jira:get")}).ok());
+  ASSERT_TRUE(
+      store_->IndexAuditRecords({Row(40, "call.decided", "ses_a", "bot", "jira:get")}).ok());
   EXPECT_EQ(QueryInt(path_, "SELECT count(*) FROM audit_terms"), 8);  // + "ses_a-s" (its sid)
   AuditIndexFilter by_run;
   by_run.run = "ses_a";
