@@ -14,6 +14,7 @@
 
 #include "mandate/core/limits.h"
 #include "core/temp_dir_test_util.h"
+#include "store/old_schema_test_util.h"
 
 namespace mandate::store {
 
@@ -704,39 +705,6 @@ TEST_F(SqliteStoreTest, AuditIndexCanBeCutBackForARebuild) {
   EXPECT_EQ(*store_->AuditIndexedUpTo(), 0u);
 }
 
-TEST(SqliteStore, AVersionOneDatabaseUpgradesAndKeepsItsData) {
-  TempDir tmp;
-  const std::string path = tmp.Sub("old.db");
-  {
-    auto s = MustOpen(path);
-    ASSERT_NE(s, nullptr);
-    ASSERT_TRUE(s->PutHuman({"alice", {"eng"}, 1}).ok());
-  }
-  // Make it what version 1 wrote: no audit index, version 1.
-  sqlite3* db = nullptr;
-  ASSERT_EQ(sqlite3_open(path.c_str(), &db), SQLITE_OK);
-  ASSERT_EQ(sqlite3_exec(db,
-                         "DROP TABLE audit_index; DROP TABLE audit_terms; "
-                         "UPDATE schema_version SET version = 1",
-                         nullptr, nullptr, nullptr),
-            SQLITE_OK);
-  sqlite3_close(db);
-
-  auto s = MustOpen(path);
-  ASSERT_NE(s, nullptr);
-  EXPECT_TRUE(s->GetHuman("alice").ok());
-  ASSERT_TRUE(s->IndexAuditRecords({Row(0, "policy.loaded", "", "")}).ok());
-  EXPECT_EQ(*s->AuditIndexedUpTo(), 1u);
-  ASSERT_EQ(sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READONLY, nullptr), SQLITE_OK);
-  sqlite3_stmt* q = nullptr;
-  ASSERT_EQ(sqlite3_prepare_v2(db, "SELECT version FROM schema_version", -1, &q, nullptr),
-            SQLITE_OK);
-  ASSERT_EQ(sqlite3_step(q), SQLITE_ROW);
-  EXPECT_EQ(sqlite3_column_int(q, 0), SqliteStore::kSchemaVersion);
-  sqlite3_finalize(q);
-  sqlite3_close_v2(db);
-}
-
 // The number `sql` (a query of one integer) gives on a read-only connection to `path`; -1 on
 // any error.
 int64_t QueryInt(const std::string& path, const char* sql) {
@@ -755,6 +723,24 @@ int64_t QueryInt(const std::string& path, const char* sql) {
   return v;
 }
 
+TEST(SqliteStore, AVersionOneDatabaseUpgradesAndKeepsItsData) {
+  TempDir tmp;
+  const std::string path = tmp.Sub("old.db");
+  {
+    auto s = MustOpen(path);
+    ASSERT_NE(s, nullptr);
+    ASSERT_TRUE(s->PutHuman({"alice", {"eng"}, 1}).ok());
+  }
+  ASSERT_TRUE(testing::ExecOnDatabase(path, testing::kBackToSchemaVersionOneSql));
+
+  auto s = MustOpen(path);
+  ASSERT_NE(s, nullptr);
+  EXPECT_TRUE(s->GetHuman("alice").ok());
+  ASSERT_TRUE(s->IndexAuditRecords({Row(0, "policy.loaded", "", "")}).ok());
+  EXPECT_EQ(*s->AuditIndexedUpTo(), 1u);
+  EXPECT_EQ(QueryInt(path, "SELECT version FROM schema_version"), SqliteStore::kSchemaVersion);
+}
+
 TEST(SqliteStore, AVersionTwoAuditIndexIsDroppedForTheIndexerToRebuild) {
   TempDir tmp;
   const std::string path = tmp.Sub("v2.db");
@@ -763,22 +749,11 @@ TEST(SqliteStore, AVersionTwoAuditIndexIsDroppedForTheIndexerToRebuild) {
     ASSERT_NE(s, nullptr);
     ASSERT_TRUE(s->PutHuman({"alice", {"eng"}, 1}).ok());
   }
-  // Make it what version 2 wrote: the audit index with its text columns, one row indexed.
-  sqlite3* db = nullptr;
-  ASSERT_EQ(sqlite3_open(path.c_str(), &db), SQLITE_OK);
-  ASSERT_EQ(sqlite3_exec(db,
-                         "DROP TABLE audit_index; DROP TABLE audit_terms;"
-                         "CREATE TABLE audit_index (seq INTEGER PRIMARY KEY NOT NULL, ts INTEGER "
-                         "NOT NULL, type TEXT, run TEXT, sid TEXT, agent TEXT, human TEXT, action "
-                         "TEXT, decision TEXT, segment INTEGER NOT NULL, offset_bytes INTEGER NOT "
-                         "NULL);"
-                         "CREATE INDEX audit_index_by_run ON audit_index(run, seq);"
-                         "INSERT INTO audit_index VALUES (0, 1, 'session.started', 'ses_a', "
-                         "'ses_a', 'bot', 'alice', NULL, NULL, 1, 0);"
-                         "UPDATE schema_version SET version = 2",
-                         nullptr, nullptr, nullptr),
-            SQLITE_OK);
-  sqlite3_close(db);
+  // What version 2 left, with a row indexed.
+  ASSERT_TRUE(testing::ExecOnDatabase(path, testing::kBackToSchemaVersionTwoSql));
+  ASSERT_TRUE(testing::ExecOnDatabase(path,
+                                      "INSERT INTO audit_index VALUES (0, 1, 'session.started', "
+                                      "'ses_a', 'ses_a', 'bot', 'alice', NULL, NULL, 1, 0)"));
 
   auto s = MustOpen(path);
   ASSERT_NE(s, nullptr);

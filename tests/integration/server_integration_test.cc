@@ -4,7 +4,6 @@
 // Covers the admin API (DESIGN.md section 8), the agent listener, revocation end to end,
 // credential injection and scrubbing (invariant 3), and a clean stop.
 #include <gtest/gtest.h>
-#include <sqlite3.h>
 
 #include <cctype>
 #include <cstdio>
@@ -29,6 +28,7 @@
 #include "mandate/net/http.h"
 #include "server/config.h"
 #include "server/server.h"
+#include "store/old_schema_test_util.h"
 
 namespace mandate {
 namespace {
@@ -1200,18 +1200,8 @@ TEST_F(ServerIntegrationTest, AnAuditIndexOfSchemaVersionTwoIsRebuiltFromTheLog)
 
   // What version 2 left: its text-keyed index (here empty, as after a crash before its
   // first batch; the rows would be dropped all the same) and no terms table.
-  sqlite3* db = nullptr;
-  ASSERT_EQ(sqlite3_open(dir_.Sub("data/mandate.db").c_str(), &db), SQLITE_OK);
-  ASSERT_EQ(sqlite3_exec(db,
-                         "DROP TABLE audit_index; DROP TABLE audit_terms;"
-                         "CREATE TABLE audit_index (seq INTEGER PRIMARY KEY NOT NULL, ts INTEGER "
-                         "NOT NULL, type TEXT, run TEXT, sid TEXT, agent TEXT, human TEXT, action "
-                         "TEXT, decision TEXT, segment INTEGER NOT NULL, offset_bytes INTEGER NOT "
-                         "NULL);"
-                         "UPDATE schema_version SET version = 2",
-                         nullptr, nullptr, nullptr),
-            SQLITE_OK);
-  sqlite3_close(db);
+  ASSERT_TRUE(store::testing::ExecOnDatabase(dir_.Sub("data/mandate.db"),
+                                             store::testing::kBackToSchemaVersionTwoSql));
 
   StartServer();
   Answer decided = Admin("GET", "/admin/v1/audit?type=call.decided&run=" + sid);
