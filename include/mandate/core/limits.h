@@ -193,8 +193,9 @@ inline constexpr int kStoreCacheKib = 65536;
 // this each hot page is copied once per ~40 MB of WAL (docs/performance.md).
 inline constexpr int kStoreWalCheckpointPages = 10000;
 // Audit index terms (session ids, names, actions) the store keeps in memory with their ids,
-// so indexing a record looks none up in the database; cleared when full (a few MiB at most).
-inline constexpr size_t kStoreAuditTermCacheEntriesMax = 65536;
+// so indexing a record looks none up in the database; cleared when full. About 1.5 MiB with
+// 30-byte session ids; at most 16 MiB of terms, each at most kAuditIndexFieldBytesMax.
+inline constexpr size_t kStoreAuditTermCacheEntriesMax = 16384;
 inline constexpr size_t kScopeEntryBytesMax = 2 * kNameBytesMax + 1;  // "<upstream>:<tool>"
 inline constexpr size_t kRevocationReasonBytesMax = 1024;
 inline constexpr size_t kDpopJktBytesMax = 128;  // RFC 7638 SHA-256 thumbprint is 43 chars
@@ -269,6 +270,8 @@ inline constexpr int kAuditIndexIntervalMillis = 200;
 // Indexed fields (run, sid, agent, human, action, type, decision) longer than this are cut:
 // they come from records (ids and names are far shorter), and they must stay cheap to index.
 inline constexpr size_t kAuditIndexFieldBytesMax = 1024;
+static_assert(kStoreAuditTermCacheEntriesMax * kAuditIndexFieldBytesMax <= (size_t{16} << 20),
+              "the store's audit term cache stays within 16 MiB of terms");
 // Segment files one RecordReader keeps open.
 inline constexpr size_t kAuditReaderOpenSegmentsMax = 16;
 // Rows one store query returns (QueryAuditIndex caps its limit to it): a page, and one more
