@@ -695,10 +695,6 @@ int main(int argc, char** argv) {
 
   const std::string base = mandate::bench::MakeRunDir(o.dir, "mandate-audit-bench");
   if (base.empty()) return 1;
-  auto remove_dir = [](const std::string& path) {
-    std::error_code ec;
-    std::filesystem::remove_all(path, ec);
-  };
   const std::string sqlite_mode = o.sqlite_shared
                                       ? "one shared connection, its INSERT under a mutex"
                                       : "one connection per writer, busy_timeout " +
@@ -712,7 +708,7 @@ int main(int argc, char** argv) {
   FsyncProbe probe = ProbeDisk(base, kFsyncProbeCount);
   if (!probe.error.empty()) {
     std::fprintf(stderr, "mandate_audit_bench: disk probe: %s\n", probe.error.c_str());
-    remove_dir(base);
+    mandate::bench::RemoveRunPath(base);
     return 1;
   }
 
@@ -730,15 +726,14 @@ int main(int argc, char** argv) {
   }
   const double build_micros = SecondsSince(b0) * 1e6 / kRecordBuildSamples;
 
-  double load[3] = {0, 0, 0};
-  if (std::ifstream la("/proc/loadavg"); la) la >> load[0] >> load[1] >> load[2];
+  const mandate::bench::LoadAverage load = mandate::bench::ReadLoadAverage();
   char head[512];
   std::snprintf(head, sizeof head,
                 "== machine: %u CPUs, load average %.2f %.2f %.2f; temp dir %s (both sides)\n"
                 "== disk: write+fdatasync of a %zu-byte line p50 %.0f us, p99 %.0f us "
                 "(one serial writer: ~%s syncs/s)",
-                std::thread::hardware_concurrency(), load[0], load[1], load[2], base.c_str(),
-                kRecordBytesNominal, probe.p50, probe.p99,
+                std::thread::hardware_concurrency(), load.one, load.five, load.fifteen,
+                base.c_str(), kRecordBytesNominal, probe.p50, probe.p99,
                 Grouped(probe.p50 > 0 ? 1e6 / probe.p50 : 0).c_str());
   progress(head);
   std::snprintf(head, sizeof head,
@@ -835,8 +830,8 @@ int main(int argc, char** argv) {
       }
       verifies.push_back(std::move(v));
     }
-    remove_dir(dir);
-    for (const char* suffix : {"", "-wal", "-shm"}) remove_dir(db + suffix);
+    mandate::bench::RemoveRunPath(dir);
+    for (const char* suffix : {"", "-wal", "-shm"}) mandate::bench::RemoveRunPath(db + suffix);
     rows.push_back(std::move(row));
   }
   if (o.verify_records > 0) {
@@ -849,7 +844,7 @@ int main(int argc, char** argv) {
     }
     verifies.push_back(std::move(v));
   }
-  remove_dir(base);
+  mandate::bench::RemoveRunPath(base);
 
   // The verdict against the targets.
   struct Verdict {
@@ -896,7 +891,7 @@ int main(int argc, char** argv) {
     Json out = Json::MakeObject();
     Json machine = Json::MakeObject();
     machine.Set("cpus", static_cast<int64_t>(std::thread::hardware_concurrency()));
-    machine.Set("load_average_1m", load[0]);
+    machine.Set("load_average_1m", load.one);
     machine.Set("fsync_p50_us", Round1(probe.p50));
     machine.Set("fsync_p99_us", Round1(probe.p99));
     out.Set("machine", std::move(machine));

@@ -145,15 +145,10 @@ int main(int argc, char** argv) {
   }
   const std::string work = mandate::bench::MakeRunDir(o.dir, "mandate-audit-index-bench");
   if (work.empty()) return 1;
-  auto cleanup = [&] {
-    std::error_code ec;
-    std::filesystem::remove_all(work, ec);
-  };
 
-  double load[3] = {0, 0, 0};
-  if (std::ifstream la("/proc/loadavg"); la) la >> load[0] >> load[1] >> load[2];
-  std::printf("== machine: load average %.2f %.2f %.2f; temp dir %s\n", load[0], load[1], load[2],
-              work.c_str());
+  const mandate::bench::LoadAverage load = mandate::bench::ReadLoadAverage();
+  std::printf("== machine: load average %.2f %.2f %.2f; temp dir %s\n", load.one, load.five,
+              load.fifteen, work.c_str());
   std::printf("== %s rows per run in batches of %s, %lld round(s) per side, sides alternating\n",
               Grouped(static_cast<double>(o.rows)).c_str(),
               Grouped(static_cast<double>(o.batch)).c_str(), static_cast<long long>(o.rounds));
@@ -180,7 +175,7 @@ int main(int argc, char** argv) {
         if (us < 0) {
           std::fprintf(stderr, "!!!!! %s side, %lld sessions: %s\n", mandate_turn ? "mandate" : "peer",
                        static_cast<long long>(n), err.c_str());
-          cleanup();
+          mandate::bench::RemoveRunPath(work);
           return 1;
         }
         (mandate_turn ? mine : peer).push_back(us);
@@ -192,6 +187,6 @@ int main(int argc, char** argv) {
     std::printf("%8lld | %14.2f | %12.2f | %11.2fx\n", static_cast<long long>(n), m, p, p / m);
     std::fflush(stdout);
   }
-  cleanup();
+  mandate::bench::RemoveRunPath(work);
   return 0;
 }

@@ -10,6 +10,8 @@
 #include <chrono>
 #include <cmath>
 #include <cstdint>
+#include <filesystem>
+#include <fstream>
 #include <cstdlib>
 #include <cstring>
 #include <cstdio>
@@ -87,6 +89,24 @@ inline std::string MakeRunDir(const std::string& dir, const std::string& prefix)
     return std::string();
   }
   return tmpl;
+}
+
+// Removes a run's file or directory tree (MakeRunDir's, or one inside it); a path that is
+// already gone or cannot be removed is left alone: cleanup never fails a run.
+inline void RemoveRunPath(const std::string& path) {
+  std::error_code ec;
+  std::filesystem::remove_all(path, ec);
+}
+
+// The 1-, 5- and 15-minute load averages from /proc/loadavg (zeros where it cannot be read),
+// printed by every benchmark so a reader can tell a busy machine's figures.
+struct LoadAverage {
+  double one = 0, five = 0, fifteen = 0;
+};
+inline LoadAverage ReadLoadAverage() {
+  LoadAverage l;
+  if (std::ifstream la("/proc/loadavg"); la) la >> l.one >> l.five >> l.fifteen;
+  return l;
 }
 
 inline double SecondsSince(Clock::time_point t0) {

@@ -575,13 +575,8 @@ int main(int argc, char** argv) {
 
   const std::string base = mandate::bench::MakeRunDir(o.dir, "mandate-revocation-bench");
   if (base.empty()) return 1;
-  auto remove_path = [](const std::string& path) {
-    std::error_code ec;
-    std::filesystem::remove_all(path, ec);
-  };
 
-  double load[3] = {0, 0, 0};
-  if (std::ifstream la("/proc/loadavg"); la) la >> load[0] >> load[1] >> load[2];
+  const mandate::bench::LoadAverage load = mandate::bench::ReadLoadAverage();
   char head[1024];
   std::snprintf(
       head, sizeof head,
@@ -593,7 +588,7 @@ int main(int argc, char** argv) {
       "index (kind, subject); %s\n"
       "== callers: %s per (depth, clean|revoked); each config %.2f s per side in %d "
       "interleaved slices, batches of %d checks",
-      std::thread::hardware_concurrency(), load[0], load[1], load[2], base.c_str(),
+      std::thread::hardware_concurrency(), load.one, load.five, load.fifteen, base.c_str(),
       sqlite3_libversion(), static_cast<long long>(kPeerCacheKibibytes / 1024),
       o.transaction_per_check ? "one read transaction per check" : "one transaction per lookup",
       Grouped(o.callers).c_str(), o.seconds, o.slices, kBatchChecks);
@@ -713,9 +708,10 @@ int main(int argc, char** argv) {
     peers.clear();
     set.reset();
     db.reset();
-    for (const char* suffix : {"", "-wal", "-shm", "-journal"}) remove_path(path + suffix);
+    for (const char* suffix : {"", "-wal", "-shm", "-journal"})
+      mandate::bench::RemoveRunPath(path + suffix);
   }
-  remove_path(base);
+  mandate::bench::RemoveRunPath(base);
   const double run_seconds = SecondsSince(run0);
 
   // The table: per config, each N's mandate and sqlite medians and their ratio.
