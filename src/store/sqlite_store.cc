@@ -882,13 +882,14 @@ core::Status SqliteStore::IndexAuditRecordsLocked(const std::vector<AuditIndexRo
 core::Result<int64_t> SqliteStore::AuditTermIdLocked(const std::string& term) {
   if (auto it = audit_term_ids_.find(term); it != audit_term_ids_.end()) return it->second;
   int64_t id = 0;
+  bool found = false;
   {
     MANDATE_ASSIGN_OR_RETURN(Statement get, Prepare(kSqlAuditTermId));
     get.Bind(1, std::string_view(term));
-    MANDATE_ASSIGN_OR_RETURN(bool found, get.Step());
+    MANDATE_ASSIGN_OR_RETURN(found, get.Step());
     if (found) id = get.Int(0);
   }
-  if (id == 0) {
+  if (!found) {
     MANDATE_ASSIGN_OR_RETURN(Statement put, Prepare(kSqlAuditInsertTerm));
     put.Bind(1, std::string_view(term));
     MANDATE_RETURN_IF_ERROR(put.Run());

@@ -824,6 +824,22 @@ TEST_F(SqliteStoreTest, AuditIndexFilterOnAValueNeverIndexedMatchesNothingAndWri
   EXPECT_EQ(QueryInt(path_, "SELECT count(*) FROM audit_terms"), terms);
 }
 
+TEST_F(SqliteStoreTest, ATermIdThatIsNotPositiveIsRefusedAsCorrupt) {
+  // A terms table edited by hand: 0 stands for NULL in the index's columns, so an id of 0 or
+  // below would index the record as having no such member.
+  ASSERT_TRUE(testing::ExecOnDatabase(
+      path_, "INSERT INTO audit_terms (id, term) VALUES (0, 'ses_zero'), (-5, 'bot_negative')"));
+  for (const AuditIndexRow& row : {Row(0, "call.decided", "ses_zero", "bot"),
+                                   Row(0, "call.decided", "ses_a", "bot_negative")}) {
+    auto st = store_->IndexAuditRecords({row});
+    ASSERT_FALSE(st.ok());
+    EXPECT_EQ(st.error().code, ErrorCode::kInternal);
+    EXPECT_NE(st.error().message.find("corrupt id"), std::string::npos) << st.error().message;
+  }
+  // Nothing of the refused batches was written.
+  EXPECT_EQ(*store_->AuditIndexedUpTo(), 0u);
+}
+
 TEST_F(SqliteStoreTest, AFailedAuditIndexBatchLeavesNoStaleTermIds) {
   ASSERT_TRUE(store_->IndexAuditRecords({Row(0, "call.decided", "ses_0", "bot")}).ok());
   // A database that cannot grow: a batch of many new terms fails part-way, after some of its
