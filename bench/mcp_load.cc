@@ -28,7 +28,10 @@
 // `report` reads the JSON files of several runs, pairs governed and direct results of the same
 // label and run, and prints one row per label: direct and governed p50/p99, the added latency
 // (governed minus direct, per run) and the throughput ratio governed/direct, as medians over the
-// runs; then a verdict against the targets given. Exit status 1 if any input had errors.
+// runs; then, for a label with results of target "floor" (bench/null_proxy.cc: the same calls
+// through Mandate's HTTP server and client, no governance), the floor's calls/s and its ratios
+// to direct and governed; then a verdict against the targets given. Exit status 1 if any input
+// had errors.
 //
 // `fsync-probe` measures write + fdatasync of a record-sized line in DIR: the floor under every
 // durable audit append (a governed call waits for one before its upstream call).
@@ -898,6 +901,30 @@ int ReportCommand(int argc, char** argv) {
       "(medians over runs; added = governed - direct of the same run; gov/dir = governed / direct "
       "calls/s)\n");
   for (const std::string& n : notes) std::printf("!! %s\n", n.c_str());
+  // The floor: the same calls through Mandate's HTTP server and client with no governance
+  // (bench/null_proxy.cc), so the governed figure splits into the I/O model's cost and the rest.
+  for (const std::string& label : labels) {
+    std::vector<double> frate, fp50, floor_ratio, gov_over_floor;
+    int64_t f_unfinished = 0;
+    for (const auto& [run, by_target] : results[label]) {
+      auto f = by_target.find("floor");
+      auto d = by_target.find("direct");
+      if (f == by_target.end() || d == by_target.end()) continue;
+      frate.push_back(f->second.rate);
+      fp50.push_back(f->second.p50);
+      f_unfinished += f->second.unfinished;
+      floor_ratio.push_back(d->second.rate > 0 ? f->second.rate / d->second.rate : 0);
+      if (auto g = by_target.find("governed"); g != by_target.end() && f->second.rate > 0)
+        gov_over_floor.push_back(g->second.rate / f->second.rate);
+    }
+    if (frate.empty()) continue;
+    std::printf("floor %s: %zu run(s), no governance (Mandate's HTTP server and client only): %s%.0f "
+                "calls/s, p50 %.1f us, floor/direct %.2fx",
+                label.c_str(), frate.size(), f_unfinished > 0 ? ">" : "", Median(frate), Median(fp50),
+                Median(floor_ratio));
+    if (!gov_over_floor.empty()) std::printf(", governed/floor %.2fx", Median(gov_over_floor));
+    std::printf("\n");
+  }
 
   std::string verdict;
   bool all_met = true;

@@ -57,8 +57,12 @@
 #   BENCH_PERF=DIR        profile Mandate during each governed test:
 #                         perf record -e cpu-clock --call-graph dwarf into DIR/<scenario>.perf.data
 #                         (budget scenario: DIR/no-budget.perf.data and DIR/hot-budget.perf.data)
-# With the defaults the whole script takes about 80 s after the build (6 tests x 11 s);
-# BENCH_RUNS=3 takes about 3.5 minutes.
+#   BENCH_FLOOR=1         also drive the saturation scenario through bench/null_proxy.cc (target
+#                         "floor": Mandate's HTTP server and client forwarding with no governance),
+#                         so the report separates the I/O model's cost from the governance's;
+#                         0 leaves it out
+# With the defaults the whole script takes about 90 s after the build (7 tests x 11 s);
+# BENCH_RUNS=3 takes about 4 minutes.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -87,7 +91,7 @@ for scenario in ${BENCH_SCENARIOS:-rate-1000 rate-3000 saturation}; do
 done
 TARGETS=()
 if [ -n "$MCP_SCENARIOS" ] || [ "$RUN_BUDGET" = 1 ]; then
-  TARGETS+=(mandate mcp_upstream_fast mcp_load)
+  TARGETS+=(mandate mcp_upstream_fast mcp_load mandate_null_proxy)
 fi
 if [ "$RUN_AUDIT" = 1 ]; then TARGETS+=(mandate_audit_bench); fi
 if [ "$RUN_REVOCATION" = 1 ]; then TARGETS+=(mandate_revocation_bench); fi
@@ -100,14 +104,17 @@ if [ "${BENCH_SKIP_BUILD:-0}" != 1 ]; then
 fi
 UPSTREAM=$ROOT/$BUILD/bench/mcp_upstream_fast
 LOAD=$ROOT/$BUILD/bench/mcp_load
+NULL_PROXY=$ROOT/$BUILD/bench/mandate_null_proxy
 
 # A temp dir on the same disk as a normal data dir (the build dir), so the audit fdatasync
 # costs what it costs in production on this machine.
 WORK=$(mktemp -d "$ROOT/$BUILD/bench-run.XXXXXX")
 UP_PID=""
 MANDATE_PID=""
+FLOOR_PID=""
 cleanup() {
   # Only the processes this script started, by their pid.
+  [ -n "$FLOOR_PID" ] && kill "$FLOOR_PID" 2>/dev/null && wait "$FLOOR_PID" 2>/dev/null
   [ -n "$MANDATE_PID" ] && kill "$MANDATE_PID" 2>/dev/null && wait "$MANDATE_PID" 2>/dev/null
   [ -n "$UP_PID" ] && kill "$UP_PID" 2>/dev/null && wait "$UP_PID" 2>/dev/null
   if [ "${BENCH_KEEP:-0}" = 1 ]; then echo "kept $WORK"; else rm -rf "$WORK"; fi
@@ -277,13 +284,19 @@ run_one() {
   shift 3
   local url=$DIRECT_URL
   local token_args=()
+  # The process between the load generator and the upstream, whose CPU per call is reported.
+  local mid_pid=$MANDATE_PID mid_name=mandate
   if [ "$target" = governed ]; then
     url=$GOVERNED_URL
     token_args=(--token "$TOKEN")
+  elif [ "$target" = floor ]; then
+    url=$FLOOR_URL
+    mid_pid=$FLOOR_PID
+    mid_name="null proxy"
   fi
   printf '   %-11s %-8s run %s ... ' "$label" "$target" "$run"
   local m0 u0 m1 u1 rc=0
-  m0=$(cpu_micros "$MANDATE_PID")
+  m0=$(cpu_micros "$mid_pid")
   u0=$(cpu_micros "$UP_PID")
   local perf_pid=""
   if [ -n "${BENCH_PERF:-}" ] && [ "$target" = governed ]; then
@@ -297,7 +310,7 @@ run_one() {
     --accept "$ACCEPT" --out "$RESULTS/$label.$target.$run.json" "$@" \
     > /dev/null 2> "$RESULTS/$label.$target.$run.err" || rc=$?
   [ -n "$perf_pid" ] && wait "$perf_pid"
-  m1=$(cpu_micros "$MANDATE_PID")
+  m1=$(cpu_micros "$mid_pid")
   u1=$(cpu_micros "$UP_PID")
   if [ "$rc" = 0 ]; then
     # CPU per call is over every call sent, the unrecorded warmup included.
@@ -305,8 +318,8 @@ run_one() {
     calls=$(sed -n 's/.*"calls_sent":\([0-9]*\).*/\1/p' "$RESULTS/$label.$target.$run.json")
     sed -n 's/.*"count":\([0-9]*\).*"unfinished":\([0-9]*\).*"achieved_rate":\([0-9.]*\).*"p50":\([0-9.]*\).*"p99":\([0-9.]*\).*/\1 calls (\2 unanswered), \3 calls\/s, p50 \4 us, p99 \5 us/p' \
       "$RESULTS/$label.$target.$run.json" | tr -d '\n'
-    awk -v m=$((m1 - m0)) -v u=$((u1 - u0)) -v n="$calls" 'BEGIN {
-      if (n > 0) printf ", CPU/call: mandate %.0f us, upstream %.0f us\n", m / n, u / n; else print "" }'
+    awk -v m=$((m1 - m0)) -v u=$((u1 - u0)) -v n="$calls" -v who="$mid_name" 'BEGIN {
+      if (n > 0) printf ", CPU/call: %s %.0f us, upstream %.0f us\n", who, m / n, u / n; else print "" }'
     # Mandate's CPU per call, for summaries that compare two Mandate configurations.
     awk -v m=$((m1 - m0)) -v n="$calls" 'BEGIN { if (n > 0) printf "%.1f\n", m / n }' \
       > "$RESULTS/$label.$target.$run.cpu"
@@ -445,13 +458,24 @@ start_mandate "$CFG" "$WORK/mandate"
 echo "== mandate ready: agent listener 127.0.0.1:$AGENT_PORT (audit log in $WORK/data/audit)"
 probe_disk "$WORK/data"
 probe_switch
+# The floor under the saturation scenario: the same calls through Mandate's own HTTP server and
+# client with no governance (bench/null_proxy.cc). BENCH_FLOOR=0 leaves it out.
+FLOOR_URL=""
+if [ "${BENCH_FLOOR:-1}" = 1 ] && [[ " $MCP_SCENARIOS " == *" saturation "* ]]; then
+  "$NULL_PROXY" --upstream "$DIRECT_URL" > "$WORK/null-proxy.log" 2>&1 &
+  FLOOR_PID=$!
+  FLOOR_URL=http://127.0.0.1:$(wait_port "$WORK/null-proxy.log" "ready on ")/mcp
+  echo "== floor: the null proxy (Mandate's HTTP server and client, no governance) on $FLOOR_URL"
+fi
 
 echo "== $RUNS run(s); each test: ${WARMUP}s warmup + ${DURATION}s measured, $CONNS connections (one MCP session each), Accept: $ACCEPT"
 for run in $(seq 1 "$RUNS"); do
   # Alternate which side goes first, so a drift of the machine's state does not favour one.
   if [ $((run % 2)) = 1 ]; then ORDER="direct governed"; else ORDER="governed direct"; fi
   for scenario in $MCP_SCENARIOS; do
-    for target in $ORDER; do
+    targets=$ORDER
+    if [ "$scenario" = saturation ] && [ -n "$FLOOR_URL" ]; then targets=${ORDER/ / floor }; fi
+    for target in $targets; do
       case $scenario in
         rate-1000)  run_one "$scenario" "$target" "$run" --mode open --rate 1000 ;;
         rate-3000)  run_one "$scenario" "$target" "$run" --mode open --rate 3000 ;;
