@@ -24,17 +24,25 @@ Result<std::string> TokenIssuer::Mint(const Claims& claims, std::string_view typ
 }
 
 Result<std::string> SignJwt(const SigningKeys& keys, std::string_view typ, const Json& payload) {
+  return SignJwt(keys, typ, std::string_view(payload.Dump()));
+}
+
+Result<std::string> SignJwt(const SigningKeys& keys, std::string_view typ, std::string_view payload_json) {
   // One snapshot of the active key for both the header's kid and the signature, so a
   // concurrent rotation cannot pair one key's kid with another key's signature.
   std::shared_ptr<const JwsKey> key = keys.Active();
-  Json header = Json::MakeObject();
-  header.Set("alg", std::string(AlgName(key->alg())));
-  header.Set("typ", std::string(typ));
-  header.Set("kid", key->kid());
+  // {"alg","typ","kid"}: the bytes Json::Dump() writes for that object, without building one.
+  std::string header = "{\"alg\":";
+  core::AppendJsonString(AlgName(key->alg()), &header);
+  header.append(",\"typ\":");
+  core::AppendJsonString(typ, &header);
+  header.append(",\"kid\":");
+  core::AppendJsonString(key->kid(), &header);
+  header.push_back('}');
 
-  std::string token = core::Base64UrlEncode(header.Dump());
+  std::string token = core::Base64UrlEncode(header);
   token.push_back('.');
-  token += core::Base64UrlEncode(payload.Dump());
+  token += core::Base64UrlEncode(payload_json);
   MANDATE_ASSIGN_OR_RETURN(std::string sig, key->Sign(token));
   token.push_back('.');
   token += core::Base64UrlEncode(sig);

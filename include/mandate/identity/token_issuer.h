@@ -21,6 +21,8 @@ namespace mandate::identity {
 // approver and transaction tokens). Errors: kPayloadTooLarge beyond kTokenBytesMax (a verifier
 // would refuse it), kInternal when signing fails.
 core::Result<std::string> SignJwt(const SigningKeys& keys, std::string_view typ, const core::Json& payload);
+// The same with the payload already serialized: `payload_json` must be one JSON object.
+core::Result<std::string> SignJwt(const SigningKeys& keys, std::string_view typ, std::string_view payload_json);
 
 class TokenIssuer {
  public:
