@@ -515,6 +515,16 @@ void MerkleLog::Close() {
     // checkpoints it, then exits.
     if (committer_.joinable()) committer_.join();
     if (flusher_.joinable()) flusher_.join();
+    // The flusher made every record it could durable; a callback still here (the log failed)
+    // learns its record's fate now, so none is left without an answer.
+    {
+      Ready ready;
+      {
+        std::lock_guard<std::mutex> lock(mu_);
+        TakeReadyLocked(&ready, true);
+      }
+      RunReady(&ready);
+    }
     // Every record is written: cut the segment back to its records, so a closed log's
     // segments hold nothing but records.
     const uint64_t filled = StopPreallocation();
@@ -618,8 +628,10 @@ core::Result<uint64_t> MerkleLog::Sequence(const Prepared& p, std::unique_lock<s
     if (closing_) return MakeError(ErrorCode::kInternal, "audit log is closed");
     if (queued_.size() < core::kAuditQueueMax) break;
     if (!leading_) {
-      if (const WakeMask wake = Lead(lock, false); wake != 0) {
+      Ready ready;
+      if (const WakeMask wake = Lead(lock, false, 0, &ready); wake != 0 || !ready.empty()) {
         lock.unlock();
+        RunReady(&ready);
         Wake(wake);
         lock.lock();
       }
@@ -663,10 +675,12 @@ core::Result<uint64_t> MerkleLog::Append(const core::Json& record) {
   MANDATE_ASSIGN_OR_RETURN(uint64_t seq, Sequence(prepared, lock));
   if (!leading_) {
     // No write in progress: commit this batch here, so a lone Append costs no hand-off.
-    const WakeMask wake = Lead(lock, true);
+    Ready ready;
+    const WakeMask wake = Lead(lock, true, 0, &ready);
     const bool durable = durable_.load(std::memory_order_relaxed) > seq;
     std::string failure = durable ? std::string() : failure_;
     lock.unlock();
+    RunReady(&ready);
     Wake(wake);
     if (!durable) return MakeError(ErrorCode::kInternal, "audit append failed: " + failure);
     return seq;
@@ -699,6 +713,52 @@ core::Result<uint64_t> MerkleLog::Append(const core::Json& record) {
   return MakeError(ErrorCode::kInternal, "audit append failed: " + failure_);
 }
 
+core::Result<uint64_t> MerkleLog::AppendThen(const core::Json& record, DurableCallback on_durable) {
+  MANDATE_ASSIGN_OR_RETURN(Prepared prepared, Prepare(record));
+  std::unique_lock<std::mutex> lock(mu_);
+  MANDATE_ASSIGN_OR_RETURN(uint64_t seq, Sequence(prepared, lock));
+  if (leading_) {
+    // A batch is being written: the next one takes this record (the committer leads it, as
+    // for a waiting Append) and its leader runs the callback once it is durable.
+    on_durable_.push_back(OnDurable{seq, std::move(on_durable)});
+    awaited_ = std::max(awaited_, seq + 1);
+    return seq;
+  }
+  // No write in progress: commit this batch here, as a lone Append does.
+  Ready ready;
+  const WakeMask wake = Lead(lock, true, 0, &ready);
+  core::Status mine = durable_.load(std::memory_order_relaxed) > seq
+                          ? core::OkStatus()
+                          : core::Status(MakeError(ErrorCode::kInternal, "audit append failed: " + failure_));
+  lock.unlock();
+  RunReady(&ready);
+  on_durable(mine);
+  Wake(wake);
+  return seq;
+}
+
+void MerkleLog::TakeReadyLocked(Ready* ready, bool all) {
+  const uint64_t durable = durable_.load(std::memory_order_relaxed);
+  const bool failed = failed_.load(std::memory_order_relaxed);
+  size_t n = 0;
+  while (n < on_durable_.size() && (all || failed || on_durable_[n].seq < durable)) ++n;
+  if (n == 0) return;
+  for (size_t i = 0; i < n; ++i) {
+    OnDurable& d = on_durable_[i];
+    ready->emplace_back(std::move(d.fn),
+                        d.seq < durable ? core::OkStatus()
+                                        : core::Status(MakeError(ErrorCode::kInternal,
+                                                                 "audit append failed: " +
+                                                                     (failed ? failure_ : std::string("the log closed first")))));
+  }
+  on_durable_.erase(on_durable_.begin(), on_durable_.begin() + static_cast<std::ptrdiff_t>(n));
+}
+
+void MerkleLog::RunReady(Ready* ready) {
+  for (auto& [fn, status] : *ready) fn(status);
+  ready->clear();
+}
+
 core::Status MerkleLog::Submit(const core::Json& record) {
   MANDATE_ASSIGN_OR_RETURN(Prepared prepared, Prepare(record));
   std::unique_lock<std::mutex> lock(mu_);
@@ -714,7 +774,7 @@ core::Status MerkleLog::Submit(const core::Json& record) {
 }
 
 MerkleLog::WakeMask MerkleLog::Lead(std::unique_lock<std::mutex>& lock, bool sync,
-                                    WakeMask wake_first) {
+                                    WakeMask wake_first, Ready* ready) {
   MANDATE_CHECK(!leading_);
   leading_ = true;
   const uint64_t batch = ++batches_;
@@ -727,6 +787,7 @@ MerkleLog::WakeMask MerkleLog::Lead(std::unique_lock<std::mutex>& lock, bool syn
   const uint64_t durable_before = durable_.load(std::memory_order_relaxed);
   const bool do_sync = sync && (!lines.empty() || written_before > durable_before);
   lock.unlock();
+  RunReady(ready);
   Wake(wake_first);
   size_t synced = 0;  // leading lines of `lines` covered by a sync
   uint64_t sync_calls = 0;
@@ -761,6 +822,8 @@ MerkleLog::WakeMask MerkleLog::Lead(std::unique_lock<std::mutex>& lock, bool syn
   } else if (durable > durable_before && awaited_ > durable_before) {
     wake = durable_before < written_before ? kWakeAll : WakeMask{1} << (batch % kWakeSlots);
   }
+  // The callbacks of what this batch made durable (or failed) run once mu_ is released.
+  TakeReadyLocked(ready);
   if (st.ok() && written_ == durable) MaybeSnapshot(false);
   // Appends still wait for records this batch did not cover: the committer leads next (a
   // no-op when the committer is the caller: it checks before waiting).
@@ -783,14 +846,16 @@ void MerkleLog::Wake(WakeMask mask) {
 void MerkleLog::CommitLoop() {
   std::unique_lock<std::mutex> lock(mu_);
   WakeMask wake = 0;  // the last batch's words, bumped by the next Lead once mu_ is released
+  Ready ready;        // and its AppendThen callbacks, run by the next Lead likewise
   for (;;) {
     if (!closing_ && !failed_.load(std::memory_order_relaxed) && !leading_ &&
         awaited_ > durable_.load(std::memory_order_relaxed)) {
-      wake = Lead(lock, true, wake);
+      wake = Lead(lock, true, wake, &ready);
       continue;
     }
-    if (wake != 0) {
+    if (wake != 0 || !ready.empty()) {
       lock.unlock();
+      RunReady(&ready);
       Wake(wake);
       wake = 0;
       lock.lock();
@@ -839,7 +904,10 @@ void MerkleLog::FlusherLoop() {
         // A log whose records can no longer be vouched for fails closed like a failed write.
         failure_ = st.error().message;
         failed_.store(true, std::memory_order_release);
+        Ready ready;
+        TakeReadyLocked(&ready);
         lock.unlock();
+        RunReady(&ready);
         Wake(kWakeAll);
         lock.lock();
       }
@@ -853,8 +921,10 @@ void MerkleLog::FlusherLoop() {
       }
       if (failed_) return;
       if (!clean) {
-        const WakeMask wake = Lead(lock, true);
+        Ready ready;
+        const WakeMask wake = Lead(lock, true, 0, &ready);
         lock.unlock();
+        RunReady(&ready);
         Wake(wake);
         lock.lock();
         continue;
@@ -875,8 +945,10 @@ void MerkleLog::FlusherLoop() {
       flusher_cv_.wait_for(lock, std::chrono::milliseconds(core::kAuditFlushIntervalMillis),
                            [&] { return closing_ || pending_checkpoint_.has_value(); });
       if (!closing_ && !pending_checkpoint_ && !leading_ && !failed_ && durable_ < target) {
-        const WakeMask wake = Lead(lock, true);
+        Ready ready;
+        const WakeMask wake = Lead(lock, true, 0, &ready);
         lock.unlock();
+        RunReady(&ready);
         Wake(wake);
         lock.lock();
       }

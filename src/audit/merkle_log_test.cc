@@ -2283,5 +2283,157 @@ TEST(AuditLog, TailSpansSegmentsAndSkipsATornLine) {
   EXPECT_EQ(*tail2, std::vector<std::string>(all.begin() + 10, all.end()));
 }
 
+// --- AppendThen: the record's durability reported to a callback instead of awaited ---------
+
+TEST(MerkleLog, AppendThenReportsALoneRecordDurableWithItsLineWritten) {
+  TempDir tmp;
+  core::FakeClock clock;
+  auto log = MerkleLog::Open(tmp.path(), clock, Quiet());
+  ASSERT_TRUE(log.ok()) << log.error().message;
+  int calls = 0;
+  std::vector<std::string> lines_then;
+  auto seq = (*log)->AppendThen(Rec("alone", 7), [&](const core::Status& durable) {
+    ++calls;
+    EXPECT_TRUE(durable.ok());
+    lines_then = SplitLines(ReadFile(tmp.Sub("audit-000001.jsonl")));
+  });
+  ASSERT_TRUE(seq.ok()) << seq.error().message;
+  EXPECT_EQ(*seq, 0u);
+  // No batch was in flight: the caller led its own and was told before returning.
+  EXPECT_EQ(calls, 1);
+  ASSERT_EQ(lines_then.size(), 1u);
+  EXPECT_NE(lines_then[0].find("\"type\":\"alone\""), std::string::npos);
+  EXPECT_EQ((*log)->SyncCount(), 1u);
+  // A record the log refuses is an error and never a callback.
+  Json bad = Json::MakeObject();
+  bad.Set("seq", 1);
+  auto refused = (*log)->AppendThen(bad, [&](const core::Status&) { ++calls; });
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(refused.error().code, ErrorCode::kBadRequest);
+  (*log)->Close();
+  EXPECT_EQ(calls, 1);
+  EXPECT_FALSE((*log)->AppendThen(Rec("closed", 8), [&](const core::Status&) { ++calls; }).ok());
+  EXPECT_EQ(calls, 1);
+}
+
+TEST(MerkleLog, AppendThenFromManyThreadsReportsEveryRecordOnceAmongAppendsAndSubmits) {
+  TempDir tmp;
+  auto log = MerkleLog::Open(tmp.path(), core::SystemClock::Instance(), Every(1000, 64 * 1024));
+  ASSERT_TRUE(log.ok()) << log.error().message;
+  constexpr int kThreads = 16;
+  constexpr int kPerThread = 300;
+  constexpr size_t kRecords = kThreads * kPerThread;
+  std::vector<std::atomic<int>> reported(kRecords * 2);
+  std::atomic<int> elsewhere{0};  // callbacks run on another thread than their appender's
+  std::atomic<int> not_ok{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < kPerThread; ++i) {
+        if (i % 3 == 1) {
+          ASSERT_TRUE((*log)->Append(Rec("append", i)).ok());
+          continue;
+        }
+        if (i % 3 == 2) {
+          ASSERT_TRUE((*log)->Submit(Rec("submit", i)).ok());
+          continue;
+        }
+        const std::thread::id me = std::this_thread::get_id();
+        auto seq = (*log)->AppendThen(Rec("then", i), [&, me](const core::Status& durable) {
+          if (!durable.ok()) not_ok.fetch_add(1);
+          if (std::this_thread::get_id() != me) elsewhere.fetch_add(1);
+        });
+        ASSERT_TRUE(seq.ok()) << seq.error().message;
+        ASSERT_LT(*seq, reported.size());
+        reported[*seq].fetch_add(1);
+      }
+    });
+  }
+  for (auto& th : threads) th.join();
+  (*log)->Close();
+  EXPECT_EQ(not_ok.load(), 0);
+  size_t then = 0;
+  for (auto& r : reported) {
+    EXPECT_LE(r.load(), 1);
+    then += static_cast<size_t>(r.load());
+  }
+  EXPECT_EQ(then, static_cast<size_t>(kThreads) * 100);
+  // Under 16 writers most AppendThen calls find a batch in flight, so their leader reports.
+  EXPECT_GT(elsewhere.load(), 0);
+  VerifyReport report = MustVerify(tmp.path());
+  EXPECT_TRUE(report.ok);
+  EXPECT_EQ(report.records, kRecords);
+}
+
+TEST(MerkleLog, AppendThenUnderAFailureReportsEveryRecordOnceAndOnlyAPrefixDurable) {
+  TempDir tmp;
+  std::string dir = tmp.Sub("audit");
+  MerkleLog::Options tiny = Quiet();
+  tiny.segment_bytes_max = 1;  // every record after the first in a segment rolls
+  auto log = MerkleLog::Open(dir, core::SystemClock::Instance(), tiny);
+  ASSERT_TRUE(log.ok()) << log.error().message;
+  constexpr int kThreads = 16;
+  // One per sequenced record: its seq (set once AppendThen returned) and what its callback was
+  // told (the callback may run before the return, on the appender's own thread).
+  struct Slot {
+    uint64_t seq = 0;
+    std::atomic<int> reports{0};
+    std::atomic<bool> durable{false};
+    std::atomic<int> code{-1};
+  };
+  std::vector<std::vector<std::shared_ptr<Slot>>> slots(kThreads);
+  std::atomic<int> returned{0}, refused{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < 100000; ++i) {
+        auto slot = std::make_shared<Slot>();
+        auto seq = (*log)->AppendThen(Rec("thread." + std::to_string(t), i), [slot](const core::Status& durable) {
+          slot->durable = durable.ok();
+          if (!durable.ok()) slot->code = static_cast<int>(durable.error().code);
+          slot->reports.fetch_add(1);
+        });
+        if (!seq.ok()) {
+          EXPECT_EQ(seq.error().code, ErrorCode::kInternal);
+          EXPECT_EQ(slot->reports.load(), 0);  // refused: never reported
+          refused.fetch_add(1);
+          return;
+        }
+        slot->seq = *seq;
+        slots[t].push_back(std::move(slot));
+        returned.fetch_add(1);
+      }
+    });
+  }
+  EXPECT_TRUE(WaitFor([&] { return returned.load() >= 200; })) << returned.load();
+  // The next roll cannot create its segment (see the Append test above).
+  EXPECT_TRUE(WaitFor([&] {
+    std::error_code ec;
+    fs::remove_all(dir, ec);
+    return !fs::exists(dir, ec);
+  }));
+  for (auto& th : threads) th.join();
+  (*log)->Close();
+  EXPECT_EQ(refused.load(), kThreads);  // every thread saw the failed log refuse at last
+  std::vector<uint64_t> durable_seqs, failed_seqs;
+  for (const auto& per_thread : slots) {
+    for (const auto& slot : per_thread) {
+      // Every sequenced record was reported exactly once, whichever thread reported it.
+      ASSERT_EQ(slot->reports.load(), 1) << "seq " << slot->seq;
+      if (slot->durable) {
+        durable_seqs.push_back(slot->seq);
+      } else {
+        EXPECT_EQ(slot->code.load(), static_cast<int>(ErrorCode::kInternal));
+        failed_seqs.push_back(slot->seq);
+      }
+    }
+  }
+  EXPECT_FALSE(failed_seqs.empty());
+  // Durability is a prefix: the durable seqs are exactly 0..n-1, every failed one above them.
+  std::sort(durable_seqs.begin(), durable_seqs.end());
+  for (size_t i = 0; i < durable_seqs.size(); ++i) ASSERT_EQ(durable_seqs[i], i);
+  for (uint64_t f : failed_seqs) EXPECT_GE(f, durable_seqs.size());
+}
+
 }  // namespace
 }  // namespace mandate::audit

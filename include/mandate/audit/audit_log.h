@@ -9,6 +9,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -57,6 +58,27 @@ class AuditLog {
   // of Append, and kInternal when the log has already failed or is closed. A later write
   // failure is not reported to this caller; it fails the log, so every later Append fails.
   virtual core::Status Submit(const core::Json& record) = 0;
+
+  // How AppendThen reports a record's durability: OkStatus once it is durable, else the
+  // error that keeps it from ever being.
+  using DurableCallback = std::function<void(const core::Status& durable)>;
+
+  // Appends one record as Append does, but returns once it is sequenced (with its seq) instead
+  // of once it is durable, and reports that to `on_durable`: OkStatus when the record is
+  // durable, or the kInternal error that keeps it from ever being (the write or the sync
+  // failed, the log failed first). `on_durable` runs exactly once: on this thread before
+  // AppendThen returns, or on the thread that makes the record durable, right after its
+  // fdatasync. It must be quick and must not block or call the log. For the decision record of
+  // a call whose upstream send can wait for it (core::ForwardGate): the caller goes on with
+  // its work while the record syncs.
+  // Errors (then `on_durable` never runs): the validation errors of Append, and kInternal when
+  // the log had already failed or is closed.
+  // This default appends with Append, blocking, and then reports; MerkleLog does not block.
+  virtual core::Result<uint64_t> AppendThen(const core::Json& record, DurableCallback on_durable) {
+    auto appended = Append(record);
+    if (appended.ok()) on_durable(core::OkStatus());
+    return appended;
+  }
 
   // Completes every append already queued, stops the writer and closes the files. Later
   // Appends fail with kInternal. Idempotent; the destructor calls it.

@@ -100,6 +100,10 @@ class MerkleLog final : public AuditLog {
 
   core::Result<uint64_t> Append(const core::Json& record) override;
   core::Status Submit(const core::Json& record) override;
+  // Does not block for the sync: see AuditLog::AppendThen. `on_durable` runs on the thread
+  // that syncs the record (an appender leading its own batch, the committer, or the flusher)
+  // right after the fdatasync, before that thread wakes the batch's waiting appenders.
+  core::Result<uint64_t> AppendThen(const core::Json& record, DurableCallback on_durable) override;
   void Close() override;
 
   // How many fdatasync() calls committed batches so far (observability and tests: fewer
@@ -123,6 +127,13 @@ class MerkleLog final : public AuditLog {
     uint64_t size = 0;
     Hash root{};
   };
+  // An AppendThen whose record was not durable when it returned.
+  struct OnDurable {
+    uint64_t seq;
+    DurableCallback fn;
+  };
+  // Callbacks whose record's fate is known, with it, to run without mu_.
+  using Ready = std::vector<std::pair<DurableCallback, core::Status>>;
   // Which wake slots a finished batch must bump: bit i for wake_slots_[i].
   using WakeMask = unsigned;
   static constexpr size_t kWakeSlots = 4;
@@ -151,7 +162,15 @@ class MerkleLog final : public AuditLog {
   // released it first wakes `wake_first` (the previous batch's appenders, so the committer
   // does not hold up this batch to wake them). Returns the wake words this batch's appenders
   // sleep on, for the caller to pass to Wake once it releases mu_ (or to the next Lead).
-  WakeMask Lead(std::unique_lock<std::mutex>& lock, bool sync, WakeMask wake_first = 0);
+  // `ready` works the same way for AppendThen callbacks: on entry it holds callbacks to run
+  // once mu_ is released (then it is emptied); on return it holds this batch's, for the
+  // caller to run with RunReady once it releases mu_ (or to pass to the next Lead).
+  WakeMask Lead(std::unique_lock<std::mutex>& lock, bool sync, WakeMask wake_first, Ready* ready);
+  // Moves the callbacks whose records are durable (all of them once the log failed, or with
+  // `all`) into `ready`, each with its record's fate. Needs mu_ held.
+  void TakeReadyLocked(Ready* ready, bool all = false);
+  // Runs and clears `ready`. Without mu_.
+  static void RunReady(Ready* ready);
   // Bumps the wake words in `mask`. Without mu_.
   void Wake(WakeMask mask);
   // Writes `lines` (each without '\n'), rolling segments; syncs before each roll and at the
@@ -223,6 +242,10 @@ class MerkleLog final : public AuditLog {
   // slot while batch b + 1 is being written, before batch b + 2 can exist, so with four slots
   // a bump never lands on the sleepers of a later batch.
   WakeSlot wake_slots_[kWakeSlots];
+  // AppendThen callbacks of records not yet durable, in seq order (each is queued under mu_
+  // right after its record is sequenced). Their records count in awaited_ like a waiting
+  // Append's. Guarded by mu_.
+  std::vector<OnDurable> on_durable_;
   std::condition_variable not_full_;      // appenders wait for queue room
   std::condition_variable committer_cv_;  // the committer waits for an awaited record
   std::condition_variable flusher_cv_;
