@@ -717,23 +717,13 @@ core::Result<uint64_t> MerkleLog::AppendThen(const core::Json& record, DurableCa
   MANDATE_ASSIGN_OR_RETURN(Prepared prepared, Prepare(record));
   std::unique_lock<std::mutex> lock(mu_);
   MANDATE_ASSIGN_OR_RETURN(uint64_t seq, Sequence(prepared, lock));
-  if (leading_) {
-    // A batch is being written: the next one takes this record (the committer leads it, as
-    // for a waiting Append) and its leader runs the callback once it is durable.
-    on_durable_.push_back(OnDurable{seq, std::move(on_durable)});
-    awaited_ = std::max(awaited_, seq + 1);
-    return seq;
-  }
-  // No write in progress: commit this batch here, as a lone Append does.
-  Ready ready;
-  const WakeMask wake = Lead(lock, true, 0, &ready);
-  core::Status mine = durable_.load(std::memory_order_relaxed) > seq
-                          ? core::OkStatus()
-                          : core::Status(MakeError(ErrorCode::kInternal, "audit append failed: " + failure_));
-  lock.unlock();
-  RunReady(&ready);
-  on_durable(mine);
-  Wake(wake);
+  // The committer takes this record with the next batch and runs the callback once it is
+  // durable; unlike a lone Append, the caller never writes and syncs the batch itself: it has
+  // its own work to do meanwhile (the point of not waiting), and a caller sleeping in
+  // fdatasync is a caller not doing it.
+  on_durable_.push_back(OnDurable{seq, std::move(on_durable)});
+  awaited_ = std::max(awaited_, seq + 1);
+  if (!leading_) committer_cv_.notify_one();
   return seq;
 }
 

@@ -2285,34 +2285,55 @@ TEST(AuditLog, TailSpansSegmentsAndSkipsATornLine) {
 
 // --- AppendThen: the record's durability reported to a callback instead of awaited ---------
 
-TEST(MerkleLog, AppendThenReportsALoneRecordDurableWithItsLineWritten) {
+TEST(MerkleLog, AppendThenReportsALoneRecordDurableFromTheCommitterWithItsLineWritten) {
   TempDir tmp;
   core::FakeClock clock;
   auto log = MerkleLog::Open(tmp.path(), clock, Quiet());
   ASSERT_TRUE(log.ok()) << log.error().message;
-  int calls = 0;
-  std::vector<std::string> lines_then;
-  auto seq = (*log)->AppendThen(Rec("alone", 7), [&](const core::Status& durable) {
+  std::mutex mu;
+  int calls = 0;                        // guarded by mu
+  bool durable = false;                 // guarded by mu
+  std::thread::id ran_on;               // guarded by mu
+  std::vector<std::string> lines_then;  // guarded by mu
+  auto seq = (*log)->AppendThen(Rec("alone", 7), [&](const core::Status& status) {
+    std::vector<std::string> lines = SplitLines(ReadFile(tmp.Sub("audit-000001.jsonl")));
+    std::lock_guard<std::mutex> lock(mu);
     ++calls;
-    EXPECT_TRUE(durable.ok());
-    lines_then = SplitLines(ReadFile(tmp.Sub("audit-000001.jsonl")));
+    durable = status.ok();
+    ran_on = std::this_thread::get_id();
+    lines_then = std::move(lines);
   });
   ASSERT_TRUE(seq.ok()) << seq.error().message;
   EXPECT_EQ(*seq, 0u);
-  // No batch was in flight: the caller led its own and was told before returning.
-  EXPECT_EQ(calls, 1);
-  ASSERT_EQ(lines_then.size(), 1u);
-  EXPECT_NE(lines_then[0].find("\"type\":\"alone\""), std::string::npos);
+  ASSERT_TRUE(WaitFor([&] {
+    std::lock_guard<std::mutex> lock(mu);
+    return calls > 0;
+  }));
+  {
+    std::lock_guard<std::mutex> lock(mu);
+    EXPECT_EQ(calls, 1);
+    EXPECT_TRUE(durable);
+    // The caller never syncs for an AppendThen: the committer did, and reported.
+    EXPECT_NE(ran_on, std::this_thread::get_id());
+    ASSERT_EQ(lines_then.size(), 1u);
+    EXPECT_NE(lines_then[0].find("\"type\":\"alone\""), std::string::npos);
+  }
   EXPECT_EQ((*log)->SyncCount(), 1u);
   // A record the log refuses is an error and never a callback.
   Json bad = Json::MakeObject();
   bad.Set("seq", 1);
-  auto refused = (*log)->AppendThen(bad, [&](const core::Status&) { ++calls; });
+  auto refused = (*log)->AppendThen(bad, [&](const core::Status&) {
+    std::lock_guard<std::mutex> lock(mu);
+    ++calls;
+  });
   ASSERT_FALSE(refused.ok());
   EXPECT_EQ(refused.error().code, ErrorCode::kBadRequest);
   (*log)->Close();
-  EXPECT_EQ(calls, 1);
-  EXPECT_FALSE((*log)->AppendThen(Rec("closed", 8), [&](const core::Status&) { ++calls; }).ok());
+  EXPECT_FALSE((*log)->AppendThen(Rec("closed", 8), [&](const core::Status&) {
+    std::lock_guard<std::mutex> lock(mu);
+    ++calls;
+  }).ok());
+  std::lock_guard<std::mutex> lock(mu);
   EXPECT_EQ(calls, 1);
 }
 
@@ -2324,7 +2345,9 @@ TEST(MerkleLog, AppendThenFromManyThreadsReportsEveryRecordOnceAmongAppendsAndSu
   constexpr int kPerThread = 300;
   constexpr size_t kRecords = kThreads * kPerThread;
   std::vector<std::atomic<int>> reported(kRecords * 2);
-  std::atomic<int> elsewhere{0};  // callbacks run on another thread than their appender's
+  // Callbacks run inside an AppendThen call (the caller syncing for itself): there must be none.
+  std::atomic<int> inside{0};
+  static thread_local bool in_append_then = false;
   std::atomic<int> not_ok{0};
   std::vector<std::thread> threads;
   for (int t = 0; t < kThreads; ++t) {
@@ -2338,11 +2361,12 @@ TEST(MerkleLog, AppendThenFromManyThreadsReportsEveryRecordOnceAmongAppendsAndSu
           ASSERT_TRUE((*log)->Submit(Rec("submit", i)).ok());
           continue;
         }
-        const std::thread::id me = std::this_thread::get_id();
-        auto seq = (*log)->AppendThen(Rec("then", i), [&, me](const core::Status& durable) {
+        in_append_then = true;
+        auto seq = (*log)->AppendThen(Rec("then", i), [&](const core::Status& durable) {
           if (!durable.ok()) not_ok.fetch_add(1);
-          if (std::this_thread::get_id() != me) elsewhere.fetch_add(1);
+          if (in_append_then) inside.fetch_add(1);
         });
+        in_append_then = false;
         ASSERT_TRUE(seq.ok()) << seq.error().message;
         ASSERT_LT(*seq, reported.size());
         reported[*seq].fetch_add(1);
@@ -2358,8 +2382,8 @@ TEST(MerkleLog, AppendThenFromManyThreadsReportsEveryRecordOnceAmongAppendsAndSu
     then += static_cast<size_t>(r.load());
   }
   EXPECT_EQ(then, static_cast<size_t>(kThreads) * 100);
-  // Under 16 writers most AppendThen calls find a batch in flight, so their leader reports.
-  EXPECT_GT(elsewhere.load(), 0);
+  // The caller never syncs for an AppendThen (the committer does, or another appender).
+  EXPECT_EQ(inside.load(), 0);
   VerifyReport report = MustVerify(tmp.path());
   EXPECT_TRUE(report.ok);
   EXPECT_EQ(report.records, kRecords);

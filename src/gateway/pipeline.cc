@@ -6,6 +6,7 @@
 #include <mutex>
 
 #include "mandate/core/crypto.h"
+#include "mandate/core/forward_gate.h"
 #include "mandate/core/limits.h"
 #include "mandate/policy/authorize.h"
 #include "mandate/policy/entities.h"
@@ -806,7 +807,16 @@ Pipeline::CallResult Pipeline::Call(const Caller& caller, core::Action action, U
   }
   decided.Set("decision", out.decision.ToJson());
 
-  auto appended = deps_.audit->Append(decided);
+  // The decision record is appended without waiting for it to be durable; the gate opens
+  // once it is (DESIGN.md invariant 2: nothing is forwarded before). An allowed call whose
+  // invoker honours the gate goes on at once (revocation check, Txn-Token) and hands its
+  // upstream send to the gate, so it sleeps once, for the answer, rather than once for the
+  // disk and once for the answer; any other call waits for the record here, as before.
+  auto gate = std::make_shared<core::ForwardGate>();
+  auto append_decided = [&] {
+    return deps_.audit->AppendThen(decided, [gate](const core::Status& durable) { gate->Decide(durable); });
+  };
+  auto appended = append_decided();
   if (!appended.ok() && (appended.error().code == ErrorCode::kBadRequest ||
                          appended.error().code == ErrorCode::kPayloadTooLarge)) {
     // Every decision leaves a record, even one whose arguments the log cannot store: keep
@@ -816,7 +826,11 @@ Pipeline::CallResult Pipeline::Call(const Caller& caller, core::Action action, U
       t.Set("_unrecordable", appended.error().message);
       return t;
     }());
-    appended = deps_.audit->Append(decided);
+    appended = append_decided();
+  }
+  const bool forward_through_gate = appended.ok() && out.decision.allowed() && invoker.HonoursForwardGate();
+  if (appended.ok() && !forward_through_gate) {
+    if (core::Status durable = gate->Wait(); !durable.ok()) appended = std::move(durable).error();
   }
 
   if (!out.decision.allowed()) {
@@ -831,15 +845,20 @@ Pipeline::CallResult Pipeline::Call(const Caller& caller, core::Action action, U
     }
     return out;
   }
-  if (!appended.ok()) {
-    // Invariant 2: no side effect without its durable decision record.
+  // Invariant 2: no side effect without its durable decision record.
+  auto refuse_unrecorded = [&](const std::string& why) {
     out.decision = Deny(std::move(out.decision), ErrorCode::kInternal,
-                        "the audit log cannot be written, so the call is refused: " + appended.error().message);
+                        "the audit log cannot be written, so the call is refused: " + why);
+    out.outcome = core::Outcome{};
+    out.outcome.ok = false;
     out.outcome.error = ErrorCode::kInternal;
     out.outcome.message = out.decision.reason;
     return out;
-  }
-  // Stopped after the durable decision, before forwarding: the log says why it never went.
+  };
+  if (!appended.ok()) return refuse_unrecorded(appended.error().message);
+  // Stopped after the decision record (durable, or on its way: the Append below comes after
+  // it in the log, so it returns once both are durable), before forwarding: the log says why
+  // it never went.
   auto never_forwarded = [&](ErrorCode code, const std::string& reason) {
     out.outcome.ok = false;
     out.outcome.error = code;
@@ -887,7 +906,17 @@ Pipeline::CallResult Pipeline::Call(const Caller& caller, core::Action action, U
   const int64_t start = deps_.clock->NowUnixMicros();
   {
     core::CancelScope scope(cancel.get());
+    core::ForwardGateScope gate_scope(forward_through_gate ? gate.get() : nullptr);
     out.outcome = invoker.Invoke(action, caller, forwarding);
+  }
+  if (forward_through_gate) {
+    // Decided by now unless the invoker gave up before sending (a full upstream queue, a
+    // timeout at the gate): the call's fate then waits for its record like any other's.
+    if (core::Status durable = gate->Wait(); !durable.ok()) {
+      // The gate closed: the invoker sent nothing, so nothing was spent.
+      plan_guard.forwarded = false;
+      return refuse_unrecorded(durable.error().message);
+    }
   }
   out.outcome.latency_micros = deps_.clock->NowUnixMicros() - start;
   if (breaker != nullptr && !cancel->cancelled()) {

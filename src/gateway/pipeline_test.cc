@@ -21,6 +21,7 @@
 #include "mandate/audit/audit_log.h"
 #include "mandate/audit/merkle_log.h"
 #include "mandate/broker/credentials.h"
+#include "mandate/core/forward_gate.h"
 #include "mandate/core/clock.h"
 #include "mandate/core/json.h"
 #include "mandate/core/limits.h"
@@ -129,6 +130,103 @@ class FailingAuditLog final : public audit::AuditLog {
   }
   void Close() override {}
   std::atomic<int> appends{0};
+};
+
+// Polls `done` every millisecond for at most 10 s.
+bool WaitUntil(const std::function<bool()>& done) {
+  const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (!done()) {
+    if (std::chrono::steady_clock::now() > until) return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  return true;
+}
+
+// An audit log on a disk the test controls: AppendThen returns at once and keeps its callback
+// until Fire reports every pending record durable (or failed); Append fires what is pending
+// first (its record comes after those in the log) and is durable at once; Submit queues.
+class ManualDurabilityLog final : public audit::AuditLog {
+ public:
+  core::Result<uint64_t> Append(const Json& record) override {
+    Fire(core::OkStatus());
+    std::lock_guard lock(mu_);
+    types_.push_back(record.GetString("type"));
+    return next_++;
+  }
+  core::Status Submit(const Json& record) override {
+    std::lock_guard lock(mu_);
+    types_.push_back(record.GetString("type"));
+    ++next_;
+    return core::OkStatus();
+  }
+  core::Result<uint64_t> AppendThen(const Json& record, DurableCallback on_durable) override {
+    std::lock_guard lock(mu_);
+    types_.push_back(record.GetString("type"));
+    pending_.push_back(std::move(on_durable));
+    return next_++;
+  }
+  void Close() override {}
+  // Reports every pending record: durable when `durable` is ok, else failed with it.
+  void Fire(const core::Status& durable) {
+    std::vector<DurableCallback> fns;
+    {
+      std::lock_guard lock(mu_);
+      fns.swap(pending_);
+    }
+    for (auto& fn : fns) fn(durable);
+  }
+  size_t pending() const {
+    std::lock_guard lock(mu_);
+    return pending_.size();
+  }
+  std::vector<std::string> types() const {
+    std::lock_guard lock(mu_);
+    return types_;
+  }
+
+ private:
+  mutable std::mutex mu_;
+  std::vector<DurableCallback> pending_;
+  std::vector<std::string> types_;
+  uint64_t next_ = 0;
+};
+
+// An upstream whose sends pass the thread's forward gate, as the MCP HTTP upstream's do: it
+// hands its "send" to the gate and then waits for it, the way net::HttpClient waits for the
+// answer. `at_invoke` runs first, with the gate it found.
+class GateHonouringInvoker final : public UpstreamInvoker {
+ public:
+  core::Outcome Invoke(const core::Action&, const Caller&, const Forwarding&) override {
+    core::ForwardGate* gate = core::CurrentForwardGate();
+    gate_seen = gate != nullptr;
+    if (gate == nullptr) return Failed("no gate");
+    gate_undecided_at_invoke = !gate->decided().has_value();
+    std::atomic<int> sent{0};  // 1 sent, -1 not (the gate closed)
+    gate->WhenDecided([&](const core::Status& durable) { sent = durable.ok() ? 1 : -1; });
+    if (at_invoke) at_invoke();
+    while (sent.load() == 0) std::this_thread::yield();
+    if (sent.load() < 0) return Failed("not sent: the gate closed");
+    ++sends;
+    core::Outcome o;
+    o.ok = true;
+    o.result = Json::MakeObject();
+    return o;
+  }
+  bool HonoursForwardGate() const override { return true; }
+
+  std::function<void()> at_invoke;
+  bool gate_seen = false;
+  bool gate_undecided_at_invoke = false;
+  int sends = 0;
+
+ private:
+  static core::Outcome Failed(const std::string& why) {
+    core::Outcome o;
+    o.ok = false;
+    o.error = ErrorCode::kInternal;
+    o.message = why;
+    return o;
+  }
 };
 
 class PipelineTest : public ::testing::Test {
@@ -745,6 +843,92 @@ TEST_F(PipelineTest, AuditFailureRefusesCallFailClosed) {
   EXPECT_EQ(invoker.calls(), 0u);
   EXPECT_GE(failing.appends.load(), 1);
   EXPECT_FALSE(pipeline->Record(Json::MakeObject()).ok());
+}
+
+TEST_F(PipelineTest, AGateHonouringInvokerRunsWhileTheRecordSyncsAndSendsOnlyOnceItIsDurable) {
+  SetPolicies("permit (principal, action, resource);");
+  Caller caller = MustAuthenticate(RootClaims());
+  ManualDurabilityLog log;
+  auto pipeline = MakePipeline(&log);
+  GateHonouringInvoker invoker;
+  size_t pending_at_invoke = 0;
+  invoker.at_invoke = [&] {
+    pending_at_invoke = log.pending();
+    EXPECT_EQ(invoker.sends, 0);
+    log.Fire(core::OkStatus());  // the disk catches up: the gate opens and the send goes
+  };
+  auto r = pipeline->Call(caller, MakeAction("get_doc"), invoker);
+  ASSERT_TRUE(r.decision.allowed()) << r.decision.reason;
+  EXPECT_TRUE(r.outcome.ok) << r.outcome.message;
+  EXPECT_TRUE(invoker.gate_seen);
+  EXPECT_TRUE(invoker.gate_undecided_at_invoke);
+  EXPECT_EQ(pending_at_invoke, 1u);  // the decision record, not yet durable
+  EXPECT_EQ(invoker.sends, 1);
+  EXPECT_EQ(log.types(), (std::vector<std::string>{"call.decided", "call.completed"}));
+  EXPECT_EQ(core::CurrentForwardGate(), nullptr);  // the scope ended with the call
+}
+
+TEST_F(PipelineTest, AGateThatClosesRefusesTheCallAsAnUnwritableLogDoesAndSpendsNothing) {
+  SetPolicies("permit (principal, action, resource);");
+  Caller caller = MustAuthenticate(RootClaims());
+  ManualDurabilityLog log;
+  CircuitBreakerOptions o;
+  o.failure_threshold = 1;
+  CircuitBreaker breaker("up", o, clock_);
+  std::map<std::string, CircuitBreaker*, std::less<>> breakers{{"up", &breaker}};
+  PipelineDeps deps = Deps(&log);
+  deps.breakers = &breakers;
+  Pipeline pipeline(deps);
+  GateHonouringInvoker invoker;
+  invoker.at_invoke = [&] { log.Fire(core::MakeError(ErrorCode::kInternal, "audit append failed: disk full")); };
+  auto r = pipeline.Call(caller, MakeAction("get_doc"), invoker);
+  EXPECT_EQ(r.decision.kind, Decision::Kind::kDeny);
+  EXPECT_EQ(r.decision.code, ErrorCode::kInternal);
+  EXPECT_NE(r.decision.reason.find("audit log cannot be written"), std::string::npos) << r.decision.reason;
+  EXPECT_NE(r.decision.reason.find("disk full"), std::string::npos) << r.decision.reason;
+  EXPECT_FALSE(r.outcome.ok);
+  EXPECT_EQ(r.outcome.error, ErrorCode::kInternal);
+  EXPECT_EQ(invoker.sends, 0);
+  // Not the upstream's fault: the breaker (one failure opens it) stays closed.
+  EXPECT_EQ(breaker.state(), CircuitBreaker::State::kClosed);
+  // No completion for a call that never went.
+  EXPECT_EQ(log.types(), (std::vector<std::string>{"call.decided"}));
+}
+
+TEST_F(PipelineTest, AnInvokerThatDoesNotHonourTheGateIsCalledOnlyOnceTheRecordIsDurable) {
+  SetPolicies("permit (principal, action, resource);");
+  Caller caller = MustAuthenticate(RootClaims());
+  ManualDurabilityLog log;
+  auto pipeline = MakePipeline(&log);
+  RecordingInvoker invoker;
+  bool gate_in_scope = true;
+  invoker.on_invoke = [&](const core::Action&, const std::string&) { gate_in_scope = core::CurrentForwardGate() != nullptr; };
+  Pipeline::CallResult r;
+  std::thread t([&] { r = pipeline->Call(caller, MakeAction("get_doc"), invoker); });
+  ASSERT_TRUE(WaitUntil([&] { return log.pending() == 1; }));
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  EXPECT_EQ(invoker.calls(), 0u) << "invoked before the decision record was durable";
+  log.Fire(core::OkStatus());
+  t.join();
+  ASSERT_TRUE(r.decision.allowed()) << r.decision.reason;
+  EXPECT_EQ(invoker.calls(), 1u);
+  EXPECT_FALSE(gate_in_scope);
+
+  // A refused call is answered only once its record is durable too.
+  SetPolicies("forbid (principal, action, resource);");
+  auto refused_pipeline = MakePipeline(&log);
+  bool answered = false;
+  t = std::thread([&] {
+    r = refused_pipeline->Call(caller, MakeAction("get_doc"), invoker);
+    answered = true;
+  });
+  ASSERT_TRUE(WaitUntil([&] { return log.pending() == 1; }));
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  EXPECT_FALSE(answered);
+  log.Fire(core::OkStatus());
+  t.join();
+  EXPECT_FALSE(r.decision.allowed());
+  EXPECT_EQ(invoker.calls(), 1u);
 }
 
 TEST_F(PipelineTest, DecisionWithUnstorableArgumentsIsStillRecorded) {

@@ -12,6 +12,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
+#include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
 #include <unistd.h>
@@ -27,6 +28,7 @@
 #include <optional>
 
 #include "mandate/core/cancel.h"
+#include "mandate/core/forward_gate.h"
 #include "mandate/core/limits.h"
 #include "mandate/net/http.h"
 #include "net/socket_io.h"
@@ -113,6 +115,102 @@ core::Result<Fd> Connect(const ParsedUrl& url, const std::string& key, Clock::ti
   return MakeError(ErrorCode::kUpstreamUnavailable, "cannot connect to " + key + ": " + last);
 }
 
+// The request as the bytes on the wire (headers and body), for a send another thread makes.
+std::string Serialize(http::request<http::string_body>& req) {
+  std::string wire;
+  wire.reserve(req.body().size() + 512);
+  http::serializer<true, http::string_body> sr{req};
+  beast::error_code ec;
+  do {
+    sr.next(ec, [&](beast::error_code&, const auto& buffers) {
+      for (auto b : beast::buffers_range_ref(buffers)) wire.append(static_cast<const char*>(b.data()), b.size());
+      sr.consume(beast::buffer_bytes(buffers));
+    });
+  } while (!ec && !sr.is_done());
+  return wire;
+}
+
+// This thread's wake-up for a handed-over send that could not finish (an eventfd, made once
+// per thread); -1 when none can be made.
+int ThreadNotifyFd() {
+  thread_local struct Holder {
+    int fd = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    ~Holder() {
+      if (fd >= 0) ::close(fd);
+    }
+  } holder;
+  return holder.fd;
+}
+
+// A request handed over to the thread that decides its call's forward gate (core/forward_gate.h):
+// that thread sends it right after the call's decision record is durable, while this one
+// already waits for the answer, so the call sleeps once rather than once for the audit log
+// and once for the upstream.
+struct HandedOver {
+  int fd;
+  std::string_view wire;
+  int notify_fd;
+  // Written by the continuation, read by the caller once Withdraw() said it ran.
+  std::optional<core::Status> decided;
+  size_t sent = 0;
+  int err = 0;  // errno of a send that stopped short
+};
+
+// The continuation: sends without blocking; wakes the caller only when it must act (the gate
+// closed, or the socket took less than all); a complete send lets the answer wake it.
+void SendHandedOver(HandedOver* h, const core::Status& decided) {
+  h->decided = decided;
+  if (decided.ok()) {
+    while (h->sent < h->wire.size()) {
+      ssize_t n = ::send(h->fd, h->wire.data() + h->sent, h->wire.size() - h->sent, MSG_DONTWAIT | MSG_NOSIGNAL);
+      if (n > 0) {
+        h->sent += static_cast<size_t>(n);
+        continue;
+      }
+      if (n < 0 && errno == EINTR) continue;
+      h->err = n < 0 ? errno : EIO;
+      break;
+    }
+    if (h->sent == h->wire.size()) return;
+  }
+  const uint64_t one = 1;
+  (void)!::write(h->notify_fd, &one, sizeof one);
+}
+
+// What waiting for a handed-over send ended with.
+enum class HandOverEnd {
+  kSent,       // all bytes sent: the answer is to be read
+  kPartlySent, // the continuation ran but sent less than all (h.sent, h.err): finish or fail
+  kClosed,     // the gate closed: nothing was sent
+  kWithdrawn,  // nothing was sent and nothing will be: the deadline passed, the call was
+               // cancelled, or the connection became readable (closed by the server)
+};
+
+// Hands `wire` over to `gate` and waits until the answer's first bytes arrive, the
+// continuation wakes this thread, the connection closes or the deadline passes.
+HandOverEnd HandOver(core::ForwardGate& gate, HandedOver& h, Clock::time_point deadline, bool* readable) {
+  gate.WhenDecided([&h](const core::Status& decided) { SendHandedOver(&h, decided); });
+  *readable = false;
+  for (;;) {
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count();
+    if (left <= 0) break;
+    pollfd p[2] = {{h.fd, POLLIN, 0}, {h.notify_fd, POLLIN, 0}};
+    int n = ::poll(p, 2, static_cast<int>(std::min<int64_t>(left, internal::kPollSliceMillis)));
+    if (n < 0 && errno != EINTR) break;
+    if (n > 0) {
+      *readable = (p[0].revents & (POLLIN | POLLHUP | POLLERR)) != 0;
+      break;
+    }
+  }
+  const bool withdrawn = gate.Withdraw();
+  uint64_t drained;
+  while (::read(h.notify_fd, &drained, sizeof drained) > 0) {
+  }
+  if (withdrawn) return HandOverEnd::kWithdrawn;
+  if (!h.decided.has_value() || !h.decided->ok()) return HandOverEnd::kClosed;
+  return h.sent == h.wire.size() ? HandOverEnd::kSent : HandOverEnd::kPartlySent;
+}
+
 }  // namespace
 
 core::Result<ParsedUrl> ParseHttpUrl(std::string_view url) {
@@ -193,6 +291,9 @@ core::Result<HttpResponse> HttpClient::Do(const HttpClientRequest& request) {
   // The thread's cancel signal (a revoked session's call): it aborts the connection, so the
   // wait below ends at once; the connection is never reused.
   core::CancelSignal* cancel = core::CurrentCancelSignal();
+  // The call's forward gate: no byte of the request leaves before it opens.
+  core::ForwardGate* gate = core::CurrentForwardGate();
+  std::string wire;  // the request's bytes, when a send is handed over
   auto cancelled = [&] {
     return MakeError(ErrorCode::kUpstreamUnavailable, "request to " + key + " cancelled");
   };
@@ -214,13 +315,52 @@ core::Result<HttpResponse> HttpClient::Do(const HttpClientRequest& request) {
     abort_on_cancel.emplace(cancel, [raw_fd] { ::shutdown(raw_fd, SHUT_RDWR); });
     DeadlineStream stream(fd.get(), deadline);
     beast::error_code wec;
-    http::write(stream, req, wec);
+    bool written = false;  // the whole request is sent
+    bool answer_waiting = false;  // a poll already saw the answer's first bytes
+    const int notify_fd = gate != nullptr ? ThreadNotifyFd() : -1;
+    if (gate != nullptr && !gate->decided().has_value() && notify_fd >= 0) {
+      if (wire.empty()) wire = Serialize(req);
+      HandedOver h{raw_fd, wire, notify_fd, std::nullopt, 0, 0};
+      bool readable = false;
+      switch (HandOver(*gate, h, deadline, &readable)) {
+        case HandOverEnd::kSent:
+          written = true;
+          answer_waiting = readable;
+          break;
+        case HandOverEnd::kPartlySent:
+          if (h.err == EAGAIN || h.err == EWOULDBLOCK) {
+            asio::write(stream, asio::buffer(wire.data() + h.sent, wire.size() - h.sent), wec);
+          } else {
+            wec = beast::error_code(h.err, boost::system::system_category());
+            if (reused && h.sent == 0) continue;  // stale pooled connection: nothing delivered
+          }
+          written = !wec;
+          break;
+        case HandOverEnd::kClosed:
+          return MakeError(ErrorCode::kInternal,
+                           "request to " + key + " not sent: its forward gate closed: " +
+                               (h.decided.has_value() && !h.decided->ok() ? h.decided->error().message : "undecided"));
+        case HandOverEnd::kWithdrawn:
+          if (cancel && cancel->cancelled()) return cancelled();
+          if (readable && reused) continue;  // the server closed the pooled connection: redial
+          if (readable) return MakeError(ErrorCode::kUpstreamUnavailable, "connection to " + key + " closed before the request");
+          return MakeError(ErrorCode::kUpstreamTimeout,
+                           "request to " + key + " timed out before it could be sent (its audit record was not yet durable)");
+      }
+    } else if (gate != nullptr) {
+      // Decided already (or no wake-up could be made): send here once it is open.
+      if (core::Status decided = gate->Wait(); !decided.ok()) {
+        return MakeError(ErrorCode::kInternal,
+                         "request to " + key + " not sent: its forward gate closed: " + decided.error().message);
+      }
+    }
+    if (!written && !wec) http::write(stream, req, wec);
     if (wec) {
       if (reused && wec != beast::error::timeout) continue;  // stale pooled connection: nothing delivered
       if (wec == beast::error::timeout) return MakeError(ErrorCode::kUpstreamTimeout, "request to " + key + " timed out");
       // The server may have answered early (e.g. 413) and closed: read that answer below.
     }
-    if (!wec) stream.WaitBeforeNextRead();
+    if (!wec && !answer_waiting) stream.WaitBeforeNextRead();
     beast::flat_buffer buffer;
     http::response_parser<http::string_body> parser;
     parser.header_limit(static_cast<uint32_t>(core::kHttpHeaderBytesMax));

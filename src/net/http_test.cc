@@ -5,9 +5,12 @@
 
 #include <atomic>
 #include <chrono>
+#include <mutex>
 #include <thread>
+#include <vector>
 
 #include "mandate/core/cancel.h"
+#include "mandate/core/forward_gate.h"
 #include "mandate/core/limits.h"
 #include "mandate/net/http.h"
 
@@ -326,6 +329,225 @@ TEST(Http, ServerRejectsBindToBadHost) {
   auto server = HttpServer::Start(opts, [](HttpRequest, std::shared_ptr<ResponseSink>) {});
   ASSERT_FALSE(server.ok());
   EXPECT_EQ(server.error().code, core::ErrorCode::kBadRequest);
+}
+
+// --- the forward gate: no byte of a gated request leaves before the gate opens ----------------
+
+// A server that notes when each request arrived (steady clock) and echoes its body's size.
+class ArrivalServer {
+ public:
+  ArrivalServer() {
+    HttpServerOptions opts;
+    auto server = HttpServer::Start(opts, [this](HttpRequest req, std::shared_ptr<ResponseSink> sink) {
+      {
+        std::lock_guard<std::mutex> lock(mu_);
+        arrivals_.push_back(std::chrono::steady_clock::now());
+      }
+      sink->Send(HttpResponse::Text(200, "got " + std::to_string(req.body.size())));
+    });
+    EXPECT_TRUE(server.ok());
+    server_ = std::move(server).value();
+  }
+  std::string Url() const { return "http://127.0.0.1:" + std::to_string(server_->port()) + "/x"; }
+  std::vector<std::chrono::steady_clock::time_point> arrivals() const {
+    std::lock_guard<std::mutex> lock(mu_);
+    return arrivals_;
+  }
+
+ private:
+  mutable std::mutex mu_;
+  std::vector<std::chrono::steady_clock::time_point> arrivals_;
+  std::unique_ptr<HttpServer> server_;
+};
+
+// Runs `fn` on a thread whose forward gate is `gate`; returns the thread.
+template <class Fn>
+std::thread Gated(core::ForwardGate* gate, Fn fn) {
+  return std::thread([gate, fn]() mutable {
+    core::ForwardGateScope scope(gate);
+    fn();
+  });
+}
+
+TEST(HttpGate, AGatedRequestLeavesOnlyOnceTheGateOpens) {
+  ArrivalServer server;
+  HttpClient client;
+  ASSERT_TRUE(client.Do({.method = "POST", .url = server.Url(), .body = "warm"}).ok());  // a pooled connection
+  core::ForwardGate gate;
+  core::Result<HttpResponse> res = core::MakeError(core::ErrorCode::kInternal, "not run");
+  std::thread t = Gated(&gate, [&] { res = client.Do({.method = "POST", .url = server.Url(), .body = "payload"}); });
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  EXPECT_EQ(server.arrivals().size(), 1u);  // only the warm-up: the request waits at the gate
+  const auto opened = std::chrono::steady_clock::now();
+  gate.Decide(core::OkStatus());
+  t.join();
+  ASSERT_TRUE(res.ok()) << res.error().message;
+  EXPECT_EQ(res->body, "got 7");
+  ASSERT_EQ(server.arrivals().size(), 2u);
+  EXPECT_GE(server.arrivals()[1], opened);
+  // An open gate sends at once, on the caller's thread.
+  t = Gated(&gate, [&] { res = client.Do({.method = "POST", .url = server.Url(), .body = "again"}); });
+  t.join();
+  ASSERT_TRUE(res.ok()) << res.error().message;
+  EXPECT_EQ(res->body, "got 5");
+}
+
+TEST(HttpGate, AClosedGateSendsNothingAndTheClientStaysUsable) {
+  ArrivalServer server;
+  HttpClient client;
+  core::ForwardGate gate;
+  core::Result<HttpResponse> res = core::MakeError(core::ErrorCode::kInternal, "not run");
+  std::thread t = Gated(&gate, [&] { res = client.Do({.method = "POST", .url = server.Url(), .body = "payload"}); });
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  gate.Decide(core::MakeError(core::ErrorCode::kInternal, "audit append failed: disk full"));
+  t.join();
+  ASSERT_FALSE(res.ok());
+  EXPECT_EQ(res.error().code, core::ErrorCode::kInternal);
+  EXPECT_NE(res.error().message.find("disk full"), std::string::npos) << res.error().message;
+  // A gate already closed refuses at once too.
+  t = Gated(&gate, [&] { res = client.Do({.method = "POST", .url = server.Url(), .body = "payload"}); });
+  t.join();
+  EXPECT_EQ(res.error().code, core::ErrorCode::kInternal);
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  EXPECT_TRUE(server.arrivals().empty());
+  auto ok = client.Do({.method = "POST", .url = server.Url(), .body = "ungated"});
+  ASSERT_TRUE(ok.ok()) << ok.error().message;
+  EXPECT_EQ(ok->body, "got 7");
+}
+
+TEST(HttpGate, ADeadlineOrACancelBeforeTheGateOpensSendsNothingEver) {
+  ArrivalServer server;
+  HttpClient client;
+  core::ForwardGate timed_out;
+  core::Result<HttpResponse> res = core::MakeError(core::ErrorCode::kInternal, "not run");
+  std::thread t = Gated(&timed_out, [&] {
+    res = client.Do({.method = "POST", .url = server.Url(), .body = "late", .timeout_millis = 100});
+  });
+  t.join();
+  ASSERT_FALSE(res.ok());
+  EXPECT_EQ(res.error().code, core::ErrorCode::kUpstreamTimeout);
+  EXPECT_NE(res.error().message.find("before it could be sent"), std::string::npos) << res.error().message;
+  timed_out.Decide(core::OkStatus());  // too late: the send was taken back
+
+  core::ForwardGate cancelled_gate;
+  core::CancelSignal signal;
+  const auto start = std::chrono::steady_clock::now();
+  t = Gated(&cancelled_gate, [&] {
+    core::CancelScope scope(&signal);
+    res = client.Do({.method = "POST", .url = server.Url(), .body = "revoked", .timeout_millis = 10000});
+  });
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  signal.Cancel();
+  t.join();
+  ASSERT_FALSE(res.ok());
+  EXPECT_NE(res.error().message.find("cancelled"), std::string::npos) << res.error().message;
+  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(5));
+  cancelled_gate.Decide(core::OkStatus());
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  EXPECT_TRUE(server.arrivals().empty());
+}
+
+// A raw peer that reads nothing for `stall` after accepting, then reads one request with a
+// Content-Length body and answers with the body's size; so a large request fills the socket
+// and whoever sends it must finish the send once the peer reads.
+class SlowReader {
+ public:
+  explicit SlowReader(std::chrono::milliseconds stall) : stall_(stall) {
+    listen_fd_ = ::socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    EXPECT_EQ(::bind(listen_fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+    EXPECT_EQ(::listen(listen_fd_, 8), 0);
+    socklen_t len = sizeof addr;
+    ::getsockname(listen_fd_, reinterpret_cast<sockaddr*>(&addr), &len);
+    port_ = ntohs(addr.sin_port);
+    thread_ = std::thread([this] { Serve(); });
+  }
+  ~SlowReader() {
+    ::shutdown(listen_fd_, SHUT_RDWR);
+    ::close(listen_fd_);
+    thread_.join();
+  }
+  std::string Url() const { return "http://127.0.0.1:" + std::to_string(port_) + "/x"; }
+
+ private:
+  void Serve() {
+    int fd = ::accept(listen_fd_, nullptr, nullptr);
+    if (fd < 0) return;
+    std::this_thread::sleep_for(stall_);
+    std::string buf;
+    char c[65536];
+    size_t want = std::string::npos;
+    while (want == std::string::npos || buf.size() < want) {
+      ssize_t n = ::read(fd, c, sizeof c);
+      if (n <= 0) break;
+      buf.append(c, static_cast<size_t>(n));
+      size_t end = buf.find("\r\n\r\n");
+      size_t cl = buf.find("Content-Length: ");
+      if (want == std::string::npos && end != std::string::npos && cl != std::string::npos && cl < end) {
+        want = end + 4 + std::stoul(buf.substr(cl + 16));
+      }
+    }
+    const std::string body = std::to_string(buf.size() - (buf.find("\r\n\r\n") + 4));
+    const std::string answer = "HTTP/1.1 200 OK\r\nContent-Length: " + std::to_string(body.size()) +
+                               "\r\nConnection: close\r\n\r\n" + body;
+    (void)!::write(fd, answer.data(), answer.size());
+    ::close(fd);
+  }
+  int listen_fd_ = -1;
+  uint16_t port_ = 0;
+  std::chrono::milliseconds stall_;
+  std::thread thread_;
+};
+
+TEST(HttpGate, ARequestTooLargeForTheSocketIsFinishedByTheCaller) {
+  SlowReader peer(std::chrono::milliseconds(200));
+  HttpClient client;
+  core::ForwardGate gate;
+  const std::string big(8 * 1024 * 1024, 'b');  // more than the socket buffers hold
+  core::Result<HttpResponse> res = core::MakeError(core::ErrorCode::kInternal, "not run");
+  std::thread t = Gated(&gate, [&] {
+    res = client.Do({.method = "POST", .url = peer.Url(), .body = big, .timeout_millis = 10000});
+  });
+  std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  gate.Decide(core::OkStatus());  // the opening thread sends what fits and returns at once
+  t.join();
+  ASSERT_TRUE(res.ok()) << res.error().message;
+  EXPECT_EQ(res->body, std::to_string(big.size()));
+}
+
+TEST(HttpGate, AConnectionClosedWhileTheRequestWaitsFailsWithoutSending) {
+  // A peer that accepts and closes at once: the waiting request sees the close, not a timeout.
+  int listen_fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(::bind(listen_fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+  ASSERT_EQ(::listen(listen_fd, 8), 0);
+  socklen_t len = sizeof addr;
+  ::getsockname(listen_fd, reinterpret_cast<sockaddr*>(&addr), &len);
+  std::thread closer([&] {
+    int fd = ::accept(listen_fd, nullptr, nullptr);
+    if (fd >= 0) ::close(fd);
+  });
+  HttpClient client;
+  core::ForwardGate gate;
+  core::Result<HttpResponse> res = core::MakeError(core::ErrorCode::kInternal, "not run");
+  const auto start = std::chrono::steady_clock::now();
+  std::thread t = Gated(&gate, [&] {
+    res = client.Do({.method = "POST",
+                     .url = "http://127.0.0.1:" + std::to_string(ntohs(addr.sin_port)) + "/x",
+                     .body = "x",
+                     .timeout_millis = 10000});
+  });
+  t.join();
+  closer.join();
+  ::close(listen_fd);
+  ASSERT_FALSE(res.ok());
+  EXPECT_EQ(res.error().code, core::ErrorCode::kUpstreamUnavailable) << res.error().message;
+  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(5));
+  gate.Decide(core::OkStatus());  // nothing left to send
 }
 
 }  // namespace

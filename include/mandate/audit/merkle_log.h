@@ -100,8 +100,9 @@ class MerkleLog final : public AuditLog {
 
   core::Result<uint64_t> Append(const core::Json& record) override;
   core::Status Submit(const core::Json& record) override;
-  // Does not block for the sync: see AuditLog::AppendThen. `on_durable` runs on the thread
-  // that syncs the record (an appender leading its own batch, the committer, or the flusher)
+  // Does not block for the sync: see AuditLog::AppendThen. The record goes to the committer
+  // (woken if idle), never synced by the caller itself; `on_durable` runs on the thread that
+  // syncs it (the committer, or an appender or the flusher leading a batch that takes it)
   // right after the fdatasync, before that thread wakes the batch's waiting appenders.
   core::Result<uint64_t> AppendThen(const core::Json& record, DurableCallback on_durable) override;
   void Close() override;

@@ -102,6 +102,11 @@ class UpstreamInvoker {
   // Outcome with ok=false and an upstream_* code.
   virtual core::Outcome Invoke(const core::Action& action, const Caller& caller,
                                const Forwarding& forwarding) = 0;
+  // Whether every byte Invoke sends upstream passes the thread's core::ForwardGate (as
+  // net::HttpClient::Do does): then the pipeline invokes before the call's decision record is
+  // durable and the gate holds the send until it is. False (the default): the pipeline waits
+  // for the record before invoking.
+  virtual bool HonoursForwardGate() const { return false; }
 };
 
 // What the audit log keeps of one action's payloads (DESIGN.md section 7, docs/configuration.md

@@ -152,6 +152,7 @@ class McpEndpoint::Invoker final : public gateway::UpstreamInvoker {
     out.result = std::move(res).value();
     return out;
   }
+  bool HonoursForwardGate() const override { return up_.upstream->HonoursForwardGate(); }
 
  private:
   const UpstreamBinding& up_;

@@ -92,6 +92,9 @@ class HttpUpstream final : public internal::JsonRpcUpstream {
   }
 
   const std::string& name() const override { return options_.name; }
+  // Every request goes through net::HttpClient::Do on the calling thread, which holds it at the
+  // thread's forward gate.
+  bool HonoursForwardGate() const override { return true; }
 
   void Stop() override {
     std::lock_guard stop_lock(stop_mu_);

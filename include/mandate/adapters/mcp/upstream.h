@@ -94,6 +94,12 @@ class McpUpstream {
     return CallTool(tool, arguments, timeout_millis, std::string());
   }
 
+  // Whether every message CallTool sends passes the calling thread's core::ForwardGate (the
+  // HTTP upstream's requests do: net::HttpClient::Do on the calling thread honours it); a
+  // stdio upstream writes to its child without one, so the pipeline waits for the call's
+  // decision record before calling it.
+  virtual bool HonoursForwardGate() const { return false; }
+
   // Ends the connection. Idempotent and safe to call from any thread. Callers waiting for a
   // slot or (stdio) for an answer fail with kUpstreamUnavailable; later calls fail with
   // kUpstreamUnavailable. Stdio: closes the child's stdin, sends SIGTERM to its process group
