@@ -909,17 +909,23 @@ Pipeline::CallResult Pipeline::Call(const Caller& caller, core::Action action, U
     core::ForwardGateScope gate_scope(forward_through_gate ? gate.get() : nullptr);
     out.outcome = invoker.Invoke(action, caller, forwarding);
   }
+  // Whether the upstream may have been reached. Not when the invoker returned while the gate
+  // was still undecided: it gave up before its send could leave (a revocation, a deadline, a
+  // closed connection while the decision record synced). Such a call spends nothing (plan
+  // step, budget) and tells the breaker nothing about the upstream.
+  bool upstream_reached = true;
   if (forward_through_gate) {
-    // Decided by now unless the invoker gave up before sending (a full upstream queue, a
-    // timeout at the gate): the call's fate then waits for its record like any other's.
+    upstream_reached = gate->decided().has_value();
+    // The call's record: a refused call still waits for it, like any other.
     if (core::Status durable = gate->Wait(); !durable.ok()) {
       // The gate closed: the invoker sent nothing, so nothing was spent.
       plan_guard.forwarded = false;
       return refuse_unrecorded(durable.error().message);
     }
+    if (!upstream_reached) plan_guard.forwarded = false;
   }
   out.outcome.latency_micros = deps_.clock->NowUnixMicros() - start;
-  if (breaker != nullptr && !cancel->cancelled()) {
+  if (breaker != nullptr && !cancel->cancelled() && upstream_reached) {
     // The upstream answered (even with a tool-level error) or it did not.
     const bool upstream_failed = !out.outcome.ok && (out.outcome.error == ErrorCode::kUpstreamUnavailable ||
                                                      out.outcome.error == ErrorCode::kUpstreamTimeout ||
@@ -937,11 +943,17 @@ Pipeline::CallResult Pipeline::Call(const Caller& caller, core::Action action, U
     Json r = CallRecord("call.cancelled", caller, action);
     r.Set("decision_id", out.decision.id);
     r.Set("reason", out.outcome.message);
-    r.Set("in_flight", true);
+    // In flight at the upstream, or still waiting at the gate (then it never left).
+    r.Set("in_flight", upstream_reached);
     if (deps_.budgets != nullptr && reservation.open()) {
-      // The upstream may have acted before the cancellation: the cost counts.
-      r.Set("budgets", reservation.SettlementJson({}));
-      deps_.budgets->Settle(reservation, {});
+      if (upstream_reached) {
+        // The upstream may have acted before the cancellation: the cost counts.
+        r.Set("budgets", reservation.SettlementJson({}));
+        deps_.budgets->Settle(reservation, {});
+      } else {
+        r.Set("budgets", reservation.ReleaseJson());
+        deps_.budgets->Release(reservation);
+      }
     }
     r.Set("latency_micros", out.outcome.latency_micros);
     (void)deps_.audit->Submit(r);
@@ -955,7 +967,7 @@ Pipeline::CallResult Pipeline::Call(const Caller& caller, core::Action action, U
   if (deps_.budgets != nullptr && reservation.open()) {
     // Released only when the upstream was certainly not reached; anything else may have had
     // its side effect and counts in full (never under-count).
-    if (!out.outcome.ok && out.outcome.error == ErrorCode::kUpstreamUnavailable) {
+    if (!out.outcome.ok && (out.outcome.error == ErrorCode::kUpstreamUnavailable || !upstream_reached)) {
       completed.Set("budgets", reservation.ReleaseJson());
       deps_.budgets->Release(reservation);
     } else {

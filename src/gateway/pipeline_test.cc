@@ -150,18 +150,18 @@ class ManualDurabilityLog final : public audit::AuditLog {
   core::Result<uint64_t> Append(const Json& record) override {
     Fire(core::OkStatus());
     std::lock_guard lock(mu_);
-    types_.push_back(record.GetString("type"));
+    Keep(record);
     return next_++;
   }
   core::Status Submit(const Json& record) override {
     std::lock_guard lock(mu_);
-    types_.push_back(record.GetString("type"));
+    Keep(record);
     ++next_;
     return core::OkStatus();
   }
   core::Result<uint64_t> AppendThen(const Json& record, DurableCallback on_durable) override {
     std::lock_guard lock(mu_);
-    types_.push_back(record.GetString("type"));
+    Keep(record);
     pending_.push_back(std::move(on_durable));
     return next_++;
   }
@@ -183,12 +183,63 @@ class ManualDurabilityLog final : public audit::AuditLog {
     std::lock_guard lock(mu_);
     return types_;
   }
+  // The last record of `type` (null when none).
+  Json Last(const std::string& type) const {
+    std::lock_guard lock(mu_);
+    for (auto it = records_.rbegin(); it != records_.rend(); ++it) {
+      if (it->GetString("type") == type) return *it;
+    }
+    return Json();
+  }
 
  private:
+  void Keep(const Json& record) {
+    types_.push_back(record.GetString("type"));
+    records_.push_back(record);
+  }
   mutable std::mutex mu_;
   std::vector<DurableCallback> pending_;
   std::vector<std::string> types_;
+  std::vector<Json> records_;
   uint64_t next_ = 0;
+};
+
+// An upstream that hands its send to the gate and then gives up before the gate opens, as
+// net::HttpClient does when the call is cancelled or its deadline passes while the decision
+// record syncs: on the call's cancel signal (`on_cancel`) or after 20 ms (else).
+class GivingUpInvoker final : public UpstreamInvoker {
+ public:
+  explicit GivingUpInvoker(bool on_cancel) : on_cancel_(on_cancel) {}
+  core::Outcome Invoke(const core::Action&, const Caller&, const Forwarding&) override {
+    core::ForwardGate* gate = core::CurrentForwardGate();
+    core::Outcome o;
+    o.ok = false;
+    if (gate == nullptr) return o;
+    std::atomic<bool> sent{false};
+    gate->WhenDecided([&](const core::Status& durable) { sent = durable.ok(); });
+    if (on_cancel_) {
+      std::atomic<bool> cancelled{false};
+      core::CancelRegistration r(core::CurrentCancelSignal(), [&] { cancelled = true; });
+      entered = true;
+      while (!cancelled) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    } else {
+      entered = true;
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+    withdrawn = gate->Withdraw();
+    o.error = on_cancel_ ? ErrorCode::kUpstreamUnavailable : ErrorCode::kUpstreamTimeout;
+    o.message = "gave up before the gate opened";
+    sent_anyway = sent.load();
+    return o;
+  }
+  bool HonoursForwardGate() const override { return true; }
+
+  std::atomic<bool> entered{false};
+  std::atomic<bool> withdrawn{false};
+  std::atomic<bool> sent_anyway{false};
+
+ private:
+  const bool on_cancel_;
 };
 
 // An upstream whose sends pass the thread's forward gate, as the MCP HTTP upstream's do: it
@@ -929,6 +980,52 @@ TEST_F(PipelineTest, AnInvokerThatDoesNotHonourTheGateIsCalledOnlyOnceTheRecordI
   t.join();
   EXPECT_FALSE(r.decision.allowed());
   EXPECT_EQ(invoker.calls(), 1u);
+}
+
+TEST_F(PipelineTest, ACallThatGivesUpBeforeItsGateOpensSpendsNothingAndBlamesNoUpstream) {
+  SetPolicies("permit (principal, action, resource);");
+  Caller caller = MustAuthenticate(RootClaims());
+  ManualDurabilityLog log;
+  CircuitBreakerOptions o;
+  o.failure_threshold = 1;
+  CircuitBreaker breaker("up", o, clock_);
+  std::map<std::string, CircuitBreaker*, std::less<>> breakers{{"up", &breaker}};
+  PipelineDeps deps = Deps(&log);
+  deps.breakers = &breakers;
+  Pipeline pipeline(deps);
+
+  // A deadline passed while the record synced: a failure, but not the upstream's.
+  GivingUpInvoker timed_out(false);
+  Pipeline::CallResult r;
+  std::thread t([&] { r = pipeline.Call(caller, MakeAction("get_doc"), timed_out); });
+  ASSERT_TRUE(WaitUntil([&] { return timed_out.entered.load() && log.pending() == 1; }));
+  ASSERT_TRUE(WaitUntil([&] { return !timed_out.sent_anyway.load() && timed_out.withdrawn.load(); }));
+  log.Fire(core::OkStatus());  // the record is durable after all: the call still never left
+  t.join();
+  EXPECT_TRUE(r.decision.allowed());
+  EXPECT_FALSE(r.outcome.ok);
+  EXPECT_EQ(r.outcome.error, ErrorCode::kUpstreamTimeout);
+  EXPECT_EQ(breaker.state(), CircuitBreaker::State::kClosed);  // one failure would open it
+  Json completed = log.Last("call.completed");
+  ASSERT_TRUE(completed.is_object());
+  EXPECT_EQ(completed.GetString("status"), "failed");
+
+  // Revoked while the record synced: cancelled, and the record says it never went.
+  GivingUpInvoker revoked(true);
+  t = std::thread([&] { r = pipeline.Call(caller, MakeAction("get_doc"), revoked); });
+  ASSERT_TRUE(WaitUntil([&] { return revoked.entered.load() && log.pending() == 1; }));
+  ASSERT_TRUE(revocations_->Revoke(*store_, revocation::Kind::kSession, std::string(kRootSid), "test", 1767000000).ok());
+  EXPECT_EQ(pipeline.CancelRevoked(), 1u);
+  ASSERT_TRUE(WaitUntil([&] { return revoked.withdrawn.load(); }));
+  log.Fire(core::OkStatus());
+  t.join();
+  EXPECT_FALSE(revoked.sent_anyway.load());
+  EXPECT_EQ(r.outcome.error, ErrorCode::kTokenRevoked);
+  Json cancelled = log.Last("call.cancelled");
+  ASSERT_TRUE(cancelled.is_object());
+  ASSERT_NE(cancelled.Find("in_flight"), nullptr);
+  EXPECT_FALSE(cancelled.Find("in_flight")->as_bool());
+  EXPECT_EQ(breaker.state(), CircuitBreaker::State::kClosed);
 }
 
 TEST_F(PipelineTest, DecisionWithUnstorableArgumentsIsStillRecorded) {
