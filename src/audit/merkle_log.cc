@@ -836,8 +836,16 @@ void MerkleLog::Wake(WakeMask mask) {
 void MerkleLog::CommitLoop() {
   std::unique_lock<std::mutex> lock(mu_);
   WakeMask wake = 0;  // the last batch's words, bumped by the next Lead once mu_ is released
-  Ready ready;        // and its AppendThen callbacks, run by the next Lead likewise
+  Ready ready;        // the last batch's AppendThen callbacks
   for (;;) {
+    if (!ready.empty()) {
+      // The callbacks (the calls' gated sends) run before the next batch is taken, so the
+      // records that come in meanwhile ride with it instead of waiting for a further sync.
+      lock.unlock();
+      RunReady(&ready);
+      lock.lock();
+      continue;
+    }
     if (!closing_ && !failed_.load(std::memory_order_relaxed) && !leading_ &&
         awaited_ > durable_.load(std::memory_order_relaxed)) {
       wake = Lead(lock, true, wake, &ready);

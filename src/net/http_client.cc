@@ -17,6 +17,7 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <array>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
@@ -156,13 +157,15 @@ struct HandedOver {
   int err = 0;  // errno of a send that stopped short
 };
 
-// The continuation: sends without blocking; wakes the caller only when it must act (the gate
-// closed, or the socket took less than all); a complete send lets the answer wake it.
+// The continuation: sends without blocking, at most kGateSendBytesMax; wakes the caller only
+// when it must act (the gate closed, or bytes are left: the socket took less, or the request
+// is larger); a complete send lets the answer wake it.
 void SendHandedOver(HandedOver* h, const core::Status& decided) {
   h->decided = decided;
   if (decided.ok()) {
-    while (h->sent < h->wire.size()) {
-      ssize_t n = ::send(h->fd, h->wire.data() + h->sent, h->wire.size() - h->sent, MSG_DONTWAIT | MSG_NOSIGNAL);
+    const size_t here = std::min(h->wire.size(), core::kGateSendBytesMax);
+    while (h->sent < here) {
+      ssize_t n = ::send(h->fd, h->wire.data() + h->sent, here - h->sent, MSG_DONTWAIT | MSG_NOSIGNAL);
       if (n > 0) {
         h->sent += static_cast<size_t>(n);
         continue;
@@ -172,6 +175,7 @@ void SendHandedOver(HandedOver* h, const core::Status& decided) {
       break;
     }
     if (h->sent == h->wire.size()) return;
+    if (h->err == 0) h->err = EAGAIN;  // the rest is the caller's to send
   }
   const uint64_t one = 1;
   (void)!::write(h->notify_fd, &one, sizeof one);

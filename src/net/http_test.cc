@@ -501,6 +501,20 @@ class SlowReader {
   std::thread thread_;
 };
 
+TEST(HttpGate, ARequestLargerThanTheOpenerSendsIsFinishedByTheCaller) {
+  ArrivalServer server;
+  HttpClient client;
+  core::ForwardGate gate;
+  const std::string body(core::kGateSendBytesMax * 3, 'm');  // the opener sends only the first part
+  core::Result<HttpResponse> res = core::MakeError(core::ErrorCode::kInternal, "not run");
+  std::thread t = Gated(&gate, [&] { res = client.Do({.method = "POST", .url = server.Url(), .body = body}); });
+  std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  gate.Decide(core::OkStatus());
+  t.join();
+  ASSERT_TRUE(res.ok()) << res.error().message;
+  EXPECT_EQ(res->body, "got " + std::to_string(body.size()));
+}
+
 TEST(HttpGate, ARequestTooLargeForTheSocketIsFinishedByTheCaller) {
   SlowReader peer(std::chrono::milliseconds(200));
   HttpClient client;

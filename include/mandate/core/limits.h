@@ -10,6 +10,10 @@ namespace mandate::core {
 // --- HTTP ---------------------------------------------------------------------------------
 inline constexpr size_t kHttpHeaderBytesMax = 16 * 1024;
 inline constexpr size_t kHttpRequestBodyBytesMax = 4 * 1024 * 1024;
+// The most of a gated request's bytes the thread that opens its forward gate sends for it
+// (core/forward_gate.h, net::HttpClient): that thread is the audit log's committer, shared by
+// every call, so a large request's rest is sent by its own caller.
+inline constexpr size_t kGateSendBytesMax = 64 * 1024;
 inline constexpr size_t kHttpResponseBodyBytesMax = 16 * 1024 * 1024;  // from upstreams
 inline constexpr size_t kConnectionsMax = 4096;                           // per listener
 // max_connections of the agent listener when not configured; the admin listener's is fixed.
