@@ -28,6 +28,7 @@
 #include "mandate/core/json.h"
 #include "event_loop_http_server.h"
 #include "mandate/net/http.h"
+#include "stop_signals.h"
 
 namespace {
 
@@ -231,12 +232,7 @@ int main(int argc, char** argv) {
     ++i;
   }
 
-  // Block the stop signals before any thread starts, so only sigwait below receives them.
-  sigset_t stop_signals;
-  sigemptyset(&stop_signals);
-  sigaddset(&stop_signals, SIGTERM);
-  sigaddset(&stop_signals, SIGINT);
-  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+  const sigset_t stop_signals = mandate::bench::BlockStopSignals();
 
   FastMcpServer mcp;
   auto server = mandate::bench::StartEventLoopServer(
@@ -250,8 +246,7 @@ int main(int argc, char** argv) {
   std::printf("ready on http://127.0.0.1:%u\n", static_cast<unsigned>((*server)->port()));
   std::fflush(stdout);
 
-  int sig = 0;
-  sigwait(&stop_signals, &sig);
+  mandate::bench::WaitForStopSignal(stop_signals);
   (*server)->Stop();
   return 0;
 }

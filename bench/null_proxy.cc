@@ -18,6 +18,7 @@
 #include <string_view>
 
 #include "mandate/net/http.h"
+#include "stop_signals.h"
 
 // The allocator settings of the mandate binary (src/cli/main.cc), whose plumbing this measures;
 // jemalloc reads them when it is linked in (bench/CMakeLists.txt), glibc's malloc ignores them.
@@ -57,11 +58,7 @@ int main(int argc, char** argv) {
     return 2;
   }
 
-  sigset_t stop_signals;
-  sigemptyset(&stop_signals);
-  sigaddset(&stop_signals, SIGTERM);
-  sigaddset(&stop_signals, SIGINT);
-  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+  const sigset_t stop_signals = mandate::bench::BlockStopSignals();
 
   net::HttpClient client;
   net::HttpServerOptions options;
@@ -94,8 +91,7 @@ int main(int argc, char** argv) {
   }
   std::printf("ready on http://127.0.0.1:%u\n", static_cast<unsigned>((*server)->port()));
   std::fflush(stdout);
-  int sig = 0;
-  sigwait(&stop_signals, &sig);
+  mandate::bench::WaitForStopSignal(stop_signals);
   (*server)->Stop();
   return 0;
 }

@@ -333,6 +333,19 @@ class PipelineTest : public ::testing::Test {
   std::unique_ptr<Pipeline> MakePipeline(audit::AuditLog* log) {
     return std::make_unique<Pipeline>(Deps(log));
   }
+  // A pipeline over `log` whose upstream "up" has `breaker`, which must outlive it.
+  std::unique_ptr<Pipeline> MakePipelineWithBreaker(audit::AuditLog* log, CircuitBreaker* breaker) {
+    breakers_ = {{"up", breaker}};
+    PipelineDeps deps = Deps(log);
+    deps.breakers = &breakers_;
+    return std::make_unique<Pipeline>(deps);
+  }
+  // A breaker that one upstream failure opens: a call wrongly blamed on the upstream shows.
+  static CircuitBreakerOptions OneFailureOpens() {
+    CircuitBreakerOptions o;
+    o.failure_threshold = 1;
+    return o;
+  }
 
   std::string AuditDir() const { return dir_.Sub("audit"); }
 
@@ -488,6 +501,7 @@ class PipelineTest : public ::testing::Test {
   std::unique_ptr<store::SqliteStore> store_;
   std::unique_ptr<revocation::RevocationSet> revocations_;
   std::unique_ptr<audit::AuditLog> audit_;
+  std::map<std::string, CircuitBreaker*, std::less<>> breakers_;  // MakePipelineWithBreaker's
   broker::Scrubber scrubber_;
   PolicyHolder policies_;
   Directory directory_;
@@ -923,13 +937,9 @@ TEST_F(PipelineTest, AGateThatClosesRefusesTheCallAsAnUnwritableLogDoesAndSpends
   SetPolicies("permit (principal, action, resource);");
   Caller caller = MustAuthenticate(RootClaims());
   ManualDurabilityLog log;
-  CircuitBreakerOptions o;
-  o.failure_threshold = 1;
-  CircuitBreaker breaker("up", o, clock_);
-  std::map<std::string, CircuitBreaker*, std::less<>> breakers{{"up", &breaker}};
-  PipelineDeps deps = Deps(&log);
-  deps.breakers = &breakers;
-  Pipeline pipeline(deps);
+  CircuitBreaker breaker("up", OneFailureOpens(), clock_);
+  auto with_breaker = MakePipelineWithBreaker(&log, &breaker);
+  Pipeline& pipeline = *with_breaker;
   GateHonouringInvoker invoker;
   invoker.at_invoke = [&] { log.Fire(core::MakeError(ErrorCode::kInternal, "audit append failed: disk full")); };
   auto r = pipeline.Call(caller, MakeAction("get_doc"), invoker);
@@ -986,13 +996,9 @@ TEST_F(PipelineTest, ACallThatGivesUpBeforeItsGateOpensSpendsNothingAndBlamesNoU
   SetPolicies("permit (principal, action, resource);");
   Caller caller = MustAuthenticate(RootClaims());
   ManualDurabilityLog log;
-  CircuitBreakerOptions o;
-  o.failure_threshold = 1;
-  CircuitBreaker breaker("up", o, clock_);
-  std::map<std::string, CircuitBreaker*, std::less<>> breakers{{"up", &breaker}};
-  PipelineDeps deps = Deps(&log);
-  deps.breakers = &breakers;
-  Pipeline pipeline(deps);
+  CircuitBreaker breaker("up", OneFailureOpens(), clock_);
+  auto with_breaker = MakePipelineWithBreaker(&log, &breaker);
+  Pipeline& pipeline = *with_breaker;
 
   // A deadline passed while the record synced: a failure, but not the upstream's.
   GivingUpInvoker timed_out(false);

@@ -43,21 +43,27 @@ std::unique_ptr<HttpServer> StartEcho() {
   return std::move(server).value();
 }
 
+// A listening TCP socket on 127.0.0.1 at a free port (set in *port), for the raw peers below.
+int ListenOnLoopback(uint16_t* port) {
+  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  EXPECT_EQ(::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+  EXPECT_EQ(::listen(fd, 8), 0);
+  socklen_t len = sizeof addr;
+  ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
+  *port = ntohs(addr.sin_port);
+  return fd;
+}
+
 // A raw HTTP/1.1 peer on 127.0.0.1 that answers the first request of each connection with a
 // keep-alive 200, then either closes the idle connection at once (`close_idle`) or reads the
 // next request and dies without answering. Counts the requests it read.
 class DyingPeer {
  public:
   explicit DyingPeer(bool close_idle) : close_idle_(close_idle) {
-    listen_fd_ = ::socket(AF_INET, SOCK_STREAM, 0);
-    sockaddr_in addr{};
-    addr.sin_family = AF_INET;
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    EXPECT_EQ(::bind(listen_fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
-    EXPECT_EQ(::listen(listen_fd_, 8), 0);
-    socklen_t len = sizeof addr;
-    ::getsockname(listen_fd_, reinterpret_cast<sockaddr*>(&addr), &len);
-    port_ = ntohs(addr.sin_port);
+    listen_fd_ = ListenOnLoopback(&port_);
     thread_ = std::thread([this] { Serve(); });
   }
   ~DyingPeer() {
@@ -102,7 +108,7 @@ class DyingPeer {
   }
   bool close_idle_;
   int listen_fd_ = -1;
-  int port_ = 0;
+  uint16_t port_ = 0;
   std::atomic<int> requests_{0};
   std::thread thread_;
 };
@@ -453,15 +459,7 @@ TEST(HttpGate, ADeadlineOrACancelBeforeTheGateOpensSendsNothingEver) {
 class SlowReader {
  public:
   explicit SlowReader(std::chrono::milliseconds stall) : stall_(stall) {
-    listen_fd_ = ::socket(AF_INET, SOCK_STREAM, 0);
-    sockaddr_in addr{};
-    addr.sin_family = AF_INET;
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    EXPECT_EQ(::bind(listen_fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
-    EXPECT_EQ(::listen(listen_fd_, 8), 0);
-    socklen_t len = sizeof addr;
-    ::getsockname(listen_fd_, reinterpret_cast<sockaddr*>(&addr), &len);
-    port_ = ntohs(addr.sin_port);
+    listen_fd_ = ListenOnLoopback(&port_);
     thread_ = std::thread([this] { Serve(); });
   }
   ~SlowReader() {
@@ -533,14 +531,8 @@ TEST(HttpGate, ARequestTooLargeForTheSocketIsFinishedByTheCaller) {
 
 TEST(HttpGate, AConnectionClosedWhileTheRequestWaitsFailsWithoutSending) {
   // A peer that accepts and closes at once: the waiting request sees the close, not a timeout.
-  int listen_fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ASSERT_EQ(::bind(listen_fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
-  ASSERT_EQ(::listen(listen_fd, 8), 0);
-  socklen_t len = sizeof addr;
-  ::getsockname(listen_fd, reinterpret_cast<sockaddr*>(&addr), &len);
+  uint16_t port = 0;
+  const int listen_fd = ListenOnLoopback(&port);
   std::thread closer([&] {
     int fd = ::accept(listen_fd, nullptr, nullptr);
     if (fd >= 0) ::close(fd);
@@ -551,7 +543,7 @@ TEST(HttpGate, AConnectionClosedWhileTheRequestWaitsFailsWithoutSending) {
   const auto start = std::chrono::steady_clock::now();
   std::thread t = Gated(&gate, [&] {
     res = client.Do({.method = "POST",
-                     .url = "http://127.0.0.1:" + std::to_string(ntohs(addr.sin_port)) + "/x",
+                     .url = "http://127.0.0.1:" + std::to_string(port) + "/x",
                      .body = "x",
                      .timeout_millis = 10000});
   });
