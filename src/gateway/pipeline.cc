@@ -916,7 +916,7 @@ Pipeline::CallResult Pipeline::Call(const Caller& caller, core::Action action, U
   bool upstream_reached = true;
   if (forward_through_gate) {
     upstream_reached = gate->decided().has_value();
-    // The call's record: a refused call still waits for it, like any other.
+    // The decision record's fate: known already if the send left, else waited for here.
     if (core::Status durable = gate->Wait(); !durable.ok()) {
       // The gate closed: the invoker sent nothing, so nothing was spent.
       plan_guard.forwarded = false;
