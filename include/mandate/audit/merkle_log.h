@@ -21,8 +21,10 @@
 // is, and a failed write or sync fails every Append whose record it did not make durable (and
 // the log, for good). Submit()ted records are queued: the next group commit writes and syncs
 // them with its batch, or a background thread does within kAuditFlushIntervalMillis when no
-// Append comes. The same background thread signs and writes checkpoints, off the appenders'
-// path; a checkpoint only ever covers synced records.
+// Append comes. AppendThen()ed records are awaited like a waiting Append's, but by a callback:
+// the committer (never the caller) syncs them and runs their callbacks right after the
+// fdatasync, before it takes the next batch. The same background thread as Submit's signs and
+// writes checkpoints, off the appenders' path; a checkpoint only ever covers synced records.
 //
 // Preallocated space: the current segment is filled with NUL bytes (written and synced) ahead
 // of the records by a preallocator thread, so a batch's fdatasync() overwrites blocks that
