@@ -31,7 +31,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { after, before, describe, test } from 'node:test';
 
 import {
-  E2E_DIR, Mandate, T, assertAllowed, assertRefused, callOn, connectAgent, nonce, recordType, resultText,
+  E2E_DIR, Mandate, T, assertAllowed, assertRefused, callOn, connectAgent, eventually, nonce, recordType, resultText,
 } from './harness.mjs';
 
 const UP = 'rec';
@@ -260,7 +260,10 @@ describe('approvals', () => {
         assert.deepEqual(used.approvers, ['bob', 'carol']);
         await expectFail(['approvals', 'approve', a.id, '--as', 'bob'], /conflict: .*already used/, 'a vote on a used approval');
 
-        // The audit log, in order.
+        // The audit log, in order; call.completed is written after the answer (asynchronously).
+        await eventually(() => audit().some((c) => recordType(c) === 'call.completed' &&
+          audit().some((d) => recordType(d) === 'call.decided' && d.args?.id === id && d.decision_id === c.decision_id)),
+        `the call.completed of ${id}`);
         const recs = audit();
         const evs = ofApproval(recs, a.id);
         assert.deepEqual(evs.map((r) => [recordType(r), r.approver ?? r.state ?? null]), [

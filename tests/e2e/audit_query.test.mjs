@@ -11,9 +11,8 @@ import { readFileSync, readdirSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { setTimeout as sleep } from 'node:timers/promises';
 
-import { Mandate, T, assertAllowed, assertRefused, callTool, fetchT, nonce } from './harness.mjs';
+import { Mandate, T, assertAllowed, assertRefused, callTool, eventually, fetchT, nonce } from './harness.mjs';
 
 const require = createRequire(import.meta.url);
 // The generated protobufjs root of the OTLP protos (opentelemetry-proto), as shipped by the
@@ -106,16 +105,6 @@ async function queryAllPages(args, limit) {
     after = r.next_after_seq;
   }
   return assert.fail('pagination did not end');
-}
-
-/** Waits until `pred()` holds (records submitted asynchronously reach the files within 20 ms). */
-async function eventually(pred, what) {
-  const deadline = Date.now() + 10_000;
-  for (;;) {
-    if (await pred()) return;
-    if (Date.now() > deadline) assert.fail(`timed out waiting for: ${what}`);
-    await sleep(100);
-  }
 }
 
 // ------------------------------------------------------------------------------- OTLP checks

@@ -500,6 +500,20 @@ ${this.extraYaml}`;
  * inspect status, headers and body of an HTTP-level refusal. `fetch`: the fetch the client's
  * requests go through (e.g. one that adds a DPoP proof to each).
  */
+/**
+ * Polls `fn` every 100 ms until it returns true, failing after `ms`: for what Mandate does
+ * asynchronously by design, e.g. a call.completed record, which reaches the log's files with
+ * the next group commit or within kAuditFlushIntervalMillis, after the agent has its answer.
+ */
+export async function eventually(fn, what, ms = 10_000) {
+  const until = Date.now() + ms;
+  for (;;) {
+    if (await fn()) return;
+    if (Date.now() > until) assert.fail(`not within ${ms} ms: ${what}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
 export async function connectAgent(mcpUrl, token, { authScheme = 'Bearer', fetch: innerFetch = fetch } = {}) {
   const httpFailures = [];
   const recordingFetch = async (url, init) => {

@@ -7,7 +7,7 @@ import { mkdirSync, unlinkSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 
-import { Mandate, T, assertAllowed, assertRefused, callTool, nonce } from './harness.mjs';
+import { Mandate, T, assertAllowed, assertRefused, callTool, eventually, nonce } from './harness.mjs';
 
 const POLICY = `
 @id("alice-everything")
@@ -26,16 +26,6 @@ const m = new Mandate({
   tools: { echo: 'read', 'get-env': 'read', 'get-sum': 'write' },
 });
 const opts = { timeout: T.test };
-
-/** Polls `fn` until it returns true (bounded), for the watcher's settle time. */
-async function eventually(fn, what, ms = 10_000) {
-  const until = Date.now() + ms;
-  for (;;) {
-    if (await fn()) return;
-    if (Date.now() > until) assert.fail(`not within ${ms} ms: ${what}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
 
 describe('policy tooling', () => {
   before(async () => {
