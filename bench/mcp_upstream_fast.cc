@@ -243,10 +243,5 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "mcp_upstream_fast: %s\n", server.error().message.c_str());
     return 1;
   }
-  std::printf("ready on http://127.0.0.1:%u\n", static_cast<unsigned>((*server)->port()));
-  std::fflush(stdout);
-
-  mandate::bench::WaitForStopSignal(stop_signals);
-  (*server)->Stop();
-  return 0;
+  return mandate::bench::ServeUntilStopSignal(**server, stop_signals);
 }

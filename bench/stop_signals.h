@@ -6,6 +6,8 @@
 #include <pthread.h>
 #include <signal.h>
 
+#include <cstdio>
+
 namespace mandate::bench {
 
 // Blocks SIGTERM and SIGINT in this thread and every thread it starts later; returns the set.
@@ -22,6 +24,17 @@ inline sigset_t BlockStopSignals() {
 inline void WaitForStopSignal(const sigset_t& stop_signals) {
   int sig = 0;
   sigwait(&stop_signals, &sig);
+}
+
+// Prints `ready on http://127.0.0.1:<port>` (what scripts/run-bench.sh waits for), serves until
+// one of `stop_signals` arrives, then stops `server`. Returns the process's exit status.
+template <class Server>
+int ServeUntilStopSignal(Server& server, const sigset_t& stop_signals) {
+  std::printf("ready on http://127.0.0.1:%u\n", static_cast<unsigned>(server.port()));
+  std::fflush(stdout);
+  WaitForStopSignal(stop_signals);
+  server.Stop();
+  return 0;
 }
 
 }  // namespace mandate::bench

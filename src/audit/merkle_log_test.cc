@@ -118,6 +118,13 @@ MerkleLog::Options Every(uint64_t every, size_t segment_bytes_max = core::kAudit
   return o;
 }
 MerkleLog::Options Quiet() { return Every(1000000); }
+// Quiet, with every record after the first of a segment rolling to the next: a failure to
+// create a segment (its directory removed) then hits the very next write.
+MerkleLog::Options EveryRecordRolls() {
+  MerkleLog::Options o = Quiet();
+  o.segment_bytes_max = 1;
+  return o;
+}
 
 // Polls `done` every millisecond for at most 10 s (the background thread's work is a sign and
 // an fdatasync, normally well under a millisecond).
@@ -128,6 +135,16 @@ bool WaitFor(const std::function<bool()>& done) {
     std::this_thread::sleep_for(std::chrono::milliseconds(1));
   }
   return true;
+}
+
+// Removes `dir` and everything in it, again while the log under test adds a segment meanwhile
+// (ENOTEMPTY), until it is gone (at most WaitFor's 10 s).
+bool RemoveUntilGone(const std::string& dir) {
+  return WaitFor([&] {
+    std::error_code ec;
+    fs::remove_all(dir, ec);
+    return !fs::exists(dir, ec);
+  });
 }
 
 // Writes `count` records of type `type` into a fresh log in `dir` and closes it. After each
@@ -1838,9 +1855,7 @@ TEST(MerkleLog, WriteFailureFailsThisAndEveryLaterAppend) {
   TempDir tmp;
   std::string dir = tmp.Sub("audit");
   core::FakeClock clock;
-  MerkleLog::Options tiny = Quiet();
-  tiny.segment_bytes_max = 1;  // every record after the first in a segment rolls
-  auto log = MerkleLog::Open(dir, clock, tiny);
+  auto log = MerkleLog::Open(dir, clock, EveryRecordRolls());
   ASSERT_TRUE(log.ok()) << log.error().message;
   ASSERT_TRUE((*log)->Append(Rec("first", 0)).ok());
   // The directory disappears under the log: the next segment cannot be created.
@@ -1862,9 +1877,7 @@ TEST(MerkleLog, WriteFailureFailsThisAndEveryLaterAppend) {
 TEST(MerkleLog, AFailureUnderConcurrentAppendsFailsEveryUnsyncedAppendAndNoneHangs) {
   TempDir tmp;
   std::string dir = tmp.Sub("audit");
-  MerkleLog::Options tiny = Quiet();
-  tiny.segment_bytes_max = 1;  // every record after the first in a segment rolls
-  auto log = MerkleLog::Open(dir, core::SystemClock::Instance(), tiny);
+  auto log = MerkleLog::Open(dir, core::SystemClock::Instance(), EveryRecordRolls());
   ASSERT_TRUE(log.ok()) << log.error().message;
   constexpr int kThreads = 16;
   std::atomic<int> acknowledged{0};
@@ -1888,13 +1901,8 @@ TEST(MerkleLog, AFailureUnderConcurrentAppendsFailsEveryUnsyncedAppendAndNoneHan
     });
   }
   EXPECT_TRUE(WaitFor([&] { return acknowledged.load() >= 200; })) << acknowledged.load();
-  // The next roll cannot create its segment. The log may add a segment while the directory is
-  // being emptied (ENOTEMPTY): retry until it is gone.
-  EXPECT_TRUE(WaitFor([&] {
-    std::error_code ec;
-    fs::remove_all(dir, ec);
-    return !fs::exists(dir, ec);
-  }));
+  // The next roll cannot create its segment.
+  EXPECT_TRUE(RemoveUntilGone(dir));
   // A hung Append hangs this join (and the test times out).
   for (auto& th : threads) th.join();
   std::vector<uint64_t> all;
@@ -2392,9 +2400,7 @@ TEST(MerkleLog, AppendThenFromManyThreadsReportsEveryRecordOnceAmongAppendsAndSu
 TEST(MerkleLog, AppendThenUnderAFailureReportsEveryRecordOnceAndOnlyAPrefixDurable) {
   TempDir tmp;
   std::string dir = tmp.Sub("audit");
-  MerkleLog::Options tiny = Quiet();
-  tiny.segment_bytes_max = 1;  // every record after the first in a segment rolls
-  auto log = MerkleLog::Open(dir, core::SystemClock::Instance(), tiny);
+  auto log = MerkleLog::Open(dir, core::SystemClock::Instance(), EveryRecordRolls());
   ASSERT_TRUE(log.ok()) << log.error().message;
   constexpr int kThreads = 16;
   // One per sequenced record: its seq (set once AppendThen returned) and what its callback was
@@ -2430,12 +2436,8 @@ TEST(MerkleLog, AppendThenUnderAFailureReportsEveryRecordOnceAndOnlyAPrefixDurab
     });
   }
   EXPECT_TRUE(WaitFor([&] { return returned.load() >= 200; })) << returned.load();
-  // The next roll cannot create its segment (see the Append test above).
-  EXPECT_TRUE(WaitFor([&] {
-    std::error_code ec;
-    fs::remove_all(dir, ec);
-    return !fs::exists(dir, ec);
-  }));
+  // The next roll cannot create its segment.
+  EXPECT_TRUE(RemoveUntilGone(dir));
   for (auto& th : threads) th.join();
   (*log)->Close();
   EXPECT_EQ(refused.load(), kThreads);  // every thread saw the failed log refuse at last
