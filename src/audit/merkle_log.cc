@@ -766,6 +766,7 @@ core::Status MerkleLog::Submit(const core::Json& record) {
 MerkleLog::WakeMask MerkleLog::Lead(std::unique_lock<std::mutex>& lock, bool sync,
                                     WakeMask wake_first, Ready* ready) {
   MANDATE_CHECK(!leading_);
+  MANDATE_DCHECK(ready->empty());
   leading_ = true;
   const uint64_t batch = ++batches_;
   // The batch takes the whole queue; the queue continues in the spare vector's capacity.
@@ -777,7 +778,6 @@ MerkleLog::WakeMask MerkleLog::Lead(std::unique_lock<std::mutex>& lock, bool syn
   const uint64_t durable_before = durable_.load(std::memory_order_relaxed);
   const bool do_sync = sync && (!lines.empty() || written_before > durable_before);
   lock.unlock();
-  RunReady(ready);
   Wake(wake_first);
   size_t synced = 0;  // leading lines of `lines` covered by a sync
   uint64_t sync_calls = 0;
@@ -851,9 +851,8 @@ void MerkleLog::CommitLoop() {
       wake = Lead(lock, true, wake, &ready);
       continue;
     }
-    if (wake != 0 || !ready.empty()) {
+    if (wake != 0) {
       lock.unlock();
-      RunReady(&ready);
       Wake(wake);
       wake = 0;
       lock.lock();

@@ -321,8 +321,9 @@ core::Result<HttpResponse> HttpClient::Do(const HttpClientRequest& request) {
     beast::error_code wec;
     bool written = false;  // the whole request is sent
     bool answer_waiting = false;  // a poll already saw the answer's first bytes
-    const int notify_fd = gate != nullptr ? ThreadNotifyFd() : -1;
-    if (gate != nullptr && !gate->decided().has_value() && notify_fd >= 0) {
+    const bool undecided = gate != nullptr && !gate->decided().has_value();
+    const int notify_fd = undecided ? ThreadNotifyFd() : -1;
+    if (undecided && notify_fd >= 0) {
       if (wire.empty()) wire = Serialize(req);
       HandedOver h{raw_fd, wire, notify_fd, std::nullopt, 0, 0};
       bool readable = false;

@@ -165,9 +165,8 @@ class MerkleLog final : public AuditLog {
   // released it first wakes `wake_first` (the previous batch's appenders, so the committer
   // does not hold up this batch to wake them). Returns the wake words this batch's appenders
   // sleep on, for the caller to pass to Wake once it releases mu_ (or to the next Lead).
-  // `ready` works the same way for AppendThen callbacks: on entry it holds callbacks to run
-  // once mu_ is released (then it is emptied); on return it holds this batch's, for the
-  // caller to run with RunReady once it releases mu_ (or to pass to the next Lead).
+  // `ready` (empty on entry) receives the AppendThen callbacks of what the batch made durable
+  // or failed, for the caller to run with RunReady once it releases mu_.
   WakeMask Lead(std::unique_lock<std::mutex>& lock, bool sync, WakeMask wake_first, Ready* ready);
   // Moves the callbacks whose records are durable (all of them once the log failed, or with
   // `all`) into `ready`, each with its record's fate. Needs mu_ held.
