@@ -68,14 +68,6 @@ using Clock = std::chrono::steady_clock;
 
 using core::kIdleConnectionsPerHostMax;  // idle keep-alive connections per host:port
 
-// True when an idle pooled connection is still usable: the server has neither closed it nor
-// sent anything unsolicited.
-bool StillOpen(int fd) {
-  char byte;
-  ssize_t r = ::recv(fd, &byte, 1, MSG_PEEK | MSG_DONTWAIT);
-  return r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
-}
-
 // Resolves and connects within the deadline. Errors: kUpstreamUnavailable, kUpstreamTimeout.
 core::Result<Fd> Connect(const ParsedUrl& url, const std::string& key, Clock::time_point deadline) {
   addrinfo hints{};
@@ -155,6 +147,7 @@ struct HandedOver {
   std::optional<core::Status> decided;
   size_t sent = 0;
   int err = 0;  // errno of a send that stopped short
+  bool notified = false;  // the continuation wrote to notify_fd
 };
 
 // The continuation: sends without blocking, at most kGateSendBytesMax; wakes the caller only
@@ -178,6 +171,7 @@ void SendHandedOver(HandedOver* h, const core::Status& decided) {
     if (h->err == 0) h->err = EAGAIN;  // the rest is the caller's to send
   }
   const uint64_t one = 1;
+  h->notified = true;
   (void)!::write(h->notify_fd, &one, sizeof one);
 }
 
@@ -207,8 +201,12 @@ HandOverEnd HandOver(core::ForwardGate& gate, HandedOver& h, Clock::time_point d
     }
   }
   const bool withdrawn = gate.Withdraw();
-  uint64_t drained;
-  while (::read(h.notify_fd, &drained, sizeof drained) > 0) {
+  // The thread's eventfd must be left at zero for its next request. Only a continuation that
+  // ran can have written to it, and Withdraw returned after it finished, so one read drains
+  // it, and none is needed when it did not write (the common case: a complete send).
+  if (!withdrawn && h.notified) {
+    uint64_t drained;
+    (void)!::read(h.notify_fd, &drained, sizeof drained);
   }
   if (withdrawn) return HandOverEnd::kWithdrawn;
   if (!h.decided.has_value() || !h.decided->ok()) return HandOverEnd::kClosed;
@@ -254,16 +252,21 @@ struct HttpClient::Impl {
   std::mutex mu;
   std::map<std::string, std::vector<Fd>, std::less<>> idle;  // guarded by mu
 
-  // A pooled connection to `key` that is still open, or an invalid Fd.
+  // A pooled connection to `key` that is still open, or an invalid Fd. The check is a
+  // syscall, so it runs outside the lock: every upstream request of every thread takes this
+  // lock (under load, checking inside it made the callers queue on the futex).
   Fd TakeIdle(const std::string& key) {
-    std::lock_guard<std::mutex> lock(mu);
-    auto it = idle.find(key);
-    while (it != idle.end() && !it->second.empty()) {
-      Fd fd = std::move(it->second.back());
-      it->second.pop_back();
-      if (StillOpen(fd.get())) return fd;
+    for (;;) {
+      Fd fd;
+      {
+        std::lock_guard<std::mutex> lock(mu);
+        auto it = idle.find(key);
+        if (it == idle.end() || it->second.empty()) return Fd();
+        fd = std::move(it->second.back());
+        it->second.pop_back();
+      }
+      if (IdleConnectionUsable(fd.get())) return fd;
     }
-    return Fd();
   }
   void PutIdle(const std::string& key, Fd fd) {
     std::lock_guard<std::mutex> lock(mu);
@@ -308,7 +311,6 @@ core::Result<HttpResponse> HttpClient::Do(const HttpClientRequest& request) {
     // The retry always dials: after one stale pooled connection the others idled as long.
     if (attempt > 0) impl_->DropIdle(key);
     if (attempt == 0) fd = impl_->TakeIdle(key);
-    if (fd.get() >= 0 && !IdleConnectionUsable(fd.get())) fd = Fd();  // closed by the server
     if (fd.get() >= 0) {
       reused = true;
     } else {
@@ -325,7 +327,7 @@ core::Result<HttpResponse> HttpClient::Do(const HttpClientRequest& request) {
     const int notify_fd = undecided ? ThreadNotifyFd() : -1;
     if (undecided && notify_fd >= 0) {
       if (wire.empty()) wire = Serialize(req);
-      HandedOver h{raw_fd, wire, notify_fd, std::nullopt, 0, 0};
+      HandedOver h{raw_fd, wire, notify_fd, std::nullopt, 0, 0, false};
       bool readable = false;
       switch (HandOver(*gate, h, deadline, &readable)) {
         case HandOverEnd::kSent:

@@ -261,6 +261,7 @@ class ThreadedServer final : public HttpServer {
     // Small answers must not wait for the client's delayed ACK (docs/performance.md).
     (void)::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
     beast::flat_buffer buffer;
+    buffer.reserve(core::kHttpConnectionReadBufferBytes);
     internal::DeadlineStream stream(fd, internal::SteadyClock::now());
     while (!stopped_.load()) {
       http::request_parser<http::string_body> parser;

@@ -513,6 +513,40 @@ TEST(HttpGate, ARequestLargerThanTheOpenerSendsIsFinishedByTheCaller) {
   EXPECT_EQ(res->body, "got " + std::to_string(body.size()));
 }
 
+TEST(HttpGate, AWakeUpForOneRequestDoesNotEndTheNextRequestsWait) {
+  // One thread makes every request. The continuations of the first two must wake it (the rest
+  // of a large request is its own to send; a closed gate), and that wake-up must be gone by
+  // its next gated request, which would otherwise stop waiting for its own gate.
+  ArrivalServer server;
+  HttpClient client;
+  core::ForwardGate large, closed, later;
+  const std::string body(core::kGateSendBytesMax * 2, 'm');
+  std::vector<core::Result<HttpResponse>> results;
+  std::thread t([&] {
+    for (core::ForwardGate* gate : {&large, &closed, &later}) {
+      core::ForwardGateScope scope(gate);
+      results.push_back(client.Do({.method = "POST", .url = server.Url(), .body = gate == &large ? body : "small"}));
+    }
+  });
+  std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  large.Decide(core::OkStatus());
+  std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  closed.Decide(core::MakeError(core::ErrorCode::kInternal, "audit append failed"));
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  EXPECT_EQ(server.arrivals().size(), 1u);  // the large one; the last waits at its gate
+  const auto opened = std::chrono::steady_clock::now();
+  later.Decide(core::OkStatus());
+  t.join();
+  ASSERT_EQ(results.size(), 3u);
+  ASSERT_TRUE(results[0].ok()) << results[0].error().message;
+  EXPECT_EQ(results[0]->body, "got " + std::to_string(body.size()));
+  ASSERT_FALSE(results[1].ok());
+  ASSERT_TRUE(results[2].ok()) << results[2].error().message;
+  EXPECT_EQ(results[2]->body, "got 5");
+  ASSERT_EQ(server.arrivals().size(), 2u);
+  EXPECT_GE(server.arrivals()[1], opened);
+}
+
 TEST(HttpGate, ARequestTooLargeForTheSocketIsFinishedByTheCaller) {
   SlowReader peer(std::chrono::milliseconds(200));
   HttpClient client;

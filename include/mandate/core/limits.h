@@ -10,6 +10,9 @@ namespace mandate::core {
 // --- HTTP ---------------------------------------------------------------------------------
 inline constexpr size_t kHttpHeaderBytesMax = 16 * 1024;
 inline constexpr size_t kHttpRequestBodyBytesMax = 4 * 1024 * 1024;
+// The read buffer a server connection starts with: a tool call's request (about 1 KiB with
+// its token) then arrives in one read; beast's default first read of 512 bytes split it in two.
+inline constexpr size_t kHttpConnectionReadBufferBytes = 8 * 1024;
 // The most of a gated request's bytes the thread that opens its forward gate sends for it
 // (core/forward_gate.h, net::HttpClient): that thread is the audit log's committer, shared by
 // every call, so a large request's rest is sent by its own caller.
