@@ -5,6 +5,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <filesystem>
 #include <mutex>
 #include <thread>
 #include <vector>
@@ -57,6 +58,27 @@ int ListenOnLoopback(uint16_t* port) {
   return fd;
 }
 
+// Reads one HTTP/1.1 request (headers and a Content-Length body) from `fd`, one read at a
+// time; false when the connection ended first.
+bool ReadOneRequest(int fd) {
+  std::string buf;
+  char c[4096];
+  while (true) {
+    size_t end = buf.find("\r\n\r\n");
+    if (end != std::string::npos) {
+      size_t body = 0;
+      size_t cl = buf.find("Content-Length: ");
+      if (cl != std::string::npos) body = std::stoul(buf.substr(cl + 16));
+      if (buf.size() >= end + 4 + body) return true;
+    }
+    ssize_t n = ::read(fd, c, sizeof c);
+    if (n <= 0) return false;
+    buf.append(c, static_cast<size_t>(n));
+  }
+}
+
+constexpr char kKeepAliveOk[] = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: keep-alive\r\n\r\nok";
+
 // A raw HTTP/1.1 peer on 127.0.0.1 that answers the first request of each connection with a
 // keep-alive 200, then either closes the idle connection at once (`close_idle`) or reads the
 // next request and dies without answering. Counts the requests it read.
@@ -75,22 +97,9 @@ class DyingPeer {
   int requests() const { return requests_.load(); }
 
  private:
-  // Reads one request (headers and a Content-Length body); false when the peer closed.
+  // Reads one request; false when the peer closed.
   bool ReadRequest(int fd) {
-    std::string buf;
-    char c[4096];
-    while (true) {
-      size_t end = buf.find("\r\n\r\n");
-      if (end != std::string::npos) {
-        size_t body = 0;
-        size_t cl = buf.find("Content-Length: ");
-        if (cl != std::string::npos) body = std::stoul(buf.substr(cl + 16));
-        if (buf.size() >= end + 4 + body) break;
-      }
-      ssize_t n = ::read(fd, c, sizeof c);
-      if (n <= 0) return false;
-      buf.append(c, static_cast<size_t>(n));
-    }
+    if (!ReadOneRequest(fd)) return false;
     ++requests_;
     return true;
   }
@@ -99,8 +108,7 @@ class DyingPeer {
       int fd = ::accept(listen_fd_, nullptr, nullptr);
       if (fd < 0) return;
       if (ReadRequest(fd)) {
-        static constexpr char kOk[] = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: keep-alive\r\n\r\nok";
-        (void)!::write(fd, kOk, sizeof kOk - 1);
+        (void)!::write(fd, kKeepAliveOk, sizeof kKeepAliveOk - 1);
         if (!close_idle_) ReadRequest(fd);  // then die without answering
       }
       ::close(fd);
@@ -545,6 +553,124 @@ TEST(HttpGate, AWakeUpForOneRequestDoesNotEndTheNextRequestsWait) {
   EXPECT_EQ(results[2]->body, "got 5");
   ASSERT_EQ(server.arrivals().size(), 2u);
   EXPECT_GE(server.arrivals()[1], opened);
+}
+
+// A raw HTTP/1.1 peer that answers every request with a keep-alive 200 and never closes a
+// connection itself, not even once the client has shut down its side: the client's socket
+// then stays quiet (never readable) whatever the client does to it. Counts connections and
+// the requests it read.
+class PatientPeer {
+ public:
+  PatientPeer() {
+    listen_fd_ = ListenOnLoopback(&port_);
+    acceptor_ = std::thread([this] { Accept(); });
+  }
+  ~PatientPeer() {
+    ::shutdown(listen_fd_, SHUT_RDWR);
+    acceptor_.join();
+    ::close(listen_fd_);
+    std::lock_guard<std::mutex> lock(mu_);
+    for (int fd : fds_) ::shutdown(fd, SHUT_RDWR);  // ends the reads below
+    for (std::thread& t : serving_) t.join();
+    for (int fd : fds_) ::close(fd);
+  }
+  uint16_t port() const { return port_; }
+  std::string Url() const { return "http://127.0.0.1:" + std::to_string(port_) + "/x"; }
+  int requests() const { return requests_.load(); }
+  int connections() const {
+    std::lock_guard<std::mutex> lock(mu_);
+    return static_cast<int>(fds_.size());
+  }
+
+ private:
+  void Accept() {
+    while (true) {
+      const int fd = ::accept(listen_fd_, nullptr, nullptr);
+      if (fd < 0) return;
+      std::lock_guard<std::mutex> lock(mu_);
+      fds_.push_back(fd);
+      serving_.emplace_back([this, fd] {
+        while (ReadOneRequest(fd)) {
+          ++requests_;
+          (void)!::write(fd, kKeepAliveOk, sizeof kKeepAliveOk - 1);
+        }
+      });
+    }
+  }
+  int listen_fd_ = -1;
+  uint16_t port_ = 0;
+  std::atomic<int> requests_{0};
+  mutable std::mutex mu_;
+  std::vector<int> fds_;  // held open until the destructor
+  std::vector<std::thread> serving_;
+  std::thread acceptor_;
+};
+
+// This process's TCP sockets connected to 127.0.0.1:`port`: the client side of connections
+// to a test peer.
+std::vector<int> SocketsConnectedTo(uint16_t port) {
+  std::vector<int> out;
+  for (const auto& entry : std::filesystem::directory_iterator("/proc/self/fd")) {
+    const int fd = std::stoi(entry.path().filename().string());
+    sockaddr_in peer{};
+    socklen_t len = sizeof peer;
+    if (::getpeername(fd, reinterpret_cast<sockaddr*>(&peer), &len) == 0 &&
+        peer.sin_family == AF_INET && ntohs(peer.sin_port) == port) {
+      out.push_back(fd);
+    }
+  }
+  return out;
+}
+
+// The handed-over send fails (not for want of room) when the client's socket can no longer
+// send: shut down for writing, which leaves it quiet, so the caller waits at the gate as on a
+// healthy connection and the gate's opener meets the error (EPIPE).
+
+TEST(HttpGate, AHandedOverSendThatFailsOnAPooledConnectionIsRetriedOnAFreshOne) {
+  PatientPeer peer;
+  HttpClient client;
+  ASSERT_TRUE(client.Do({.method = "POST", .url = peer.Url(), .body = "warm"}).ok());  // pooled
+  const std::vector<int> pooled = SocketsConnectedTo(peer.port());
+  ASSERT_EQ(pooled.size(), 1u);
+  ASSERT_EQ(::shutdown(pooled[0], SHUT_WR), 0);
+  core::ForwardGate gate;
+  core::Result<HttpResponse> res = core::MakeError(core::ErrorCode::kInternal, "not run");
+  std::thread t = Gated(&gate, [&] {
+    res = client.Do({.method = "POST", .url = peer.Url(), .body = "payload", .timeout_millis = 2000});
+  });
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  EXPECT_EQ(peer.requests(), 1);  // the warm-up: the request waits at the gate
+  gate.Decide(core::OkStatus());
+  t.join();
+  // Nothing of it left on the pooled connection, so it went once, on a new one.
+  ASSERT_TRUE(res.ok()) << res.error().message;
+  EXPECT_EQ(res->body, "ok");
+  EXPECT_EQ(peer.requests(), 2);
+  EXPECT_EQ(peer.connections(), 2);
+}
+
+TEST(HttpGate, AHandedOverSendThatFailsOnAFreshConnectionFailsTheRequest) {
+  PatientPeer peer;
+  HttpClient client;
+  core::ForwardGate gate;
+  core::Result<HttpResponse> res = core::MakeError(core::ErrorCode::kInternal, "not run");
+  std::thread t = Gated(&gate, [&] {
+    res = client.Do({.method = "POST", .url = peer.Url(), .body = "payload", .timeout_millis = 1000});
+  });
+  std::vector<int> fresh;
+  for (int i = 0; i < 200 && fresh.empty(); ++i) {  // the client connects, then waits at the gate
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    fresh = SocketsConnectedTo(peer.port());
+  }
+  ASSERT_EQ(fresh.size(), 1u);
+  ASSERT_EQ(::shutdown(fresh[0], SHUT_WR), 0);
+  gate.Decide(core::OkStatus());
+  t.join();
+  ASSERT_FALSE(res.ok());
+  EXPECT_EQ(res.error().code, core::ErrorCode::kUpstreamUnavailable);
+  EXPECT_NE(res.error().message.find("write to"), std::string::npos) << res.error().message;
+  EXPECT_EQ(peer.requests(), 0);
+  EXPECT_EQ(peer.connections(), 1);  // not retried: it was no stale pooled connection
 }
 
 TEST(HttpGate, ARequestTooLargeForTheSocketIsFinishedByTheCaller) {
