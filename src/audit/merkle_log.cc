@@ -21,6 +21,7 @@
 #include "mandate/core/check.h"
 #include "mandate/core/crypto.h"
 #include "mandate/core/encoding.h"
+#include "mandate/core/thread_name.h"
 
 namespace mandate::audit {
 namespace {
@@ -432,9 +433,18 @@ core::Result<std::unique_ptr<MerkleLog>> MerkleLog::Open(const std::string& dir,
   log->written_ = log->next_seq_;
   log->durable_.store(log->next_seq_, std::memory_order_relaxed);
   log->awaited_ = log->next_seq_;
-  log->preallocator_ = std::thread([raw = log.get()] { raw->PreallocLoop(); });
-  log->committer_ = std::thread([raw = log.get()] { raw->CommitLoop(); });
-  log->flusher_ = std::thread([raw = log.get()] { raw->FlusherLoop(); });
+  log->preallocator_ = std::thread([raw = log.get()] {
+    core::NameThisThread("audit-prealloc");
+    raw->PreallocLoop();
+  });
+  log->committer_ = std::thread([raw = log.get()] {
+    core::NameThisThread("audit-commit");
+    raw->CommitLoop();
+  });
+  log->flusher_ = std::thread([raw = log.get()] {
+    core::NameThisThread("audit-flush");
+    raw->FlusherLoop();
+  });
   {
     // Records not yet covered (a crash since the last checkpoint) get one soon.
     std::lock_guard<std::mutex> lock(log->mu_);

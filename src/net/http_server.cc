@@ -21,6 +21,7 @@
 
 #include "mandate/core/json.h"
 #include "mandate/core/limits.h"
+#include "mandate/core/thread_name.h"
 #include "mandate/net/http.h"
 #include "net/socket_io.h"
 
@@ -195,7 +196,10 @@ class ThreadedServer final : public HttpServer {
                                               : reinterpret_cast<sockaddr_in*>(&bound)->sin_port);
     if (::pipe2(wake_, O_CLOEXEC | O_NONBLOCK) != 0) return fail("pipe");
     listen_fd_ = std::move(fd);
-    acceptor_ = std::thread([this] { AcceptLoop(); });
+    acceptor_ = std::thread([this] {
+      core::NameThisThread("http-accept");
+      AcceptLoop();
+    });
     return core::OkStatus();
   }
 
@@ -237,7 +241,10 @@ class ThreadedServer final : public HttpServer {
       }
       ++connections_;
       open_fds_.insert(fd);
-      std::thread([this, fd, remote = PeerString(peer)]() mutable { Serve(fd, std::move(remote)); }).detach();
+      std::thread([this, fd, remote = PeerString(peer)]() mutable {
+        core::NameThisThread("http-conn");
+        Serve(fd, std::move(remote));
+      }).detach();
     }
   }
 

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "mandate/core/limits.h"
+#include "mandate/core/thread_name.h"
 
 namespace mandate::server {
 namespace {
@@ -54,7 +55,10 @@ AuditIndexer::~AuditIndexer() { Stop(); }
 void AuditIndexer::Start() {
   std::lock_guard<std::mutex> lock(wake_mu_);
   if (thread_.joinable() || stop_) return;
-  thread_ = std::thread([this] { Loop(); });
+  thread_ = std::thread([this] {
+    core::NameThisThread("audit-index");
+    Loop();
+  });
 }
 
 void AuditIndexer::Stop() {

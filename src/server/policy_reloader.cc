@@ -9,6 +9,7 @@
 #include <cstring>
 
 #include "mandate/core/limits.h"
+#include "mandate/core/thread_name.h"
 #include "mandate/policy/policy_set.h"
 
 namespace mandate::server {
@@ -38,7 +39,10 @@ core::Status PolicyReloader::Start() {
   if (::pipe2(wake_, O_CLOEXEC | O_NONBLOCK) != 0) {
     return core::MakeError(core::ErrorCode::kInternal, std::string("pipe: ") + std::strerror(errno));
   }
-  watcher_ = std::thread([this] { WatchLoop(); });
+  watcher_ = std::thread([this] {
+    core::NameThisThread("policy-reload");
+    WatchLoop();
+  });
   return core::OkStatus();
 }
 

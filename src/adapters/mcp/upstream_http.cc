@@ -21,6 +21,7 @@
 #include "adapters/mcp/upstream_common.h"
 #include "mandate/adapters/mcp/upstream.h"
 #include "mandate/core/limits.h"
+#include "mandate/core/thread_name.h"
 
 namespace mandate::adapters::mcp {
 namespace {
@@ -80,7 +81,10 @@ class HttpUpstream final : public internal::JsonRpcUpstream {
 
   // Starts the notifier and tries the initialize handshake (see StartHttpUpstream).
   core::Status Init() {
-    notifier_ = std::thread([this] { NotifyLoop(); });
+    notifier_ = std::thread([this] {
+      core::NameThisThread("mcp-http-notify");
+      NotifyLoop();
+    });
     auto session = EnsureSession(internal::DeadlineAfterMillis(options_.init_timeout_millis));
     if (!session.ok() && session.error().code != ErrorCode::kUpstreamUnavailable &&
         session.error().code != ErrorCode::kUpstreamTimeout) {

@@ -31,6 +31,7 @@
 #include "mandate/adapters/mcp/upstream.h"
 #include "mandate/core/cancel.h"
 #include "mandate/core/limits.h"
+#include "mandate/core/thread_name.h"
 
 extern char** environ;
 
@@ -304,7 +305,10 @@ class StdioUpstream final : public internal::JsonRpcUpstream {
     }
     wake_read_ = wake[0];
     wake_write_ = wake[1];
-    io_thread_ = std::thread([this] { Run(); });
+    io_thread_ = std::thread([this] {
+      core::NameThisThread("mcp-stdio-io");
+      Run();
+    });
     std::unique_lock lock(mu_);
     state_cv_.wait(lock, [&] { return first_attempt_done_; });
     if (first_attempt_error_.has_value()) {
