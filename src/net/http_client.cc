@@ -253,8 +253,7 @@ struct HttpClient::Impl {
   std::map<std::string, std::vector<Fd>, std::less<>> idle;  // guarded by mu
 
   // A pooled connection to `key` that is still open, or an invalid Fd. The check is a
-  // syscall, so it runs outside the lock: every upstream request of every thread takes this
-  // lock (under load, checking inside it made the callers queue on the futex).
+  // syscall, so it runs outside the lock, which every upstream request of every thread takes.
   Fd TakeIdle(const std::string& key) {
     for (;;) {
       Fd fd;
