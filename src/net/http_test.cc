@@ -79,6 +79,9 @@ bool ReadOneRequest(int fd) {
 
 constexpr char kKeepAliveOk[] = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: keep-alive\r\n\r\nok";
 
+// What an answer filled in on another thread holds until its thread has run.
+core::Result<HttpResponse> NotRun() { return core::MakeError(core::ErrorCode::kInternal, "not run"); }
+
 // A raw HTTP/1.1 peer on 127.0.0.1 that answers the first request of each connection with a
 // keep-alive 200, then either closes the idle connection at once (`close_idle`) or reads the
 // next request and dies without answering. Counts the requests it read.
@@ -238,7 +241,7 @@ TEST(Http, ACancelledRequestEndsAtOnceInsteadOfWaitingForItsTimeout) {
     signal.Cancel();
   });
   auto start = std::chrono::steady_clock::now();
-  core::Result<HttpResponse> res = core::MakeError(core::ErrorCode::kInternal, "not run");
+  core::Result<HttpResponse> res = NotRun();
   {
     core::CancelScope scope(&signal);
     res = client.Do({.url = Url(**server, "/"), .timeout_millis = 10000});
@@ -383,13 +386,21 @@ std::thread Gated(core::ForwardGate* gate, Fn fn) {
   });
 }
 
+// Starts client.Do(req) on a thread whose forward gate is `gate`; *res holds the answer once
+// the returned thread is joined.
+std::thread GatedDo(core::ForwardGate* gate, HttpClient& client, HttpClientRequest req,
+                    core::Result<HttpResponse>* res) {
+  return Gated(gate, [&client, req = std::move(req), res] { *res = client.Do(req); });
+}
+
 TEST(HttpGate, AGatedRequestLeavesOnlyOnceTheGateOpens) {
   ArrivalServer server;
   HttpClient client;
   ASSERT_TRUE(client.Do({.method = "POST", .url = server.Url(), .body = "warm"}).ok());  // a pooled connection
   core::ForwardGate gate;
-  core::Result<HttpResponse> res = core::MakeError(core::ErrorCode::kInternal, "not run");
-  std::thread t = Gated(&gate, [&] { res = client.Do({.method = "POST", .url = server.Url(), .body = "payload"}); });
+  core::Result<HttpResponse> res = NotRun();
+  std::thread t = GatedDo(&gate, client,
+                          {.method = "POST", .url = server.Url(), .body = "payload"}, &res);
   std::this_thread::sleep_for(std::chrono::milliseconds(100));
   EXPECT_EQ(server.arrivals().size(), 1u);  // only the warm-up: the request waits at the gate
   const auto opened = std::chrono::steady_clock::now();
@@ -400,7 +411,7 @@ TEST(HttpGate, AGatedRequestLeavesOnlyOnceTheGateOpens) {
   ASSERT_EQ(server.arrivals().size(), 2u);
   EXPECT_GE(server.arrivals()[1], opened);
   // An open gate sends at once, on the caller's thread.
-  t = Gated(&gate, [&] { res = client.Do({.method = "POST", .url = server.Url(), .body = "again"}); });
+  t = GatedDo(&gate, client, {.method = "POST", .url = server.Url(), .body = "again"}, &res);
   t.join();
   ASSERT_TRUE(res.ok()) << res.error().message;
   EXPECT_EQ(res->body, "got 5");
@@ -410,8 +421,9 @@ TEST(HttpGate, AClosedGateSendsNothingAndTheClientStaysUsable) {
   ArrivalServer server;
   HttpClient client;
   core::ForwardGate gate;
-  core::Result<HttpResponse> res = core::MakeError(core::ErrorCode::kInternal, "not run");
-  std::thread t = Gated(&gate, [&] { res = client.Do({.method = "POST", .url = server.Url(), .body = "payload"}); });
+  core::Result<HttpResponse> res = NotRun();
+  std::thread t = GatedDo(&gate, client,
+                          {.method = "POST", .url = server.Url(), .body = "payload"}, &res);
   std::this_thread::sleep_for(std::chrono::milliseconds(50));
   gate.Decide(core::MakeError(core::ErrorCode::kInternal, "audit append failed: disk full"));
   t.join();
@@ -419,7 +431,7 @@ TEST(HttpGate, AClosedGateSendsNothingAndTheClientStaysUsable) {
   EXPECT_EQ(res.error().code, core::ErrorCode::kInternal);
   EXPECT_NE(res.error().message.find("disk full"), std::string::npos) << res.error().message;
   // A gate already closed refuses at once too.
-  t = Gated(&gate, [&] { res = client.Do({.method = "POST", .url = server.Url(), .body = "payload"}); });
+  t = GatedDo(&gate, client, {.method = "POST", .url = server.Url(), .body = "payload"}, &res);
   t.join();
   EXPECT_EQ(res.error().code, core::ErrorCode::kInternal);
   std::this_thread::sleep_for(std::chrono::milliseconds(50));
@@ -433,10 +445,9 @@ TEST(HttpGate, ADeadlineOrACancelBeforeTheGateOpensSendsNothingEver) {
   ArrivalServer server;
   HttpClient client;
   core::ForwardGate timed_out;
-  core::Result<HttpResponse> res = core::MakeError(core::ErrorCode::kInternal, "not run");
-  std::thread t = Gated(&timed_out, [&] {
-    res = client.Do({.method = "POST", .url = server.Url(), .body = "late", .timeout_millis = 100});
-  });
+  core::Result<HttpResponse> res = NotRun();
+  std::thread t = GatedDo(&timed_out, client,
+      {.method = "POST", .url = server.Url(), .body = "late", .timeout_millis = 100}, &res);
   t.join();
   ASSERT_FALSE(res.ok());
   EXPECT_EQ(res.error().code, core::ErrorCode::kUpstreamTimeout);
@@ -512,8 +523,9 @@ TEST(HttpGate, ARequestLargerThanTheOpenerSendsIsFinishedByTheCaller) {
   HttpClient client;
   core::ForwardGate gate;
   const std::string body(core::kGateSendBytesMax * 3, 'm');  // the opener sends only the first part
-  core::Result<HttpResponse> res = core::MakeError(core::ErrorCode::kInternal, "not run");
-  std::thread t = Gated(&gate, [&] { res = client.Do({.method = "POST", .url = server.Url(), .body = body}); });
+  core::Result<HttpResponse> res = NotRun();
+  std::thread t = GatedDo(&gate, client,
+                          {.method = "POST", .url = server.Url(), .body = body}, &res);
   std::this_thread::sleep_for(std::chrono::milliseconds(20));
   gate.Decide(core::OkStatus());
   t.join();
@@ -634,10 +646,9 @@ TEST(HttpGate, AHandedOverSendThatFailsOnAPooledConnectionIsRetriedOnAFreshOne) 
   ASSERT_EQ(pooled.size(), 1u);
   ASSERT_EQ(::shutdown(pooled[0], SHUT_WR), 0);
   core::ForwardGate gate;
-  core::Result<HttpResponse> res = core::MakeError(core::ErrorCode::kInternal, "not run");
-  std::thread t = Gated(&gate, [&] {
-    res = client.Do({.method = "POST", .url = peer.Url(), .body = "payload", .timeout_millis = 2000});
-  });
+  core::Result<HttpResponse> res = NotRun();
+  std::thread t = GatedDo(&gate, client,
+      {.method = "POST", .url = peer.Url(), .body = "payload", .timeout_millis = 2000}, &res);
   std::this_thread::sleep_for(std::chrono::milliseconds(50));
   EXPECT_EQ(peer.requests(), 1);  // the warm-up: the request waits at the gate
   gate.Decide(core::OkStatus());
@@ -653,10 +664,9 @@ TEST(HttpGate, AHandedOverSendThatFailsOnAFreshConnectionFailsTheRequest) {
   PatientPeer peer;
   HttpClient client;
   core::ForwardGate gate;
-  core::Result<HttpResponse> res = core::MakeError(core::ErrorCode::kInternal, "not run");
-  std::thread t = Gated(&gate, [&] {
-    res = client.Do({.method = "POST", .url = peer.Url(), .body = "payload", .timeout_millis = 1000});
-  });
+  core::Result<HttpResponse> res = NotRun();
+  std::thread t = GatedDo(&gate, client,
+      {.method = "POST", .url = peer.Url(), .body = "payload", .timeout_millis = 1000}, &res);
   std::vector<int> fresh;
   for (int i = 0; i < 200 && fresh.empty(); ++i) {  // the client connects, then waits at the gate
     std::this_thread::sleep_for(std::chrono::milliseconds(5));
@@ -678,10 +688,9 @@ TEST(HttpGate, ARequestTooLargeForTheSocketIsFinishedByTheCaller) {
   HttpClient client;
   core::ForwardGate gate;
   const std::string big(8 * 1024 * 1024, 'b');  // more than the socket buffers hold
-  core::Result<HttpResponse> res = core::MakeError(core::ErrorCode::kInternal, "not run");
-  std::thread t = Gated(&gate, [&] {
-    res = client.Do({.method = "POST", .url = peer.Url(), .body = big, .timeout_millis = 10000});
-  });
+  core::Result<HttpResponse> res = NotRun();
+  std::thread t = GatedDo(&gate, client,
+      {.method = "POST", .url = peer.Url(), .body = big, .timeout_millis = 10000}, &res);
   std::this_thread::sleep_for(std::chrono::milliseconds(20));
   gate.Decide(core::OkStatus());  // the opening thread sends what fits and returns at once
   t.join();
@@ -699,14 +708,12 @@ TEST(HttpGate, AConnectionClosedWhileTheRequestWaitsFailsWithoutSending) {
   });
   HttpClient client;
   core::ForwardGate gate;
-  core::Result<HttpResponse> res = core::MakeError(core::ErrorCode::kInternal, "not run");
+  core::Result<HttpResponse> res = NotRun();
   const auto start = std::chrono::steady_clock::now();
-  std::thread t = Gated(&gate, [&] {
-    res = client.Do({.method = "POST",
+  std::thread t = GatedDo(&gate, client, {.method = "POST",
                      .url = "http://127.0.0.1:" + std::to_string(port) + "/x",
                      .body = "x",
-                     .timeout_millis = 10000});
-  });
+                     .timeout_millis = 10000}, &res);
   t.join();
   closer.join();
   ::close(listen_fd);
