@@ -64,6 +64,9 @@ function(mandate_module path)
   if(tests)
     add_executable(mandate_${name}_test ${tests})
     target_include_directories(mandate_${name}_test PRIVATE "${PROJECT_SOURCE_DIR}/src")
+    # Tests that hold the docs to the code (e.g. a documented example config must parse).
+    target_compile_definitions(mandate_${name}_test PRIVATE
+                               MANDATE_SOURCE_DIR="${PROJECT_SOURCE_DIR}")
     target_link_libraries(mandate_${name}_test PRIVATE mandate_${name} GTest::gtest GTest::gmock
                                                        GTest::gtest_main)
     add_test(NAME unit.${name} COMMAND mandate_${name}_test)

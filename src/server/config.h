@@ -6,8 +6,8 @@
 //
 // Validation is strict and fails closed: an unknown key, a duplicate key, a wrong type, a
 // value out of range, a reference to an undeclared credential or upstream, and any feature
-// this version cannot enforce yet (budgets, approval groups, PostgreSQL, https upstreams,
-// upstream kinds http and llm) is an error. Nothing is silently ignored, because a security
+// this version cannot enforce yet (PostgreSQL, https upstreams, upstream kinds http and llm)
+// is an error. Nothing is silently ignored, because a security
 // product must not pretend to apply a limit it does not apply.
 //
 // Every error message starts with `<source>:<line>:<column>: ` (1-based) when the problem has
@@ -155,9 +155,7 @@ struct Config {
   uint32_t max_connections = core::kAgentConnectionsDefault;
   std::map<std::string, UpstreamConfig> upstreams;      // by name
   std::map<std::string, CredentialConfig> credentials;  // by name
-  // Always empty in this version: ParseConfig validates their shape, then refuses any entry,
-  // because enforcement comes later and an unenforced limit must not look enforced.
-  std::vector<BudgetConfig> budgets;
+  std::vector<BudgetConfig> budgets;  // in file order; enforced by the server's BudgetLedger
   std::map<std::string, ApprovalGroupConfig> approvals;  // by group name
 };
 

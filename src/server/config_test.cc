@@ -206,6 +206,36 @@ TEST(Config, FullExampleParses) {
   EXPECT_EQ(c.credentials.at("search-key").file_path, "/run/secrets/search");
 }
 
+// The example of docs/configuration.md is what operators copy: every ```yaml block there
+// must parse with this version's parser (a renamed key or a dropped feature fails here).
+TEST(Config, TheDocumentedExamplesParse) {
+  const std::string doc_path = std::string(MANDATE_SOURCE_DIR) + "/docs/configuration.md";
+  std::ifstream in(doc_path);
+  ASSERT_TRUE(in) << "cannot read " << doc_path;
+  std::string line;
+  std::string block;
+  bool in_yaml = false;
+  int blocks = 0;
+  int block_line = 0;
+  for (int n = 1; std::getline(in, line); ++n) {
+    if (!in_yaml && line.rfind("```yaml", 0) == 0) {
+      in_yaml = true;
+      block.clear();
+      block_line = n;
+    } else if (in_yaml && line.rfind("```", 0) == 0) {
+      in_yaml = false;
+      ++blocks;
+      auto parsed = ParseConfig(block, "/etc/mandate/mandate.yaml");
+      EXPECT_TRUE(parsed.ok()) << "docs/configuration.md, the yaml block at line " << block_line
+                               << ": " << parsed.error().message;
+    } else if (in_yaml) {
+      block += line + "\n";
+    }
+  }
+  EXPECT_FALSE(in_yaml) << "an unclosed ```yaml block at line " << block_line;
+  EXPECT_GE(blocks, 1) << "docs/configuration.md has no ```yaml example any more";
+}
+
 TEST(Config, IssuerDefaultsToTheAgentListener) {
   EXPECT_EQ(Parsed("listen: 10.0.0.5:9000\n").tokens.issuer, "http://10.0.0.5:9000");
 }
