@@ -9,7 +9,8 @@
 // counts differ from run to run). A command the README shows no output for must exit 0.
 //
 // So a renamed flag, a changed message or a step that stopped working fails here instead of
-// in a new user's terminal. The only changes to the text: the quickstart's ports 8080/8081
+// in a new user's terminal. The `mandate policy explain` example of docs/policy.md, which
+// explains a decision of the same quickstart, runs at the end. The only changes to the text: the quickstart's ports 8080/8081
 // become free ones, and /tmp/draft a directory of this run.
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
@@ -238,6 +239,12 @@ async function walkThrough(t) {
   // Every later shell block, in one bash session.
   const commands = blocks.slice(2).filter((b) => b.lang === 'sh').flatMap((b) => commandsOf(b.lines));
   assert.ok(commands.length >= 20, `only ${commands.length} commands found in the walkthrough`);
+  // docs/policy.md explains a decision of this same quickstart: run its example here too.
+  const policyDoc = readFileSync(path.join(REPO_DIR, 'docs', 'policy.md'), 'utf8');
+  const explain = fencedBlocks(policyDoc)
+    .filter((b) => b.lang === 'sh' && (b.lines[0] ?? '').startsWith('mandate policy explain '));
+  assert.equal(explain.length, 1, 'docs/policy.md no longer has its `mandate policy explain` example');
+  commands.push(...commandsOf(explain[0].lines));
   let script = 'exec 2>&1\n';
   commands.forEach((c, i) => {
     script += `printf '\\n@@@cmd ${i}\\n'\n${replaceAll(c.text, subs)}\nprintf '\\n@@@rc ${i} %d\\n' $?\n`;
