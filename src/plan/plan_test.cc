@@ -10,6 +10,7 @@
 #include <thread>
 #include <vector>
 
+#include "core/doc_blocks_test_util.h"
 #include "mandate/core/clock.h"
 #include "mandate/core/limits.h"
 
@@ -85,6 +86,18 @@ TEST(ParsePlanTest, ParsesStepsBudgetAndTtl) {
   EXPECT_EQ(spec.budget[0], (std::pair<std::string, int64_t>{"calls", 4}));
   EXPECT_EQ(spec.ttl_seconds, 600);
   EXPECT_EQ(Spec(R"({"steps":[{"action":"a:b"}]})").ttl_seconds, core::kPlanTtlSecondsMax);
+}
+
+// docs/plans.md's submission example (its first ```json block) is a plan this parser takes.
+TEST(ParsePlanTest, ParsesTheDocumentedExample) {
+  const auto blocks = core::testing::FencedBlocks("docs/plans.md", "json");
+  ASSERT_GE(blocks.size(), 1u) << "docs/plans.md has no ```json example any more";
+  SCOPED_TRACE("docs/plans.md, the json block at line " + std::to_string(blocks[0].line));
+  PlanSpec spec = Spec(blocks[0].text);
+  ASSERT_EQ(spec.steps.size(), 2u);
+  EXPECT_EQ(spec.steps[1].action, "payments:refund");
+  EXPECT_NE(spec.steps[1].condition, nullptr);
+  EXPECT_EQ(spec.ttl_seconds, 900);
 }
 
 TEST(ParsePlanTest, RejectsBadDocumentAndSteps) {

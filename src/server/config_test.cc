@@ -8,6 +8,8 @@
 #include <fstream>
 #include <string>
 
+#include "core/doc_blocks_test_util.h"
+
 namespace mandate::server {
 namespace {
 
@@ -209,31 +211,13 @@ TEST(Config, FullExampleParses) {
 // The example of docs/configuration.md is what operators copy: every ```yaml block there
 // must parse with this version's parser (a renamed key or a dropped feature fails here).
 TEST(Config, TheDocumentedExamplesParse) {
-  const std::string doc_path = std::string(MANDATE_SOURCE_DIR) + "/docs/configuration.md";
-  std::ifstream in(doc_path);
-  ASSERT_TRUE(in) << "cannot read " << doc_path;
-  std::string line;
-  std::string block;
-  bool in_yaml = false;
-  int blocks = 0;
-  int block_line = 0;
-  for (int n = 1; std::getline(in, line); ++n) {
-    if (!in_yaml && line.rfind("```yaml", 0) == 0) {
-      in_yaml = true;
-      block.clear();
-      block_line = n;
-    } else if (in_yaml && line.rfind("```", 0) == 0) {
-      in_yaml = false;
-      ++blocks;
-      auto parsed = ParseConfig(block, "/etc/mandate/mandate.yaml");
-      EXPECT_TRUE(parsed.ok()) << "docs/configuration.md, the yaml block at line " << block_line
-                               << ": " << parsed.error().message;
-    } else if (in_yaml) {
-      block += line + "\n";
-    }
+  const auto blocks = core::testing::FencedBlocks("docs/configuration.md", "yaml");
+  EXPECT_GE(blocks.size(), 1u) << "docs/configuration.md has no ```yaml example any more";
+  for (const auto& b : blocks) {
+    auto parsed = ParseConfig(b.text, "/etc/mandate/mandate.yaml");
+    EXPECT_TRUE(parsed.ok()) << "docs/configuration.md, the yaml block at line " << b.line << ": "
+                             << parsed.error().message;
   }
-  EXPECT_FALSE(in_yaml) << "an unclosed ```yaml block at line " << block_line;
-  EXPECT_GE(blocks, 1) << "docs/configuration.md has no ```yaml example any more";
 }
 
 TEST(Config, IssuerDefaultsToTheAgentListener) {
