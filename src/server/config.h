@@ -7,8 +7,8 @@
 // Validation is strict and fails closed: an unknown key, a duplicate key, a wrong type, a
 // value out of range, a reference to an undeclared credential or upstream, and any feature
 // this version cannot enforce yet (PostgreSQL, https upstreams, upstream kinds http and llm)
-// is an error. Nothing is silently ignored, because a security
-// product must not pretend to apply a limit it does not apply.
+// is an error. Nothing is silently ignored, because a security product must not pretend to
+// apply a limit it does not apply.
 //
 // Every error message starts with `<source>:<line>:<column>: ` (1-based) when the problem has
 // a place in the file, e.g.
