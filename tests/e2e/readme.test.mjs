@@ -10,8 +10,8 @@
 //
 // So a renamed flag, a changed message or a step that stopped working fails here instead of
 // in a new user's terminal. The `mandate policy explain` example of docs/policy.md, which
-// explains a decision of the same quickstart, runs at the end. The only changes to the text: the quickstart's ports 8080/8081
-// become free ones, and /tmp/draft a directory of this run.
+// explains a decision of the same quickstart, runs at the end. The only changes to the text:
+// the quickstart's ports 8080/8081 become free ones, and /tmp/draft a directory of this run.
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
@@ -256,7 +256,10 @@ async function walkThrough(t) {
   let out = '';
   bash.stdout.on('data', (d) => { out += d; });
   bash.stderr.on('data', (d) => { out += d; });
+  // A hung step must not outlive the test (whose own timeout is longer).
+  const hung = setTimeout(() => bash.kill('SIGKILL'), 150_000);
   const code = await new Promise((resolve) => bash.once('exit', resolve));
+  clearTimeout(hung);
   assert.equal(code, 0, `the walkthrough's shell ended with ${code}:\n${out}`);
 
   // Every command is checked, and every mismatch reported at once.
