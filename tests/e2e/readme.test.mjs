@@ -6,7 +6,8 @@
 // quickstart's MCP server, then `mandate serve`. The comment lines right after a command are
 // its output as the README shows it: each must match a line of what the command printed, in
 // order ("..." stands for any text, a number for any number: timestamps, ids, latencies and
-// counts differ from run to run). A command the README shows no output for must exit 0.
+// counts differ from run to run; blanks for any blanks). A command the README shows no output
+// for must exit 0.
 //
 // So a renamed flag, a changed message or a step that stopped working fails here instead of
 // in a new user's terminal. The `mandate policy explain` example of docs/policy.md, which
@@ -90,12 +91,14 @@ export function commandsOf(lines) {
 
 /**
  * An expected line as a pattern: "..." (with the spaces around it) is any text, a run of
- * digits any run of digits.
+ * digits any run of digits, a run of blanks any run of blanks (a tab in the output is spaces
+ * in the README).
  */
 export function linePattern(expected) {
   const body = expected.trim().split(/\s*\.\.\.\s*/).map((part) => part
     .replace(/[.*+?^${}()|[\]\\]/g, '\\$&')
-    .replace(/\d+/g, '\\d+')).join('.*');
+    .replace(/\d+/g, '\\d+')
+    .replace(/\s+/g, '\\s+')).join('.*');
   return new RegExp(`^${body}$`);
 }
 
@@ -150,7 +153,7 @@ test('commandsOf joins continued lines and takes only the comments right after a
   ]);
 });
 
-test('an expected line matches its output with any text for "..." and any number for a number', () => {
+test('an expected line matches its output with any text for "...", any number for a number, any blanks for blanks', () => {
   assert.equal(firstUnmatched(['#2 2026-11-22T17:05:04.002Z call.decided a -> allow ...'],
     'noise\n#7 2030-01-02T03:04:05.678Z call.decided a -> allow agent=x\n'), null);
   assert.equal(firstUnmatched(['error: ... token_revoked ...'], 'error: HTTP 401: token_revoked: x'), null);
@@ -158,6 +161,8 @@ test('an expected line matches its output with any text for "..." and any number
   assert.equal(firstUnmatched(['audit log verified: 9 records'], 'audit log checked: 9 records'),
     'audit log verified: 9 records');
   assert.equal(firstUnmatched(['b', 'a'], 'a\nb'), 'a');
+  assert.equal(firstUnmatched(['echo    Echoes it'], 'echo\tEchoes it'), null);
+  assert.equal(firstUnmatched(['a b'], 'ab'), 'a b');
   // Regex characters in the README's text are literal.
   assert.equal(firstUnmatched(['a (b) [c]?'], 'a (b) [c]?'), null);
   assert.equal(firstUnmatched(['a (b)'], 'a b'), 'a (b)');
