@@ -21,7 +21,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
 
-import { EVERYTHING_ENTRY, REPO_DIR, T, mandateBin } from './harness.mjs';
+import { EVERYTHING_ENTRY, REPO_DIR, T, eventually, mandateBin } from './harness.mjs';
 
 const README = path.join(REPO_DIR, 'README.md');
 
@@ -233,10 +233,8 @@ async function walkThrough(t) {
     { cwd: dir, stdio: ['ignore', 'pipe', 'pipe'] });
   server.stdout.on('data', (d) => { serverLog += d; });
   server.stderr.on('data', (d) => { serverLog += d; });
-  const deadline = Date.now() + T.ready;
-  while (!serverLog.includes('admin listener ready') && server.exitCode === null && Date.now() < deadline) {
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
+  await eventually(() => serverLog.includes('admin listener ready') || server.exitCode !== null,
+    'mandate serve ready', T.ready);
   assert.ok(serverLog.includes('admin listener ready'), `mandate serve did not start:\n${serverLog}`);
   const started = blocks[1].lines.filter((l) => l.trim() !== '').map((l) => replaceAll(l, subs));
   assert.equal(firstUnmatched(started, serverLog), null, `step 1's output is not what the server printed:\n${serverLog}`);
