@@ -13,6 +13,7 @@
 
 #include "audit/internal/segment.h"
 #include "mandate/core/limits.h"
+#include "mandate/core/unique_fd.h"
 
 namespace mandate::audit {
 namespace {
@@ -20,19 +21,6 @@ namespace {
 using core::ErrorCode;
 using core::MakeError;
 
-class Fd {
- public:
-  explicit Fd(int fd) : fd_(fd) {}
-  ~Fd() {
-    if (fd_ >= 0) ::close(fd_);
-  }
-  Fd(const Fd&) = delete;
-  Fd& operator=(const Fd&) = delete;
-  int get() const { return fd_; }
-
- private:
-  int fd_;
-};
 
 core::Error FileError(const std::string& what, const std::string& path) {
   return MakeError(ErrorCode::kInternal, what + " " + path + ": " + std::strerror(errno));
@@ -62,7 +50,7 @@ core::Result<core::Json> ParseRecord(std::string_view line, const internal::Segm
 
 // The seq of a segment's first complete line, or nullopt when it has none yet.
 core::Result<std::optional<uint64_t>> FirstSeq(const internal::Segment& seg) {
-  Fd fd(::open(seg.path.c_str(), O_RDONLY | O_CLOEXEC));
+  core::UniqueFd fd(::open(seg.path.c_str(), O_RDONLY | O_CLOEXEC));
   if (fd.get() < 0) return FileError("cannot open", seg.path);
   internal::LineReader reader(fd.get(), core::kAuditRecordBytesMax,
                                     internal::LineReader::Nul::kEndsData);
@@ -106,7 +94,7 @@ core::Result<ScanEnd> ScanFrom(const std::vector<internal::Segment>& segments, s
                                                  internal::SegmentName(segments[i - 1].number + 1) +
                                                  " is missing (run `mandate audit verify`)");
     }
-    Fd fd(::open(seg.path.c_str(), O_RDONLY | O_CLOEXEC));
+    core::UniqueFd fd(::open(seg.path.c_str(), O_RDONLY | O_CLOEXEC));
     if (fd.get() < 0) return FileError("cannot open", seg.path);
     struct stat st {};
     if (::fstat(fd.get(), &st) != 0) return FileError("cannot stat", seg.path);

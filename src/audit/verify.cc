@@ -15,6 +15,7 @@
 #include "audit/internal/segment.h"
 #include "mandate/audit/audit_log.h"
 #include "mandate/core/limits.h"
+#include "mandate/core/unique_fd.h"
 
 namespace mandate::audit {
 namespace {
@@ -24,19 +25,6 @@ using core::MakeError;
 
 constexpr size_t kTailChunkBytes = 64 * 1024;
 
-class Fd {
- public:
-  explicit Fd(int fd) : fd_(fd) {}
-  ~Fd() {
-    if (fd_ >= 0) ::close(fd_);
-  }
-  Fd(const Fd&) = delete;
-  Fd& operator=(const Fd&) = delete;
-  int get() const { return fd_; }
-
- private:
-  int fd_;
-};
 
 core::Error OpenError(const std::string& path) {
   return MakeError(ErrorCode::kInternal, "cannot open " + path + ": " + std::strerror(errno));
@@ -59,7 +47,7 @@ core::Status PreadAll(int fd, char* out, size_t n, uint64_t offset) {
 
 // Appends to `out` (newest first) up to `need` complete lines of one segment.
 core::Status TailSegment(const internal::Segment& seg, size_t need, std::vector<std::string>* out) {
-  Fd fd(::open(seg.path.c_str(), O_RDONLY | O_CLOEXEC));
+  core::UniqueFd fd(::open(seg.path.c_str(), O_RDONLY | O_CLOEXEC));
   if (fd.get() < 0) return OpenError(seg.path);
   struct stat st {};
   if (::fstat(fd.get(), &st) != 0) return OpenError(seg.path);
@@ -116,7 +104,7 @@ constexpr size_t kVerifySegmentsAhead = 2;
 // Reads every line of `seg` and examines it; stops after an overlong or unterminated line.
 PreparedSegment PrepareSegment(const internal::Segment& seg) {
   PreparedSegment out;
-  Fd fd(::open(seg.path.c_str(), O_RDONLY | O_CLOEXEC));
+  core::UniqueFd fd(::open(seg.path.c_str(), O_RDONLY | O_CLOEXEC));
   if (fd.get() < 0) {
     out.status = OpenError(seg.path);
     return out;
@@ -174,7 +162,7 @@ core::Result<VerifyReport> VerifyLog(const std::string& dir, const VerifyOptions
   std::vector<Cp> cps;
   const std::string cps_name(internal::kCheckpointsFileName);
   {
-    Fd fd(::open((dir + "/" + cps_name).c_str(), O_RDONLY | O_CLOEXEC));
+    core::UniqueFd fd(::open((dir + "/" + cps_name).c_str(), O_RDONLY | O_CLOEXEC));
     if (fd.get() < 0 && errno != ENOENT) return OpenError(dir + "/" + cps_name);
     if (fd.get() >= 0) {
       internal::NoteReader reader(fd.get());

@@ -16,6 +16,7 @@
 #include "mandate/core/crypto.h"
 #include "mandate/core/encoding.h"
 #include "mandate/core/limits.h"
+#include "mandate/core/unique_fd.h"
 
 namespace mandate::identity {
 
@@ -51,19 +52,6 @@ class SecretString {
   std::string s_;
 };
 
-class Fd {
- public:
-  explicit Fd(int fd) : fd_(fd) {}
-  ~Fd() {
-    if (fd_ >= 0) ::close(fd_);
-  }
-  Fd(const Fd&) = delete;
-  Fd& operator=(const Fd&) = delete;
-  int get() const { return fd_; }
-
- private:
-  int fd_;
-};
 
 std::string OctalMode(mode_t mode) {
   char buf[8];
@@ -107,7 +95,7 @@ Status EnsureDirectory(const std::string& dir) {
 // mode grants any permission to group or others. O_NOFOLLOW: a symlink is not followed, so
 // the checks apply to the file actually read.
 Result<std::string> ReadSmallFile(const std::string& path, size_t max_bytes, bool owner_only) {
-  Fd fd(::open(path.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK));
+  core::UniqueFd fd(::open(path.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK));
   if (fd.get() < 0) return IoError("cannot open", path, errno);
   struct stat st {};
   if (::fstat(fd.get(), &st) != 0) return IoError("cannot stat", path, errno);
@@ -141,7 +129,7 @@ Result<std::string> ReadSmallFile(const std::string& path, size_t max_bytes, boo
 }
 
 Status FsyncDirectory(const std::string& dir) {
-  Fd fd(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  core::UniqueFd fd(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
   if (fd.get() < 0) return IoError("cannot open directory", dir, errno);
   if (::fsync(fd.get()) != 0) return IoError("cannot fsync directory", dir, errno);
   return core::OkStatus();
@@ -155,7 +143,7 @@ Status WriteFileAtomically(const std::string& dir, const std::string& name,
   const std::string final_path = dir + "/" + name;
   const std::string tmp_path = final_path + ".tmp-" + core::HexEncode(core::RandomBytes(8));
   {
-    Fd fd(::open(tmp_path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600));
+    core::UniqueFd fd(::open(tmp_path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600));
     if (fd.get() < 0) return IoError("cannot create", tmp_path, errno);
     size_t done = 0;
     while (done < bytes.size()) {

@@ -1,6 +1,6 @@
-// Blocking socket I/O with deadlines, shared by the HTTP client and server: an owned fd, and a
-// non-blocking socket wrapped as a Beast SyncReadStream / SyncWriteStream whose every wait is
-// a poll() bounded by one deadline.
+// Blocking socket I/O with deadlines, shared by the HTTP client and server: a non-blocking
+// socket wrapped as a Beast SyncReadStream / SyncWriteStream whose every wait is a poll()
+// bounded by one deadline (and `Fd`, the owned descriptor, as net names core::UniqueFd).
 #pragma once
 
 #include <poll.h>
@@ -18,35 +18,15 @@
 #include <cstdint>
 #include <utility>
 
+#include "mandate/core/unique_fd.h"
+
 namespace mandate::net::internal {
 
 namespace asio = boost::asio;
 namespace beast = boost::beast;
 using SteadyClock = std::chrono::steady_clock;
 
-// An owned file descriptor.
-class Fd {
- public:
-  Fd() = default;
-  explicit Fd(int fd) : fd_(fd) {}
-  Fd(Fd&& o) noexcept : fd_(std::exchange(o.fd_, -1)) {}
-  Fd& operator=(Fd&& o) noexcept {
-    if (this != &o) {
-      Reset();
-      fd_ = std::exchange(o.fd_, -1);
-    }
-    return *this;
-  }
-  ~Fd() { Reset(); }
-  int get() const { return fd_; }
-  void Reset() {
-    if (fd_ >= 0) ::close(fd_);
-    fd_ = -1;
-  }
-
- private:
-  int fd_ = -1;
-};
+using Fd = core::UniqueFd;
 
 // poll() waits at most this long per call, so a far deadline never overflows its int timeout.
 inline constexpr int64_t kPollSliceMillis = 60'000;
