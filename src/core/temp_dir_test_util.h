@@ -6,6 +6,7 @@
 #include <stdlib.h>
 
 #include <filesystem>
+#include <fstream>
 #include <string>
 #include <system_error>
 
@@ -29,6 +30,12 @@ class TempDir {
 
   const std::string& path() const { return path_; }
   std::string Sub(const std::string& name) const { return path_ + "/" + name; }
+  // Writes `bytes` to the file `name` in the directory (replacing it); returns its path.
+  std::string Write(const std::string& name, const std::string& bytes) const {
+    const std::string file = Sub(name);
+    std::ofstream(file, std::ios::binary | std::ios::trunc) << bytes;
+    return file;
+  }
 
  private:
   std::string path_;

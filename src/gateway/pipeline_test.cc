@@ -17,6 +17,7 @@
 #include <thread>
 #include <vector>
 
+#include "core/temp_dir_test_util.h"
 #include "mandate/approval/approval.h"
 #include "mandate/audit/audit_log.h"
 #include "mandate/audit/merkle_log.h"
@@ -49,24 +50,7 @@ constexpr char kAudience[] = "mandate";
 constexpr char kSecret[] = "sk_live_0123456789abcdef";
 constexpr char kRootSid[] = "ses_root";
 
-class ScratchDir {
- public:
-  ScratchDir() {
-    std::string tmpl = (fs::temp_directory_path() / "mandate-pipeline-XXXXXX").string();
-    EXPECT_NE(::mkdtemp(tmpl.data()), nullptr);
-    path_ = tmpl;
-  }
-  ~ScratchDir() {
-    std::error_code ec;
-    fs::remove_all(path_, ec);
-  }
-  ScratchDir(const ScratchDir&) = delete;
-  ScratchDir& operator=(const ScratchDir&) = delete;
-  std::string Sub(const std::string& name) const { return path_ + "/" + name; }
-
- private:
-  std::string path_;
-};
+using core::testing::TempDir;
 
 // An upstream that records every call it receives and answers with `outcome`. `on_invoke`,
 // when set, runs first (e.g. to inspect the audit log at the moment of forwarding).
@@ -492,7 +476,7 @@ class PipelineTest : public ::testing::Test {
     }
   }
 
-  ScratchDir dir_;
+  TempDir dir_;
   core::FakeClock clock_;
   mutable int jti_ = 0;
   std::unique_ptr<identity::SigningKeys> keys_;

@@ -1,42 +1,16 @@
-// Test-only helpers for the identity module's tests: a scratch directory and a hand-made JWS
-// builder for forging tokens the issuer would never produce.
+// Test-only helpers for the identity module's tests: a hand-made JWS builder for forging tokens
+// the issuer would never produce.
 #pragma once
 
 #include <gtest/gtest.h>
-#include <stdlib.h>
 
-#include <filesystem>
 #include <string>
-#include <system_error>
+#include <vector>
 
 #include "mandate/core/encoding.h"
 #include "mandate/core/json.h"
 
 namespace mandate::identity::testing {
-
-// A fresh directory (mode 0700, from mkdtemp) removed with everything in it at destruction.
-class ScratchDir {
- public:
-  ScratchDir() {
-    std::string tmpl =
-        (std::filesystem::temp_directory_path() / "mandate_identity_XXXXXX").string();
-    char* p = ::mkdtemp(tmpl.data());
-    EXPECT_NE(p, nullptr);
-    path_ = tmpl;
-  }
-  ~ScratchDir() {
-    std::error_code ec;
-    std::filesystem::remove_all(path_, ec);
-  }
-  ScratchDir(const ScratchDir&) = delete;
-  ScratchDir& operator=(const ScratchDir&) = delete;
-
-  const std::string& path() const { return path_; }
-  std::string Sub(const std::string& name) const { return path_ + "/" + name; }
-
- private:
-  std::string path_;
-};
 
 // "<b64url(header)>.<b64url(payload)>", the JWS signing input.
 inline std::string SigningInput(const core::Json& header, const core::Json& payload) {

@@ -9,6 +9,7 @@
 #include <fstream>
 #include <sstream>
 
+#include "core/temp_dir_test_util.h"
 #include "identity/identity_test_util.h"
 #include "mandate/core/clock.h"
 #include "mandate/core/encoding.h"
@@ -19,7 +20,7 @@ namespace {
 
 using core::ErrorCode;
 using core::Json;
-using testing::ScratchDir;
+using core::testing::TempDir;
 
 std::vector<std::string> PemFiles(const std::string& dir) {
   std::vector<std::string> out;
@@ -40,7 +41,7 @@ std::string ReadFile(const std::string& path) {
 // example's JWS with the example's signature, byte for byte (Ed25519 is deterministic:
 // whichever library signs, the bytes are RFC 8032's), and so does the key read back.
 TEST(SigningKeys, SignsRfc8037Ed25519ExampleExactly) {
-  ScratchDir tmp;
+  TempDir tmp;
   const std::string dir = tmp.Sub("keys");
   ASSERT_EQ(::mkdir(dir.c_str(), 0700), 0);
   // PKCS#8 for an Ed25519 seed: the fixed DER prefix, then the 32-byte seed ("d").
@@ -71,7 +72,7 @@ TEST(SigningKeys, SignsRfc8037Ed25519ExampleExactly) {
 }
 
 TEST(SigningKeys, CreatesOneEd25519KeyOnFirstLoad) {
-  ScratchDir tmp;
+  TempDir tmp;
   const std::string dir = tmp.Sub("data/keys");  // parents are created too
   auto keys = SigningKeys::LoadOrCreate(dir, Alg::kEdDSA);
   ASSERT_TRUE(keys.ok()) << keys.error().message;
@@ -95,7 +96,7 @@ TEST(SigningKeys, CreatesOneEd25519KeyOnFirstLoad) {
 }
 
 TEST(SigningKeys, KeyFileIsMode0600) {
-  ScratchDir tmp;
+  TempDir tmp;
   ASSERT_TRUE(SigningKeys::LoadOrCreate(tmp.Sub("keys")).ok());
   auto pems = PemFiles(tmp.Sub("keys"));
   ASSERT_EQ(pems.size(), 1u);
@@ -112,7 +113,7 @@ TEST(SigningKeys, KeyFileIsMode0600) {
 }
 
 TEST(SigningKeys, ReloadKeepsTheSameKey) {
-  ScratchDir tmp;
+  TempDir tmp;
   auto first = SigningKeys::LoadOrCreate(tmp.Sub("keys"));
   ASSERT_TRUE(first.ok());
   auto second = SigningKeys::LoadOrCreate(tmp.Sub("keys") + "/");
@@ -125,7 +126,7 @@ TEST(SigningKeys, ReloadKeepsTheSameKey) {
 }
 
 TEST(SigningKeys, RefusesWorldReadableKey) {
-  ScratchDir tmp;
+  TempDir tmp;
   ASSERT_TRUE(SigningKeys::LoadOrCreate(tmp.Sub("keys")).ok());
   const std::string pem = PemFiles(tmp.Sub("keys"))[0];
   ASSERT_EQ(::chmod(pem.c_str(), 0644), 0);
@@ -139,7 +140,7 @@ TEST(SigningKeys, RefusesWorldReadableKey) {
 }
 
 TEST(SigningKeys, RefusesGroupAccessibleKey) {
-  ScratchDir tmp;
+  TempDir tmp;
   ASSERT_TRUE(SigningKeys::LoadOrCreate(tmp.Sub("keys")).ok());
   const std::string pem = PemFiles(tmp.Sub("keys"))[0];
   for (mode_t mode : {0640, 0620, 0610, 0604, 0602}) {
@@ -151,7 +152,7 @@ TEST(SigningKeys, RefusesGroupAccessibleKey) {
 }
 
 TEST(SigningKeys, RefusesSymlinkedKeyFile) {
-  ScratchDir tmp;
+  TempDir tmp;
   auto keys = SigningKeys::LoadOrCreate(tmp.Sub("keys"));
   ASSERT_TRUE(keys.ok());
   const std::string pem = PemFiles(tmp.Sub("keys"))[0];
@@ -162,7 +163,7 @@ TEST(SigningKeys, RefusesSymlinkedKeyFile) {
 }
 
 TEST(SigningKeys, RefusesWorldWritableDirectory) {
-  ScratchDir tmp;
+  TempDir tmp;
   ASSERT_EQ(::mkdir(tmp.Sub("keys").c_str(), 0700), 0);
   ASSERT_EQ(::chmod(tmp.Sub("keys").c_str(), 0777), 0);
   auto keys = SigningKeys::LoadOrCreate(tmp.Sub("keys"));
@@ -171,7 +172,7 @@ TEST(SigningKeys, RefusesWorldWritableDirectory) {
 }
 
 TEST(SigningKeys, RefusesGarbageKeyFile) {
-  ScratchDir tmp;
+  TempDir tmp;
   ASSERT_EQ(::mkdir(tmp.Sub("keys").c_str(), 0700), 0);
   int fd = ::open(tmp.Sub("keys/bad.pem").c_str(), O_WRONLY | O_CREAT | O_EXCL, 0600);
   ASSERT_GE(fd, 0);
@@ -183,14 +184,14 @@ TEST(SigningKeys, RefusesGarbageKeyFile) {
 }
 
 TEST(SigningKeys, RefusesActiveFileNamingAMissingKey) {
-  ScratchDir tmp;
+  TempDir tmp;
   ASSERT_TRUE(SigningKeys::LoadOrCreate(tmp.Sub("keys")).ok());
   std::ofstream(tmp.Sub("keys/active")) << "kPrK_qmxVWaYVA9wwBF6Iuo3vVzz7TxHCTwXBygrS4k\n";
   EXPECT_FALSE(SigningKeys::LoadOrCreate(tmp.Sub("keys")).ok());
 }
 
 TEST(SigningKeys, AdoptsTheOnlyKeyWhenActiveFileIsMissing) {
-  ScratchDir tmp;
+  TempDir tmp;
   auto first = SigningKeys::LoadOrCreate(tmp.Sub("keys"));
   ASSERT_TRUE(first.ok());
   ASSERT_EQ(::unlink(tmp.Sub("keys/active").c_str()), 0);
@@ -201,7 +202,7 @@ TEST(SigningKeys, AdoptsTheOnlyKeyWhenActiveFileIsMissing) {
 }
 
 TEST(SigningKeys, KeepsOtherKeysAsVerifyOnly) {
-  ScratchDir tmp;
+  TempDir tmp;
   // Two key directories' keys in one: the one named active signs, the other only verifies.
   auto a = SigningKeys::LoadOrCreate(tmp.Sub("a"));
   auto b = SigningKeys::LoadOrCreate(tmp.Sub("b"));
@@ -224,7 +225,7 @@ TEST(SigningKeys, KeepsOtherKeysAsVerifyOnly) {
 }
 
 TEST(SigningKeys, JwksHasKidAndUseSig) {
-  ScratchDir tmp;
+  TempDir tmp;
   auto keys = SigningKeys::LoadOrCreate(tmp.Sub("keys"));
   ASSERT_TRUE(keys.ok());
   Json jwks = (*keys)->Jwks();
@@ -247,7 +248,7 @@ TEST(SigningKeys, JwksHasKidAndUseSig) {
 }
 
 TEST(SigningKeys, CreatesAndLoadsEs256Keys) {
-  ScratchDir tmp;
+  TempDir tmp;
   auto keys = SigningKeys::LoadOrCreate(tmp.Sub("keys"), Alg::kES256);
   ASSERT_TRUE(keys.ok()) << keys.error().message;
   EXPECT_EQ((*keys)->Active()->alg(), Alg::kES256);
@@ -263,7 +264,7 @@ TEST(SigningKeys, CreatesAndLoadsEs256Keys) {
 }
 
 TEST(SigningKeys, RefusesAlgorithmSwitchWithoutRotation) {
-  ScratchDir tmp;
+  TempDir tmp;
   ASSERT_TRUE(SigningKeys::LoadOrCreate(tmp.Sub("keys"), Alg::kEdDSA).ok());
   auto keys = SigningKeys::LoadOrCreate(tmp.Sub("keys"), Alg::kES256);
   ASSERT_FALSE(keys.ok());
@@ -271,7 +272,7 @@ TEST(SigningKeys, RefusesAlgorithmSwitchWithoutRotation) {
 }
 
 TEST(SigningKeys, RefusesADirectoryThatIsAFile) {
-  ScratchDir tmp;
+  TempDir tmp;
   std::ofstream(tmp.Sub("file")) << "x";
   EXPECT_FALSE(SigningKeys::LoadOrCreate(tmp.Sub("file")).ok());
   EXPECT_FALSE(SigningKeys::LoadOrCreate("").ok());
@@ -284,7 +285,7 @@ namespace mandate::identity {
 namespace {
 
 TEST(SigningKeys, RotationSignsWithTheNewKeyAndRetiresTheOldOneAfterItsTokensExpire) {
-  ScratchDir tmp;
+  TempDir tmp;
   const std::string dir = tmp.Sub("keys");
   core::FakeClock clock;
   clock.SetUnixSeconds(1'800'000'000);
@@ -335,7 +336,7 @@ TEST(SigningKeys, RotationSignsWithTheNewKeyAndRetiresTheOldOneAfterItsTokensExp
 }
 
 TEST(SigningKeys, RotationRefusesBadInputAndTooManyLiveKeys) {
-  ScratchDir tmp;
+  TempDir tmp;
   core::FakeClock clock;
   auto keys = SigningKeys::LoadOrCreate(tmp.Sub("keys"), Alg::kEdDSA, clock);
   ASSERT_TRUE(keys.ok());

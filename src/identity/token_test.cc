@@ -6,6 +6,7 @@
 #include <atomic>
 #include <thread>
 
+#include "core/temp_dir_test_util.h"
 #include "identity/identity_test_util.h"
 #include "mandate/core/clock.h"
 #include "mandate/core/crypto.h"
@@ -19,7 +20,7 @@ namespace {
 using core::ErrorCode;
 using core::Json;
 using testing::DecodeSegment;
-using testing::ScratchDir;
+using core::testing::TempDir;
 using testing::Segments;
 using testing::SigningInput;
 
@@ -116,7 +117,7 @@ class TokenTest : public ::testing::Test {
     }
   }
 
-  ScratchDir tmp_;
+  TempDir tmp_;
   core::FakeClock clock_;
   std::unique_ptr<SigningKeys> keys_;
   std::unique_ptr<TokenIssuer> issuer_;

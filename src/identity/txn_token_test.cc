@@ -6,6 +6,7 @@
 
 #include <string>
 
+#include "core/temp_dir_test_util.h"
 #include "identity/identity_test_util.h"
 #include "mandate/core/encoding.h"
 #include "mandate/core/json.h"
@@ -16,7 +17,7 @@ namespace {
 
 using core::ErrorCode;
 using core::Json;
-using testing::ScratchDir;
+using core::testing::TempDir;
 using testing::Segments;
 
 constexpr char kIssuer[] = "https://mandate.example";
@@ -88,7 +89,7 @@ class TxnTokenTest : public ::testing::Test {
     EXPECT_TRUE(key->Verify(seg[0] + "." + seg[1], *sig));
   }
 
-  ScratchDir tmp_;
+  TempDir tmp_;
   std::unique_ptr<SigningKeys> keys_;
   std::unique_ptr<TxnTokenIssuer> issuer_;
 };

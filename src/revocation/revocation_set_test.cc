@@ -13,6 +13,7 @@
 #include <thread>
 #include <vector>
 
+#include "core/temp_dir_test_util.h"
 #include "mandate/store/sqlite_store.h"
 
 namespace mandate::revocation {
@@ -21,22 +22,7 @@ namespace {
 namespace fs = std::filesystem;
 using core::ErrorCode;
 
-class ScratchDir {
- public:
-  ScratchDir() {
-    std::string tmpl = (fs::temp_directory_path() / "mandate-revocation-XXXXXX").string();
-    EXPECT_NE(::mkdtemp(tmpl.data()), nullptr);
-    path_ = tmpl;
-  }
-  ~ScratchDir() {
-    std::error_code ec;
-    fs::remove_all(path_, ec);
-  }
-  std::string Sub(const std::string& name) const { return path_ + "/" + name; }
-
- private:
-  std::string path_;
-};
+using core::testing::TempDir;
 
 constexpr int64_t kNow = 1767000000;
 
@@ -81,7 +67,7 @@ class RevocationSetTest : public ::testing::Test {
     return s;
   }
 
-  ScratchDir dir_;
+  TempDir dir_;
   std::unique_ptr<store::SqliteStore> store_;
   std::unique_ptr<RevocationSet> set_;
 };

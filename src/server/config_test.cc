@@ -9,6 +9,7 @@
 #include <string>
 
 #include "core/doc_blocks_test_util.h"
+#include "core/temp_dir_test_util.h"
 
 namespace mandate::server {
 namespace {
@@ -42,29 +43,7 @@ bool Contains(const std::string& s, const std::string& part) {
   return s.find(part) != std::string::npos;
 }
 
-// A fresh directory under the test temp dir, removed at the end of the test.
-class TempDir {
- public:
-  TempDir() {
-    std::string pattern = ::testing::TempDir() + "mandate-config-XXXXXX";
-    char* made = ::mkdtemp(pattern.data());
-    EXPECT_NE(made, nullptr);
-    path_ = pattern;
-  }
-  ~TempDir() {
-    std::error_code ec;
-    std::filesystem::remove_all(path_, ec);
-  }
-  const std::string& path() const { return path_; }
-  std::string Write(const std::string& name, const std::string& text) const {
-    std::string file = path_ + "/" + name;
-    std::ofstream(file, std::ios::binary) << text;
-    return file;
-  }
-
- private:
-  std::string path_;
-};
+using core::testing::TempDir;
 
 TEST(Config, EmptyFileGivesDefaults) {
   for (const char* text : {"", "\n", "# only a comment\n", "---\n", "~\n"}) {

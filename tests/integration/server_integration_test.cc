@@ -21,6 +21,7 @@
 #include <string>
 #include <vector>
 
+#include "core/temp_dir_test_util.h"
 #include "mandate/audit/audit_log.h"
 #include "mandate/core/encoding.h"
 #include "mandate/core/json.h"
@@ -40,23 +41,7 @@ constexpr char kSecretEnv[] = "MANDATE_IT_UPSTREAM_SECRET";
 constexpr char kSecret[] = "it-secret-Zq8vXw3uTy5s";
 constexpr char kFakeSessionId[] = "fake-upstream-session-1";
 
-class ScratchDir {
- public:
-  ScratchDir() {
-    std::string tmpl = (fs::temp_directory_path() / "mandate-integration-XXXXXX").string();
-    EXPECT_NE(::mkdtemp(tmpl.data()), nullptr);
-    path_ = tmpl;
-  }
-  ~ScratchDir() {
-    std::error_code ec;
-    fs::remove_all(path_, ec);
-  }
-  const std::string& path() const { return path_; }
-  std::string Sub(const std::string& name) const { return path_ + "/" + name; }
-
- private:
-  std::string path_;
-};
+using core::testing::TempDir;
 
 std::string ReadFile(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
@@ -392,7 +377,7 @@ class ServerIntegrationTest : public ::testing::Test {
     return records ? records->as_array() : std::vector<Json>{};
   }
 
-  ScratchDir dir_;
+  TempDir dir_;
   std::string upstream_name_ = "up";
   FakeMcpServer fake_;
   std::unique_ptr<server::Server> server_;

@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "adapters/mcp/upstream_common.h"
+#include "core/temp_dir_test_util.h"
 #include "mandate/audit/audit_log.h"
 #include "mandate/broker/credentials.h"
 #include "mandate/core/clock.h"
@@ -36,22 +37,7 @@ constexpr char kIssuer[] = "https://mandate.test";
 constexpr char kAudience[] = "mandate";
 constexpr char kSecret[] = "ghp_supersecretvalue123";
 
-class ScratchDir {
- public:
-  ScratchDir() {
-    std::string tmpl = (fs::temp_directory_path() / "mandate-mcp-endpoint-XXXXXX").string();
-    EXPECT_NE(::mkdtemp(tmpl.data()), nullptr);
-    path_ = tmpl;
-  }
-  ~ScratchDir() {
-    std::error_code ec;
-    fs::remove_all(path_, ec);
-  }
-  std::string Sub(const std::string& name) const { return path_ + "/" + name; }
-
- private:
-  std::string path_;
-};
+using core::testing::TempDir;
 
 // An MCP upstream in memory. Tool classes come from the real annotation rules
 // (internal::ClassFromAnnotations), as the stdio and HTTP clients compute them.
@@ -358,7 +344,7 @@ class McpEndpointTest : public ::testing::Test {
     return found;
   }
 
-  ScratchDir dir_;
+  TempDir dir_;
   core::FakeClock clock_;
   int jti_ = 0;
   std::unique_ptr<identity::SigningKeys> keys_;

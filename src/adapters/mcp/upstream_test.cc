@@ -27,6 +27,7 @@
 #include <vector>
 
 #include "adapters/mcp/upstream_common.h"
+#include "core/temp_dir_test_util.h"
 #include "mandate/core/limits.h"
 #include "mandate/net/http.h"
 
@@ -163,18 +164,7 @@ int CountChildProcesses() {
   return any ? n : -1;
 }
 
-class TempDir {
- public:
-  TempDir() {
-    char tmpl[] = "/tmp/mandate_upstream_test_XXXXXX";
-    path_ = ::mkdtemp(tmpl);
-  }
-  ~TempDir() { std::system(("rm -rf '" + path_ + "'").c_str()); }
-  const std::string& path() const { return path_; }
-
- private:
-  std::string path_;
-};
+using core::testing::TempDir;
 
 // The fixture in HTTP mode, as a child process of the test.
 class HttpFixture {
