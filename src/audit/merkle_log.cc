@@ -159,6 +159,10 @@ core::Result<std::unique_ptr<MerkleLog>> MerkleLog::Open(const std::string& dir,
   if (options.segment_bytes_max == 0) {
     return MakeError(ErrorCode::kBadRequest, "audit segment_bytes_max must be positive");
   }
+  if (options.queue_records_max == 0 || options.queue_records_max > core::kAuditQueueMax) {
+    return MakeError(ErrorCode::kBadRequest,
+                     "audit queue_records_max must be 1.." + std::to_string(core::kAuditQueueMax));
+  }
   if (options.checkpoint_records == 0 || options.checkpoint_interval_micros <= 0) {
     return MakeError(ErrorCode::kBadRequest,
                      "audit checkpoint_records and checkpoint_interval must be positive");
@@ -636,7 +640,7 @@ core::Result<uint64_t> MerkleLog::Sequence(const Prepared& p, std::unique_lock<s
   for (;;) {
     if (failed_) return MakeError(ErrorCode::kInternal, "audit log failed earlier: " + failure_);
     if (closing_) return MakeError(ErrorCode::kInternal, "audit log is closed");
-    if (queued_.size() < core::kAuditQueueMax) break;
+    if (queued_.size() < options_.queue_records_max) break;
     if (!leading_) {
       Ready ready;
       if (const WakeMask wake = Lead(lock, false, 0, &ready); wake != 0 || !ready.empty()) {
@@ -832,6 +836,12 @@ MerkleLog::WakeMask MerkleLog::Lead(std::unique_lock<std::mutex>& lock, bool syn
   const bool wake_idle_flusher = !flusher_armed_ && durable > checkpointed_;
   if (wake_idle_flusher) flusher_armed_ = true;
   if (closing_ || pending_checkpoint_ || wake_idle_flusher) flusher_cv_.notify_all();
+  // Appenders waiting for room (Sequence) wait for a leader to take the queue: now that this
+  // one is done, one of them leads the full queue itself, or all learn that the log failed
+  // (after a failure nobody leads again, so a waiter not woken here would wait forever).
+  if (failed_.load(std::memory_order_relaxed) || queued_.size() >= options_.queue_records_max) {
+    not_full_.notify_all();
+  }
   return wake;
 }
 
@@ -911,6 +921,7 @@ void MerkleLog::FlusherLoop() {
         // A log whose records can no longer be vouched for fails closed like a failed write.
         failure_ = st.error().message;
         failed_.store(true, std::memory_order_release);
+        not_full_.notify_all();  // appenders waiting for room are refused, not left waiting
         Ready ready;
         TakeReadyLocked(&ready);
         lock.unlock();

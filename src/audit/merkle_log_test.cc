@@ -2461,5 +2461,54 @@ TEST(MerkleLog, AppendThenUnderAFailureReportsEveryRecordOnceAndOnlyAPrefixDurab
   for (uint64_t f : failed_seqs) EXPECT_GE(f, durable_seqs.size());
 }
 
+// Appenders waiting for room in a full queue while the batch in flight fails must learn of the
+// failure: nothing else leads after a failure, so a waiter nobody wakes waits forever (a call
+// that hangs instead of failing closed). A queue of 2 records makes waiting for room the
+// common case.
+TEST(MerkleLog, AppendersWaitingForRoomWhenABatchFailsAreRefusedNotLeftWaiting) {
+  TempDir tmp;
+  std::string dir = tmp.Sub("audit");
+  MerkleLog::Options options = EveryRecordRolls();
+  options.queue_records_max = 2;
+  auto log = MerkleLog::Open(dir, core::SystemClock::Instance(), options);
+  ASSERT_TRUE(log.ok()) << log.error().message;
+  constexpr int kThreads = 16;
+  std::atomic<int> returned{0}, refused{0}, reported{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < 100000; ++i) {
+        auto seq = (*log)->AppendThen(Rec("thread." + std::to_string(t), i),
+                                      [&](const core::Status&) { reported.fetch_add(1); });
+        if (!seq.ok()) {
+          EXPECT_EQ(seq.error().code, ErrorCode::kInternal);
+          refused.fetch_add(1);
+          return;
+        }
+        returned.fetch_add(1);
+      }
+    });
+  }
+  EXPECT_TRUE(WaitFor([&] { return returned.load() >= 200; })) << returned.load();
+  EXPECT_TRUE(RemoveUntilGone(dir));
+  // A waiter left waiting hangs this join (and the test times out).
+  for (auto& th : threads) th.join();
+  (*log)->Close();
+  EXPECT_EQ(refused.load(), kThreads);
+  EXPECT_EQ(reported.load(), returned.load());  // every sequenced record learnt its fate
+}
+
+TEST(MerkleLog, RefusesAQueueLimitOutsideItsRange) {
+  TempDir tmp;
+  for (size_t bad : {size_t{0}, core::kAuditQueueMax + 1}) {
+    MerkleLog::Options options = Quiet();
+    options.queue_records_max = bad;
+    auto log = MerkleLog::Open(tmp.Sub("audit"), core::SystemClock::Instance(), options);
+    ASSERT_FALSE(log.ok()) << bad;
+    EXPECT_EQ(log.error().code, ErrorCode::kBadRequest);
+    EXPECT_NE(log.error().message.find("queue_records_max"), std::string::npos);
+  }
+}
+
 }  // namespace
 }  // namespace mandate::audit

@@ -35,8 +35,9 @@ class AuditLog {
   // adds "seq", "ts" (Unix microseconds, from the log's Clock) and "prev" (its integrity
   // member), so the record must not carry "seq", "ts" or "prev" itself.
   //
-  // Blocks while kAuditQueueMax appends are already waiting (back-pressure, never a silent
-  // drop), then until the batch holding this record has been synced.
+  // Blocks while the log's queue is full (kAuditQueueMax records waiting for a group commit;
+  // back-pressure, never a silent drop), then until the batch holding this record has been
+  // synced. A log that fails meanwhile refuses the waiting appends (kInternal).
   //
   // Errors:
   //   kBadRequest       not an object, a reserved member present, or a value that does not

@@ -79,6 +79,9 @@ class MerkleLog final : public AuditLog {
     // The origin line of the checkpoints and the signing key's name, used only when the log
     // is created (it is then stored with the key); empty: "mandate.local/audit/<random id>".
     std::string origin;
+    // Records sequenced but not yet taken by a batch; an append finding this many waits for
+    // room (back-pressure). 1..kAuditQueueMax; tests make it small.
+    size_t queue_records_max = core::kAuditQueueMax;
   };
 
   // Opens the log in `dir`, creating the directory (mode 0700), the first segment (mode 0600)
