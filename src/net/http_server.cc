@@ -120,7 +120,7 @@ class DirectResponse {
       started = started_;
     }
     if (!started) {
-      Send(HttpResponse::Json(500, R"({"error":{"code":"internal","message":"no response"}})"));
+      Send(HttpResponse::Error(core::ErrorCode::kInternal, "no response"));
     } else {
       End();
     }
@@ -348,6 +348,10 @@ HttpResponse HttpResponse::Json(int status, std::string body) {
   r.headers.emplace_back("Content-Type", "application/json");
   r.body = std::move(body);
   return r;
+}
+
+HttpResponse HttpResponse::Error(core::ErrorCode code, std::string_view message) {
+  return Json(core::HttpStatus(code), ErrorBody(core::PublicCode(code), message));
 }
 
 HttpResponse HttpResponse::Text(int status, std::string body) {

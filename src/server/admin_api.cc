@@ -19,17 +19,6 @@ namespace {
 using core::ErrorCode;
 using core::Json;
 
-net::HttpResponse Error(ErrorCode code, std::string_view message) {
-  Json e = Json::MakeObject();
-  e.Set("code", std::string(core::PublicCode(code)));
-  e.Set("message", std::string(message));
-  Json b = Json::MakeObject();
-  b.Set("error", std::move(e));
-  return net::HttpResponse::Json(core::HttpStatus(code), b.Dump());
-}
-
-net::HttpResponse Error(const core::Error& e) { return Error(e.code, e.message); }
-
 net::HttpResponse Ok(const Json& body, int status = 200) { return net::HttpResponse::Json(status, body.Dump()); }
 
 // Reads an optional array of strings member. Errors name the member.
@@ -142,7 +131,7 @@ net::HttpResponse AdminApi::Handle(const net::HttpRequest& req) {
   if (!Authorized(req)) {
     auto who = AuthenticateApprover(req);
     if (!who.ok()) {
-      auto r = Error(who.error());
+      auto r = net::HttpResponse::Error(who.error());
       r.headers.emplace_back("WWW-Authenticate", "Bearer");
       return r;
     }
@@ -152,8 +141,11 @@ net::HttpResponse AdminApi::Handle(const net::HttpRequest& req) {
   Json body = Json::MakeObject();
   if (req.method == "POST" && !req.body.empty()) {  // an empty body reads as {}
     auto parsed = Json::Parse(req.body, core::kHttpRequestBodyBytesMax);
-    if (!parsed.ok()) return Error(ErrorCode::kBadRequest, parsed.error().message);
-    if (!parsed->is_object()) return Error(ErrorCode::kBadRequest, "the request body must be a JSON object");
+    if (!parsed.ok())
+      return net::HttpResponse::Error(ErrorCode::kBadRequest, parsed.error().message);
+    if (!parsed->is_object())
+      return net::HttpResponse::Error(ErrorCode::kBadRequest,
+                                      "the request body must be a JSON object");
     body = std::move(parsed).value();
   }
   const std::string& p = req.path;
@@ -161,7 +153,7 @@ net::HttpResponse AdminApi::Handle(const net::HttpRequest& req) {
     if (req.method == "POST") return PostHuman(body);
     if (req.method == "GET") {
       auto list = ctx_.store->ListHumans();
-      if (!list.ok()) return Error(list.error());
+      if (!list.ok()) return net::HttpResponse::Error(list.error());
       Json arr = Json::MakeArray();
       for (const auto& h : *list) {
         Json j = Json::MakeObject();
@@ -175,15 +167,16 @@ net::HttpResponse AdminApi::Handle(const net::HttpRequest& req) {
     }
   } else if (p.rfind("/admin/v1/humans/", 0) == 0 && p.size() > 32 &&
              p.compare(p.size() - 15, 15, "/approver-token") == 0) {
-    if (req.method != "POST") return Error(ErrorCode::kBadRequest, "use POST to mint an approver token");
+    if (req.method != "POST")
+      return net::HttpResponse::Error(ErrorCode::kBadRequest, "use POST to mint an approver token");
     auto human = DecodePathSegment(std::string_view(p).substr(17, p.size() - 17 - 15));
-    if (!human.ok()) return Error(human.error());
+    if (!human.ok()) return net::HttpResponse::Error(human.error());
     return PostApproverToken(*human, body);
   } else if (p == "/admin/v1/agents") {
     if (req.method == "POST") return PostAgent(body);
     if (req.method == "GET") {
       auto list = ctx_.store->ListAgents();
-      if (!list.ok()) return Error(list.error());
+      if (!list.ok()) return net::HttpResponse::Error(list.error());
       Json arr = Json::MakeArray();
       for (const auto& a : *list) {
         Json j = Json::MakeObject();
@@ -210,7 +203,7 @@ net::HttpResponse AdminApi::Handle(const net::HttpRequest& req) {
   } else if (p.rfind("/admin/v1/plans/", 0) == 0 && req.method == "GET") {
     const std::string_view id = std::string_view(p).substr(std::string_view("/admin/v1/plans/").size());
     auto shown = ctx_.show_plan ? ctx_.show_plan(id) : std::nullopt;
-    if (!shown) return Error(ErrorCode::kNotFound, "no plan " + std::string(id));
+    if (!shown) return net::HttpResponse::Error(ErrorCode::kNotFound, "no plan " + std::string(id));
     return Ok(*shown);
   } else if (p == "/admin/v1/approvals" || p.rfind("/admin/v1/approvals/", 0) == 0) {
     return HandleApprovals(req, p.substr(std::string_view("/admin/v1/approvals").size()), body,
@@ -234,10 +227,12 @@ net::HttpResponse AdminApi::Handle(const net::HttpRequest& req) {
   } else if (p == "/admin/v1/policies/schema" && req.method == "GET") {
     return GetPolicySchema();
   } else if (p == "/admin/v1/policies/reload" && req.method == "POST") {
-    if (!ctx_.reload_policies) return Error(ErrorCode::kNotFound, "policy reload is not available");
+    if (!ctx_.reload_policies)
+      return net::HttpResponse::Error(ErrorCode::kNotFound, "policy reload is not available");
     Json out = ctx_.reload_policies();
     // A rejected set is the operator's error to fix: 400 with the reason, the old set active.
-    if (out.GetString("status") == "rejected") return Error(ErrorCode::kBadRequest, out.GetString("error"));
+    if (out.GetString("status") == "rejected")
+      return net::HttpResponse::Error(ErrorCode::kBadRequest, out.GetString("error"));
     return Ok(out);
   } else if (p == "/admin/v1/audit" && req.method == "GET") {
     return GetAudit(req);
@@ -248,23 +243,24 @@ net::HttpResponse AdminApi::Handle(const net::HttpRequest& req) {
   } else if (p == "/admin/v1/audit" || p == "/admin/v1/audit/replay" || p == "/admin/v1/audit/export") {
     // Another method: 405 below.
   } else {
-    return Error(ErrorCode::kNotFound, "no admin endpoint " + p);
+    return net::HttpResponse::Error(ErrorCode::kNotFound, "no admin endpoint " + p);
   }
-  auto r = Error(ErrorCode::kBadRequest, "method " + req.method + " not allowed on " + p);
+  auto r = net::HttpResponse::Error(ErrorCode::kBadRequest,
+                                    "method " + req.method + " not allowed on " + p);
   r.status = 405;
   return r;
 }
 
 net::HttpResponse AdminApi::PostHuman(const Json& body) {
   auto groups = StringList(body, "groups");
-  if (!groups.ok()) return Error(groups.error());
+  if (!groups.ok()) return net::HttpResponse::Error(groups.error());
   store::Human h;
   h.name = body.GetString("name");
   h.groups = *groups;
   h.created_at = ctx_.clock->NowUnixSeconds();
-  if (auto st = ctx_.store->PutHuman(h); !st.ok()) return Error(st.error());
+  if (auto st = ctx_.store->PutHuman(h); !st.ok()) return net::HttpResponse::Error(st.error());
   auto stored = ctx_.store->GetHuman(h.name);
-  if (!stored.ok()) return Error(stored.error());
+  if (!stored.ok()) return net::HttpResponse::Error(stored.error());
   ctx_.directory->PutHuman(stored->name, stored->groups);
   Json out = Json::MakeObject();
   out.Set("name", stored->name);
@@ -275,14 +271,17 @@ net::HttpResponse AdminApi::PostHuman(const Json& body) {
 // POST /admin/v1/humans/<H>/approver-token {"ttl_seconds"?}: a token with which H lists and
 // decides approvals as themselves (server/approver_tokens.h).
 net::HttpResponse AdminApi::PostApproverToken(const std::string& human, const Json& body) {
-  if (ctx_.approver_tokens == nullptr) return Error(ErrorCode::kNotFound, "approver tokens are not available");
+  if (ctx_.approver_tokens == nullptr)
+    return net::HttpResponse::Error(ErrorCode::kNotFound, "approver tokens are not available");
   std::optional<int64_t> ttl;
   if (const Json* t = body.Find("ttl_seconds"); t != nullptr && !t->is_null()) {
-    if (!t->is_int()) return Error(ErrorCode::kBadRequest, "\"ttl_seconds\" must be a positive integer");
+    if (!t->is_int())
+      return net::HttpResponse::Error(ErrorCode::kBadRequest,
+                                      "\"ttl_seconds\" must be a positive integer");
     ttl = t->as_int();
   }
   auto minted = ctx_.approver_tokens->Mint(human, ttl);
-  if (!minted.ok()) return Error(minted.error());
+  if (!minted.ok()) return net::HttpResponse::Error(minted.error());
   Json out = Json::MakeObject();
   out.Set("token", minted->token);
   out.Set("human", minted->human);
@@ -293,15 +292,15 @@ net::HttpResponse AdminApi::PostApproverToken(const std::string& human, const Js
 
 net::HttpResponse AdminApi::PostAgent(const Json& body) {
   auto groups = StringList(body, "groups");
-  if (!groups.ok()) return Error(groups.error());
+  if (!groups.ok()) return net::HttpResponse::Error(groups.error());
   store::Agent a;
   a.name = body.GetString("name");
   a.owner = body.GetString("owner");
   a.groups = *groups;
   a.created_at = ctx_.clock->NowUnixSeconds();
-  if (auto st = ctx_.store->PutAgent(a); !st.ok()) return Error(st.error());
+  if (auto st = ctx_.store->PutAgent(a); !st.ok()) return net::HttpResponse::Error(st.error());
   auto stored = ctx_.store->GetAgent(a.name);
-  if (!stored.ok()) return Error(stored.error());
+  if (!stored.ok()) return net::HttpResponse::Error(stored.error());
   ctx_.directory->PutAgent(stored->name, stored->owner, stored->groups);
   Json out = Json::MakeObject();
   out.Set("name", stored->name);
@@ -314,26 +313,33 @@ net::HttpResponse AdminApi::PostSession(const Json& body) {
   const std::string agent = body.GetString("agent");
   const std::string human = body.GetString("human");
   const std::string task = body.GetString("task");
-  if (agent.empty() || human.empty()) return Error(ErrorCode::kBadRequest, "\"agent\" and \"human\" are required");
+  if (agent.empty() || human.empty())
+    return net::HttpResponse::Error(ErrorCode::kBadRequest, "\"agent\" and \"human\" are required");
   auto agent_rec = ctx_.store->GetAgent(agent);
-  if (!agent_rec.ok()) return Error(agent_rec.error());
+  if (!agent_rec.ok()) return net::HttpResponse::Error(agent_rec.error());
   auto human_rec = ctx_.store->GetHuman(human);
-  if (!human_rec.ok()) return Error(human_rec.error());
+  if (!human_rec.ok()) return net::HttpResponse::Error(human_rec.error());
   auto scope = StringList(body, "scope");
-  if (!scope.ok()) return Error(scope.error());
+  if (!scope.ok()) return net::HttpResponse::Error(scope.error());
   if (scope->empty()) scope->push_back("*");
-  if (scope->size() > core::kScopeEntriesMax) return Error(ErrorCode::kBadRequest, "too many scope entries");
+  if (scope->size() > core::kScopeEntriesMax)
+    return net::HttpResponse::Error(ErrorCode::kBadRequest, "too many scope entries");
   for (const auto& s : *scope) {
-    if (auto st = ValidateScope(s, ctx_.upstream_names); !st.ok()) return Error(st.error());
+    if (auto st = ValidateScope(s, ctx_.upstream_names); !st.ok())
+      return net::HttpResponse::Error(st.error());
   }
   const Json* ttl_json = body.Find("ttl_seconds");
   int64_t ttl = ctx_.config->tokens.ttl_seconds;
   if (ttl_json != nullptr) {
-    if (!ttl_json->is_int() || ttl_json->as_int() <= 0) return Error(ErrorCode::kBadRequest, "\"ttl_seconds\" must be a positive integer");
+    if (!ttl_json->is_int() || ttl_json->as_int() <= 0)
+      return net::HttpResponse::Error(ErrorCode::kBadRequest,
+                                      "\"ttl_seconds\" must be a positive integer");
     ttl = ttl_json->as_int();
   }
   if (ttl > ctx_.config->tokens.max_ttl_seconds) {
-    return Error(ErrorCode::kBadRequest, "ttl exceeds tokens.max_ttl (" + std::to_string(ctx_.config->tokens.max_ttl_seconds) + " s)");
+    return net::HttpResponse::Error(
+        ErrorCode::kBadRequest, "ttl exceeds tokens.max_ttl (" +
+                                    std::to_string(ctx_.config->tokens.max_ttl_seconds) + " s)");
   }
   SessionGrant grant;
   grant.agent = agent;
@@ -344,7 +350,8 @@ net::HttpResponse AdminApi::PostSession(const Json& body) {
   const Json* model = body.Find("model");
   if (model != nullptr && !model->is_null()) {
     if (!model->is_object() || model->GetString("provider").empty() || model->GetString("name").empty()) {
-      return Error(ErrorCode::kBadRequest, "\"model\" must be {provider, name, tier}");
+      return net::HttpResponse::Error(ErrorCode::kBadRequest,
+                                      "\"model\" must be {provider, name, tier}");
     }
     grant.model = identity::ModelInfo{model->GetString("provider"), model->GetString("name"), model->GetString("tier")};
   }
@@ -352,11 +359,13 @@ net::HttpResponse AdminApi::PostSession(const Json& body) {
   // thumbprint). FromPublicJwk checks the key (type, curve, point) and refuses a private one.
   if (const Json* jwk = body.Find("dpop_jwk"); jwk != nullptr && !jwk->is_null()) {
     auto key = identity::JwsKey::FromPublicJwk(*jwk);
-    if (!key.ok()) return Error(ErrorCode::kBadRequest, "\"dpop_jwk\": " + key.error().message);
+    if (!key.ok())
+      return net::HttpResponse::Error(ErrorCode::kBadRequest,
+                                      "\"dpop_jwk\": " + key.error().message);
     grant.dpop_jkt = (*key)->kid();
   }
   auto minted = MintSession(grant, SessionDeps{ctx_.config, ctx_.clock, ctx_.store, ctx_.issuer, ctx_.pipeline, ctx_.revocations});
-  if (!minted.ok()) return Error(minted.error());
+  if (!minted.ok()) return net::HttpResponse::Error(minted.error());
   Json out = Json::MakeObject();
   out.Set("token", minted->token);
   out.Set("sid", minted->sid);
@@ -370,7 +379,7 @@ net::HttpResponse AdminApi::PostSession(const Json& body) {
 net::HttpResponse AdminApi::GetSessions(const std::string& sid) {
   if (!sid.empty()) {
     auto s = ctx_.store->GetSession(sid);
-    if (!s.ok()) return Error(s.error());
+    if (!s.ok()) return net::HttpResponse::Error(s.error());
     // The session with its delegation subtree: "children" (direct child sids) and
     // "delegations" (each child's session with its own delegations, recursively). Bounded by
     // the delegation depth limit and kSessionTreeNodesMax sessions ("truncated" when cut).
@@ -396,12 +405,12 @@ net::HttpResponse AdminApi::GetSessions(const std::string& sid) {
       return j;
     };
     auto j = tree(*s, 0);
-    if (!j.ok()) return Error(j.error());
+    if (!j.ok()) return net::HttpResponse::Error(j.error());
     j->Set("truncated", truncated);
     return Ok(*j);
   }
   auto list = ctx_.store->ListSessions(core::kStoreListLimitMax, 0);
-  if (!list.ok()) return Error(list.error());
+  if (!list.ok()) return net::HttpResponse::Error(list.error());
   Json arr = Json::MakeArray();
   for (const auto& s : *list) arr.Push(SessionJson(s));
   Json out = Json::MakeObject();
@@ -411,13 +420,16 @@ net::HttpResponse AdminApi::GetSessions(const std::string& sid) {
 
 net::HttpResponse AdminApi::PostRevocation(const Json& body) {
   auto kind = revocation::KindFromName(body.GetString("kind"));
-  if (!kind) return Error(ErrorCode::kBadRequest, "\"kind\" must be session, agent, human or task");
+  if (!kind)
+    return net::HttpResponse::Error(ErrorCode::kBadRequest,
+                                    "\"kind\" must be session, agent, human or task");
   const std::string subject = body.GetString("subject");
-  if (subject.empty()) return Error(ErrorCode::kBadRequest, "\"subject\" is required");
+  if (subject.empty())
+    return net::HttpResponse::Error(ErrorCode::kBadRequest, "\"subject\" is required");
   const std::string reason = body.GetString("reason", "revoked by an operator");
   const int64_t now = ctx_.clock->NowUnixSeconds();
   auto affected = ctx_.revocations->Revoke(*ctx_.store, *kind, subject, reason, now);
-  if (!affected.ok()) return Error(affected.error());
+  if (!affected.ok()) return net::HttpResponse::Error(affected.error());
   // Effective for the next decision already; calls waiting on an upstream stop now.
   const size_t cancelled = ctx_.pipeline->CancelRevoked();
   Json rec = Json::MakeObject();
@@ -450,7 +462,8 @@ net::HttpResponse AdminApi::PostRevocation(const Json& body) {
 // that human if given), and only the approvals of the approver's groups are shown.
 net::HttpResponse AdminApi::HandleApprovals(const net::HttpRequest& req, std::string_view rest,
                                             const Json& body, const std::string* approver) {
-  if (ctx_.approvals == nullptr) return Error(ErrorCode::kNotFound, "approvals are not available");
+  if (ctx_.approvals == nullptr)
+    return net::HttpResponse::Error(ErrorCode::kNotFound, "approvals are not available");
   // An approver sees the approvals of the groups they belong to and nothing else.
   const std::optional<std::vector<std::string>> approver_groups =
       approver ? ctx_.directory->HumanGroups(*approver) : std::nullopt;
@@ -461,7 +474,8 @@ net::HttpResponse AdminApi::HandleApprovals(const net::HttpRequest& req, std::st
            approver_groups->end();
   };
   if (rest.empty() || rest == "/") {
-    if (req.method != "GET") return Error(ErrorCode::kBadRequest, "use GET to list approvals");
+    if (req.method != "GET")
+      return net::HttpResponse::Error(ErrorCode::kBadRequest, "use GET to list approvals");
     const bool all = req.target.find("state=all") != std::string::npos;
     const auto filter = all ? approval::ListFilter::kAll : approval::ListFilter::kPending;
     if (approver == nullptr) return Ok(ctx_.approvals->List(filter, core::kAdminApprovalsPageMax));
@@ -490,37 +504,45 @@ net::HttpResponse AdminApi::HandleApprovals(const net::HttpRequest& req, std::st
   const std::string id(rest.substr(0, slash));
   const std::string_view verb = slash == std::string_view::npos ? "" : rest.substr(slash + 1);
   if (verb.empty()) {
-    if (req.method != "GET") return Error(ErrorCode::kBadRequest, "use GET to show an approval");
+    if (req.method != "GET")
+      return net::HttpResponse::Error(ErrorCode::kBadRequest, "use GET to show an approval");
     auto one = ctx_.approvals->Get(id);
-    if (!one || !visible(*one)) return Error(ErrorCode::kNotFound, "no approval " + id);
+    if (!one || !visible(*one))
+      return net::HttpResponse::Error(ErrorCode::kNotFound, "no approval " + id);
     return Ok(*one);
   }
   if (req.method != "POST" || (verb != "approve" && verb != "deny")) {
-    return Error(ErrorCode::kNotFound, "unknown approvals endpoint");
+    return net::HttpResponse::Error(ErrorCode::kNotFound, "unknown approvals endpoint");
   }
   auto current = ctx_.approvals->Get(id);
-  if (!current || !visible(*current)) return Error(ErrorCode::kNotFound, "no approval " + id);
+  if (!current || !visible(*current))
+    return net::HttpResponse::Error(ErrorCode::kNotFound, "no approval " + id);
   // The approver: the approver token's human, or "as" with the admin token. Then one decision
   // path for both: a registered human of the human group named like the approval group, and
   // the book enforces exclude_requester.
   std::string as = body.GetString("as");
   if (approver != nullptr) {
     if (!as.empty() && as != *approver) {
-      return Error(ErrorCode::kPolicyDenied, "this approver token is " + *approver +
-                                                 "'s: it cannot act as " + as);
+      return net::HttpResponse::Error(
+          ErrorCode::kPolicyDenied,
+          "this approver token is " + *approver + "'s: it cannot act as " + as);
     }
     as = *approver;
   }
-  if (as.empty()) return Error(ErrorCode::kBadRequest, "\"as\" (the approving human) is required");
+  if (as.empty())
+    return net::HttpResponse::Error(ErrorCode::kBadRequest,
+                                    "\"as\" (the approving human) is required");
   const std::string group = current->GetString("group");
   auto groups = ctx_.directory->HumanGroups(as);
-  if (!groups) return Error(ErrorCode::kNotFound, "unknown human " + as);
+  if (!groups) return net::HttpResponse::Error(ErrorCode::kNotFound, "unknown human " + as);
   if (std::find(groups->begin(), groups->end(), group) == groups->end()) {
-    return Error(ErrorCode::kPolicyDenied, as + " is not in group " + group + " and cannot decide its approvals");
+    return net::HttpResponse::Error(
+        ErrorCode::kPolicyDenied,
+        as + " is not in group " + group + " and cannot decide its approvals");
   }
   auto vote = verb == "approve" ? ctx_.approvals->Approve(id, as)
                                 : ctx_.approvals->Deny(id, as, body.GetString("reason", "denied by " + as));
-  if (!vote.ok()) return Error(vote.error());
+  if (!vote.ok()) return net::HttpResponse::Error(vote.error());
   if (ctx_.on_approval_decided) ctx_.on_approval_decided(id);  // a plan may start or end
   Json out = Json::MakeObject();
   out.Set("id", vote->id);
@@ -532,7 +554,8 @@ net::HttpResponse AdminApi::HandleApprovals(const net::HttpRequest& req, std::st
 }
 
 net::HttpResponse AdminApi::GetKeys() {
-  if (ctx_.keys == nullptr) return Error(ErrorCode::kNotFound, "no signing keys");
+  if (ctx_.keys == nullptr)
+    return net::HttpResponse::Error(ErrorCode::kNotFound, "no signing keys");
   Json arr = Json::MakeArray();
   for (const auto& k : ctx_.keys->List()) {
     Json j = Json::MakeObject();
@@ -550,10 +573,11 @@ net::HttpResponse AdminApi::GetKeys() {
 // A new signing key of the configured algorithm signs from now on; the previous one verifies
 // until every token it can have signed has expired (max_ttl + clock skew), then retires.
 net::HttpResponse AdminApi::PostKeysRotate() {
-  if (ctx_.keys == nullptr) return Error(ErrorCode::kNotFound, "no signing keys");
+  if (ctx_.keys == nullptr)
+    return net::HttpResponse::Error(ErrorCode::kNotFound, "no signing keys");
   const identity::Alg alg = ctx_.config->tokens.alg == TokenAlg::kES256 ? identity::Alg::kES256 : identity::Alg::kEdDSA;
   auto r = ctx_.keys->Rotate(alg, ctx_.config->tokens.max_ttl_seconds + core::kTokenClockSkewSeconds);
-  if (!r.ok()) return Error(r.error());
+  if (!r.ok()) return net::HttpResponse::Error(r.error());
   if (ctx_.on_keys_rotated) ctx_.on_keys_rotated();
   Json rec = Json::MakeObject();
   rec.Set("type", "key.rotated");
@@ -580,27 +604,34 @@ net::HttpResponse AdminApi::PostExplain(const Json& body) {
   const std::string human = body.GetString("for");
   const std::string action_id = body.GetString("action");
   if (agent.empty() || human.empty() || action_id.empty()) {
-    return Error(ErrorCode::kBadRequest, "\"agent\", \"for\" and \"action\" are required");
+    return net::HttpResponse::Error(ErrorCode::kBadRequest,
+                                    "\"agent\", \"for\" and \"action\" are required");
   }
-  if (!ctx_.directory->AgentGroups(agent)) return Error(ErrorCode::kNotFound, "no agent named \"" + agent + "\"");
-  if (!ctx_.directory->HumanGroups(human)) return Error(ErrorCode::kNotFound, "no human named \"" + human + "\"");
+  if (!ctx_.directory->AgentGroups(agent))
+    return net::HttpResponse::Error(ErrorCode::kNotFound, "no agent named \"" + agent + "\"");
+  if (!ctx_.directory->HumanGroups(human))
+    return net::HttpResponse::Error(ErrorCode::kNotFound, "no human named \"" + human + "\"");
   const auto colon = action_id.find(':');
   if (colon == std::string::npos || colon == 0 || colon + 1 == action_id.size()) {
-    return Error(ErrorCode::kBadRequest, "\"action\" must be <upstream>:<tool>");
+    return net::HttpResponse::Error(ErrorCode::kBadRequest, "\"action\" must be <upstream>:<tool>");
   }
   Json args = Json::MakeObject();
   if (const Json* a = body.Find("args"); a != nullptr && !a->is_null()) {
-    if (!a->is_object()) return Error(ErrorCode::kBadRequest, "\"args\" must be a JSON object");
+    if (!a->is_object())
+      return net::HttpResponse::Error(ErrorCode::kBadRequest, "\"args\" must be a JSON object");
     args = *a;
   }
   auto scope = StringList(body, "scope");
-  if (!scope.ok()) return Error(scope.error());
+  if (!scope.ok()) return net::HttpResponse::Error(scope.error());
   if (scope->empty()) scope->push_back("*");
-  if (scope->size() > core::kScopeEntriesMax) return Error(ErrorCode::kBadRequest, "too many scope entries");
-  if (!ctx_.action_for) return Error(ErrorCode::kNotFound, "no adapter can describe action \"" + action_id + "\"");
+  if (scope->size() > core::kScopeEntriesMax)
+    return net::HttpResponse::Error(ErrorCode::kBadRequest, "too many scope entries");
+  if (!ctx_.action_for)
+    return net::HttpResponse::Error(ErrorCode::kNotFound,
+                                    "no adapter can describe action \"" + action_id + "\"");
   auto action = ctx_.action_for(std::string_view(action_id).substr(0, colon),
                                 std::string_view(action_id).substr(colon + 1), std::move(args));
-  if (!action.ok()) return Error(action.error());
+  if (!action.ok()) return net::HttpResponse::Error(action.error());
 
   auto claims = std::make_shared<identity::Claims>();
   claims->sub = human;
@@ -623,10 +654,11 @@ net::HttpResponse AdminApi::PostExplain(const Json& body) {
 // upstream for its tools may take up to an upstream's timeout when one hangs (lists are cached
 // once fetched).
 net::HttpResponse AdminApi::GetPolicySchema() {
-  if (!ctx_.policy_schema_source) return Error(ErrorCode::kNotFound, "the policy schema is not available");
+  if (!ctx_.policy_schema_source)
+    return net::HttpResponse::Error(ErrorCode::kNotFound, "the policy schema is not available");
   policy::SchemaSource source = ctx_.policy_schema_source();
   auto schema = policy::Schema::Build(source);
-  if (!schema.ok()) return Error(ErrorCode::kInternal, schema.error().message);
+  if (!schema.ok()) return net::HttpResponse::Error(ErrorCode::kInternal, schema.error().message);
   Json out = Json::MakeObject();
   out.Set("source", source.ToJson());
   out.Set("schema", schema->ToCedarJson());

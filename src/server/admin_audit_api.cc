@@ -21,17 +21,6 @@ constexpr size_t kExportChunkBytes = 64 * 1024;
 constexpr size_t kTailDefault = 20;
 constexpr size_t kQueryDefault = 100;
 
-net::HttpResponse Error(ErrorCode code, std::string_view message) {
-  Json e = Json::MakeObject();
-  e.Set("code", std::string(core::PublicCode(code)));
-  e.Set("message", std::string(message));
-  Json b = Json::MakeObject();
-  b.Set("error", std::move(e));
-  return net::HttpResponse::Json(core::HttpStatus(code), b.Dump());
-}
-
-net::HttpResponse Error(const core::Error& e) { return Error(e.code, e.message); }
-
 std::string_view QueryString(const net::HttpRequest& req) {
   const auto q = req.target.find('?');
   return q == std::string::npos ? std::string_view() : std::string_view(req.target).substr(q + 1);
@@ -120,12 +109,12 @@ net::HttpResponse AdminApi::GetAudit(const net::HttpRequest& req) {
       QueryString(req),
       {"limit", "run", "sid", "agent", "human", "action", "type", "since", "until", "after_seq"},
       core::kAdminAuditPageMax, now);
-  if (!q.ok()) return Error(q.error());
+  if (!q.ok()) return net::HttpResponse::Error(q.error());
   Json out = Json::MakeObject();
   if (!q->filtered) {
     // No filter: the newest `limit` records, oldest first, straight from the files.
     auto lines = audit::TailLog(ctx_.config->audit_dir, q->limit.value_or(kTailDefault));
-    if (!lines.ok()) return Error(lines.error());
+    if (!lines.ok()) return net::HttpResponse::Error(lines.error());
     Json arr = Json::MakeArray();
     for (const auto& l : *lines) {
       auto rec = Json::Parse(l, core::kAuditRecordBytesMax);
@@ -136,13 +125,13 @@ net::HttpResponse AdminApi::GetAudit(const net::HttpRequest& req) {
     return net::HttpResponse::Json(200, out.Dump());
   }
   if (ctx_.audit_index == nullptr)
-    return Error(ErrorCode::kNotFound, "the audit index is not available");
+    return net::HttpResponse::Error(ErrorCode::kNotFound, "the audit index is not available");
   auto caught_up = ctx_.audit_index->CatchUp(core::kAuditIndexCatchUpMillisMax);
-  if (!caught_up.ok()) return Error(caught_up.error());
+  if (!caught_up.ok()) return net::HttpResponse::Error(caught_up.error());
   audit::RecordReader reader(ctx_.config->audit_dir);
   auto page = ReadAuditPage(*ctx_.store, reader, q->filter, q->limit.value_or(kQueryDefault),
                             core::kAdminAuditPageBytesMax);
-  if (!page.ok()) return Error(page.error());
+  if (!page.ok()) return net::HttpResponse::Error(page.error());
   Json arr = Json::MakeArray();
   for (auto& r : page->records) arr.Push(std::move(r));
   out.Set("records", std::move(arr));
@@ -154,26 +143,29 @@ net::HttpResponse AdminApi::GetAudit(const net::HttpRequest& req) {
 net::HttpResponse AdminApi::GetAuditReplay(const net::HttpRequest& req) {
   auto q = ParseAuditQuery(QueryString(req), {"run", "after_seq", "limit"},
                            core::kAdminAuditPageMax, ctx_.clock->NowUnixMicros());
-  if (!q.ok()) return Error(q.error());
+  if (!q.ok()) return net::HttpResponse::Error(q.error());
   const std::string run = q->filter.run;
-  if (run.empty()) return Error(ErrorCode::kBadRequest, "run is required (the root session id)");
+  if (run.empty())
+    return net::HttpResponse::Error(ErrorCode::kBadRequest,
+                                    "run is required (the root session id)");
   if (ctx_.audit_index == nullptr)
-    return Error(ErrorCode::kNotFound, "the audit index is not available");
+    return net::HttpResponse::Error(ErrorCode::kNotFound, "the audit index is not available");
   auto caught_up = ctx_.audit_index->CatchUp(core::kAuditIndexCatchUpMillisMax);
-  if (!caught_up.ok()) return Error(caught_up.error());
+  if (!caught_up.ok()) return net::HttpResponse::Error(caught_up.error());
   audit::RecordReader reader(ctx_.config->audit_dir);
   auto page =
       ReadAuditPage(*ctx_.store, reader, q->filter, q->limit.value_or(core::kAdminAuditPageMax),
                     core::kAdminAuditPageBytesMax);
-  if (!page.ok()) return Error(page.error());
+  if (!page.ok()) return net::HttpResponse::Error(page.error());
   if (page->records.empty() && !q->filter.after_seq) {
-    return Error(ErrorCode::kNotFound, "no audit records for run \"" + run + "\"");
+    return net::HttpResponse::Error(ErrorCode::kNotFound,
+                                    "no audit records for run \"" + run + "\"");
   }
   // Revocations of the run's agents, humans or task name no run: merged in, in seq order,
   // with the page they fall in.
   auto related =
       RelatedRevocations(*ctx_.store, reader, run, q->filter.after_seq, page->next_after_seq);
-  if (!related.ok()) return Error(related.error());
+  if (!related.ok()) return net::HttpResponse::Error(related.error());
   std::vector<Json> records = std::move(page->records);
   for (auto& r : *related) records.push_back(std::move(r));
   std::stable_sort(records.begin(), records.end(), [](const Json& a, const Json& b) {
@@ -196,16 +188,16 @@ void AdminApi::ExportAudit(const net::HttpRequest& req,
       {"format", "run", "sid", "agent", "human", "action", "type", "since", "until", "after_seq"},
       core::kAdminAuditPageMax, ctx_.clock->NowUnixMicros());
   if (!q.ok()) {
-    sink->Send(Error(q.error()));
+    sink->Send(net::HttpResponse::Error(q.error()));
     return;
   }
   if (ctx_.audit_index == nullptr) {
-    sink->Send(Error(ErrorCode::kNotFound, "the audit index is not available"));
+    sink->Send(net::HttpResponse::Error(ErrorCode::kNotFound, "the audit index is not available"));
     return;
   }
   if (auto caught_up = ctx_.audit_index->CatchUp(core::kAuditIndexCatchUpMillisMax);
       !caught_up.ok()) {
-    sink->Send(Error(caught_up.error()));
+    sink->Send(net::HttpResponse::Error(caught_up.error()));
     return;
   }
   audit::RecordReader reader(ctx_.config->audit_dir);
@@ -255,15 +247,16 @@ void AdminApi::ExportAudit(const net::HttpRequest& req,
     while (true) {
       auto rows = store.QueryAuditIndex(f);
       if (!rows.ok()) {
-        sink->Send(Error(rows.error()));
+        sink->Send(net::HttpResponse::Error(rows.error()));
         return;
       }
       for (const auto& row : *rows) {
         if (row.run.empty() || seen.count(row.run)) continue;
         if (runs.size() >= core::kAuditExportRunsMax) {
-          sink->Send(Error(ErrorCode::kPayloadTooLarge,
-                           "more than " + std::to_string(core::kAuditExportRunsMax) +
-                               " runs match: narrow the export with since/until or run"));
+          sink->Send(net::HttpResponse::Error(
+              ErrorCode::kPayloadTooLarge,
+              "more than " + std::to_string(core::kAuditExportRunsMax) +
+                  " runs match: narrow the export with since/until or run"));
           return;
         }
         seen.insert(row.run);
@@ -296,13 +289,13 @@ void AdminApi::ExportAudit(const net::HttpRequest& req,
   if (!q->filter.run.empty()) {
     // One run: one ExportTraceServiceRequest, the body a collector's /v1/traces accepts.
     if (runs.empty()) {
-      sink->Send(
-          Error(ErrorCode::kNotFound, "no audit records match for run \"" + q->filter.run + "\""));
+      sink->Send(net::HttpResponse::Error(
+          ErrorCode::kNotFound, "no audit records match for run \"" + q->filter.run + "\""));
       return;
     }
     auto trace = run_trace(runs.front());
     if (!trace.ok()) {
-      sink->Send(Error(trace.error()));
+      sink->Send(net::HttpResponse::Error(trace.error()));
       return;
     }
     auto r = net::HttpResponse::Json(200, trace->Dump());

@@ -515,16 +515,7 @@ class ServerImpl final : public Server {
       sink->Send(ApprovalStatus(req, req.path.substr(std::string_view("/v1/approvals/").size())));
       return;
     }
-    sink->Send(net::HttpResponse::Json(404, R"({"error":{"code":"not_found","message":"no such endpoint"}})"));
-  }
-
-  static net::HttpResponse AgentError(core::ErrorCode code, const std::string& message) {
-    core::Json e = core::Json::MakeObject();
-    e.Set("code", std::string(core::PublicCode(code)));
-    e.Set("message", message);
-    core::Json b = core::Json::MakeObject();
-    b.Set("error", std::move(e));
-    return net::HttpResponse::Json(core::HttpStatus(code), b.Dump());
+    sink->Send(net::HttpResponse::Error(core::ErrorCode::kNotFound, "no such endpoint"));
   }
 
   // Authenticates a request of the agent listener, Bearer or DPoP
@@ -534,7 +525,7 @@ class ServerImpl final : public Server {
     std::string challenge;
     auto caller = pipeline_->AuthenticateRequest(gateway::AgentRequest{req.method, req.target, &req.headers}, &challenge);
     if (!caller.ok()) {
-      *refusal = AgentError(caller.error().code, caller.error().message);
+      *refusal = net::HttpResponse::Error(caller.error().code, caller.error().message);
       refusal->headers.emplace_back("WWW-Authenticate", std::move(challenge));
     }
     return caller;
@@ -545,7 +536,9 @@ class ServerImpl final : public Server {
   net::HttpResponse Plans(const net::HttpRequest& req) {
     const bool submit = req.path == "/v1/plans";
     if (req.method != (submit ? "POST" : "GET")) {
-      auto r = AgentError(core::ErrorCode::kBadRequest, submit ? "use POST to submit a plan" : "use GET to read a plan");
+      auto r =
+          net::HttpResponse::Error(core::ErrorCode::kBadRequest,
+                                   submit ? "use POST to submit a plan" : "use GET to read a plan");
       r.status = 405;
       r.headers.emplace_back("Allow", submit ? "POST" : "GET");
       return r;
@@ -556,13 +549,18 @@ class ServerImpl final : public Server {
     if (!submit) {
       const std::string_view id = std::string_view(req.path).substr(std::string_view("/v1/plans/").size());
       auto shown = plan_service_->Show(id, &caller->sid());
-      if (!shown) return AgentError(core::ErrorCode::kNotFound, "no plan " + std::string(id) + " of this session");
+      if (!shown)
+        return net::HttpResponse::Error(core::ErrorCode::kNotFound,
+                                        "no plan " + std::string(id) + " of this session");
       return net::HttpResponse::Json(200, shown->Dump());
     }
     auto document = core::Json::Parse(req.body, core::kHttpRequestBodyBytesMax);
-    if (!document.ok()) return AgentError(core::ErrorCode::kBadRequest, "the plan is not JSON: " + document.error().message);
+    if (!document.ok())
+      return net::HttpResponse::Error(core::ErrorCode::kBadRequest,
+                                      "the plan is not JSON: " + document.error().message);
     auto submitted = plan_service_->Submit(*caller, *document);
-    if (!submitted.ok()) return AgentError(submitted.error().code, submitted.error().message);
+    if (!submitted.ok())
+      return net::HttpResponse::Error(submitted.error().code, submitted.error().message);
     return net::HttpResponse::Json(submitted->GetString("state") == "active" ? 201 : 202, submitted->Dump());
   }
 
@@ -574,7 +572,8 @@ class ServerImpl final : public Server {
     if (!caller.ok()) return refusal;
     auto a = approvals_ ? approvals_->Get(std::string(id)) : std::nullopt;
     if (!a || a->GetString("sid") != caller->sid()) {
-      return AgentError(core::ErrorCode::kNotFound, "no approval " + std::string(id) + " of this session");
+      return net::HttpResponse::Error(core::ErrorCode::kNotFound,
+                                      "no approval " + std::string(id) + " of this session");
     }
     core::Json out = core::Json::MakeObject();
     for (const char* k : {"id", "state", "action", "group", "args_sha256", "min_approvers", "expires_at",

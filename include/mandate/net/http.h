@@ -47,6 +47,10 @@ struct HttpResponse {
 
   static HttpResponse Json(int status, std::string body);
   static HttpResponse Text(int status, std::string body);
+  // An error answer as DESIGN.md section 8 writes it, with the code's HTTP status:
+  // {"error":{"code":"<public code>","message":"..."}}.
+  static HttpResponse Error(core::ErrorCode code, std::string_view message);
+  static HttpResponse Error(const core::Error& e) { return Error(e.code, e.message); }
 };
 
 // Where a handler writes its answer. Thread-safe; methods after the connection closed are

@@ -40,19 +40,10 @@ Json RpcResult(const Json& id, Json result) {
   return r;
 }
 
-std::string ErrorBody(ErrorCode code, std::string_view message) {
-  Json e = Json::MakeObject();
-  e.Set("code", std::string(core::PublicCode(code)));
-  e.Set("message", std::string(message));
-  Json b = Json::MakeObject();
-  b.Set("error", std::move(e));
-  return b.Dump();
-}
-
 // `challenge`: the WWW-Authenticate value of an authentication refusal
 // (gateway::Pipeline::AuthenticateRequest), empty for other errors.
 net::HttpResponse HttpError(ErrorCode code, std::string_view message, std::string challenge = {}) {
-  auto r = net::HttpResponse::Json(core::HttpStatus(code), ErrorBody(code, message));
+  auto r = net::HttpResponse::Error(code, message);
   if (!challenge.empty()) r.headers.emplace_back("WWW-Authenticate", std::move(challenge));
   return r;
 }
