@@ -264,6 +264,21 @@ TEST(Http, HandlerThatForgetsToAnswerYields500) {
   auto res = client.Do({.method = "GET", .url = Url(*server, "/silent")});
   ASSERT_TRUE(res.ok());
   EXPECT_EQ(res->status, 500);
+  EXPECT_EQ(res->body, R"({"error":{"code":"internal","message":"no response"}})");
+}
+
+TEST(Http, AnErrorAnswerHasTheCodesStatusAndTheDocumentedBody) {
+  HttpResponse r = HttpResponse::Error(core::ErrorCode::kNotFound, "no tool \"a\"\nb");
+  EXPECT_EQ(r.status, 404);
+  ASSERT_NE(FindHeader(r.headers, "content-type"), nullptr);
+  EXPECT_EQ(*FindHeader(r.headers, "content-type"), "application/json");
+  // The message is escaped as JSON; the code is the public name (DESIGN.md section 8).
+  EXPECT_EQ(r.body, R"({"error":{"code":"not_found","message":"no tool \"a\"\nb"}})");
+
+  HttpResponse from_error =
+      HttpResponse::Error(core::MakeError(core::ErrorCode::kTokenRevoked, "revoked"));
+  EXPECT_EQ(from_error.status, core::HttpStatus(core::ErrorCode::kTokenRevoked));
+  EXPECT_EQ(from_error.body, R"({"error":{"code":"token_revoked","message":"revoked"}})");
 }
 
 TEST(Http, OversizeBodyIs413) {
