@@ -33,6 +33,7 @@
 #include "mandate/core/limits.h"
 #include "mandate/net/http.h"
 #include "net/socket_io.h"
+#include "net/wire.h"
 
 namespace mandate::net {
 namespace {
@@ -106,21 +107,6 @@ core::Result<Fd> Connect(const ParsedUrl& url, const std::string& key, Clock::ti
     return fd;
   }
   return MakeError(ErrorCode::kUpstreamUnavailable, "cannot connect to " + key + ": " + last);
-}
-
-// The request as the bytes on the wire (headers and body), for a send another thread makes.
-std::string Serialize(http::request<http::string_body>& req) {
-  std::string wire;
-  wire.reserve(req.body().size() + 512);
-  http::serializer<true, http::string_body> sr{req};
-  beast::error_code ec;
-  do {
-    sr.next(ec, [&](beast::error_code&, const auto& buffers) {
-      for (auto b : beast::buffers_range_ref(buffers)) wire.append(static_cast<const char*>(b.data()), b.size());
-      sr.consume(beast::buffer_bytes(buffers));
-    });
-  } while (!ec && !sr.is_done());
-  return wire;
 }
 
 // This thread's wake-up for a handed-over send that could not finish (an eventfd, made once
@@ -286,20 +272,19 @@ core::Result<HttpResponse> HttpClient::Do(const HttpClientRequest& request) {
   MANDATE_ASSIGN_OR_RETURN(ParsedUrl url, ParseHttpUrl(request.url));
   const std::string key = url.host + ":" + url.port;
   const auto deadline = Clock::now() + std::chrono::milliseconds(request.timeout_millis);
-  http::request<http::string_body> req{http::string_to_verb(request.method), url.target, 11};
-  if (req.method() == http::verb::unknown) return MakeError(ErrorCode::kBadRequest, "bad HTTP method");
-  req.set(http::field::host, key);
-  for (const auto& [k, v] : request.headers) req.set(k, v);
-  req.body() = request.body;
-  req.keep_alive(true);
-  req.prepare_payload();
+  if (http::string_to_verb(request.method) == http::verb::unknown) {
+    return MakeError(ErrorCode::kBadRequest, "bad HTTP method");
+  }
+  // The request's bytes, sent here or handed to the forward gate's sender.
+  MANDATE_ASSIGN_OR_RETURN(const std::string wire,
+                           internal::RequestBytes(request.method, url.target, key, request.headers,
+                                                  request.body));
 
   // The thread's cancel signal (a revoked session's call): it aborts the connection, so the
   // wait below ends at once; the connection is never reused.
   core::CancelSignal* cancel = core::CurrentCancelSignal();
   // The call's forward gate: no byte of the request leaves before it opens.
   core::ForwardGate* gate = core::CurrentForwardGate();
-  std::string wire;  // the request's bytes, when a send is handed over
   auto cancelled = [&] {
     return MakeError(ErrorCode::kUpstreamUnavailable, "request to " + key + " cancelled");
   };
@@ -325,7 +310,6 @@ core::Result<HttpResponse> HttpClient::Do(const HttpClientRequest& request) {
     const bool undecided = gate != nullptr && !gate->decided().has_value();
     const int notify_fd = undecided ? ThreadNotifyFd() : -1;
     if (undecided && notify_fd >= 0) {
-      if (wire.empty()) wire = Serialize(req);
       HandedOver h{raw_fd, wire, notify_fd, std::nullopt, 0, 0, false};
       bool readable = false;
       switch (HandOver(*gate, h, deadline, &readable)) {
@@ -360,7 +344,7 @@ core::Result<HttpResponse> HttpClient::Do(const HttpClientRequest& request) {
                          "request to " + key + " not sent: its forward gate closed: " + decided.error().message);
       }
     }
-    if (!written && !wec) http::write(stream, req, wec);
+    if (!written && !wec) asio::write(stream, asio::buffer(wire), wec);
     if (wec) {
       if (reused && wec != beast::error::timeout) continue;  // stale pooled connection: nothing delivered
       if (wec == beast::error::timeout) return MakeError(ErrorCode::kUpstreamTimeout, "request to " + key + " timed out");

@@ -6,6 +6,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <array>
 #include <atomic>
 #include <condition_variable>
 #include <cstring>
@@ -19,11 +20,13 @@
 #include <string>
 #include <thread>
 
+#include "mandate/core/check.h"
 #include "mandate/core/json.h"
 #include "mandate/core/limits.h"
 #include "mandate/core/thread_name.h"
 #include "mandate/net/http.h"
 #include "net/socket_io.h"
+#include "net/wire.h"
 
 namespace mandate::net {
 namespace {
@@ -34,16 +37,6 @@ namespace http = beast::http;
 using tcp = asio::ip::tcp;
 using core::ErrorCode;
 using core::MakeError;
-
-http::response<http::string_body> ToBeast(HttpResponse r, bool keep_alive) {
-  http::response<http::string_body> res{static_cast<http::status>(r.status), 11};
-  for (const auto& [k, v] : r.headers) res.set(k, v);
-  if (res.find(http::field::content_type) == res.end()) res.set(http::field::content_type, "application/json");
-  res.body() = std::move(r.body);
-  res.keep_alive(keep_alive);
-  res.prepare_payload();
-  return res;
-}
 
 std::string ErrorBody(std::string_view code, std::string_view message) {
   std::string out = R"({"error":{"code":")";
@@ -73,10 +66,18 @@ class DirectResponse {
     std::lock_guard<std::mutex> lock(mu_);
     if (started_) return false;
     started_ = true;
-    auto res = ToBeast(std::move(r), keep_alive_);
+    auto head = internal::ResponseHead(r.status, r.headers, r.body.size(), keep_alive_);
+    if (!head.ok()) {
+      // A handler's malformed answer is never sent as it is: the client gets the error.
+      r = HttpResponse::Error(core::ErrorCode::kInternal, head.error().message);
+      head = internal::ResponseHead(r.status, r.headers, r.body.size(), keep_alive_);
+      MANDATE_CHECK(head.ok());
+    }
     beast::error_code ec;
     internal::DeadlineStream stream(fd_, Deadline());
-    http::write(stream, res, ec);
+    // Head and body in one sendmsg (DeadlineStream gathers the two buffers).
+    const std::array<asio::const_buffer, 2> wire{asio::buffer(*head), asio::buffer(r.body)};
+    asio::write(stream, wire, ec);
     return Finish(!ec);
   }
   bool StartStream(int status, const Headers& headers) {

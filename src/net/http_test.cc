@@ -29,6 +29,13 @@ std::unique_ptr<HttpServer> StartEcho() {
       return;
     }
     if (req.path == "/silent") return;  // forgets to answer
+    if (req.path == "/injected") {
+      // A header value a handler took from somewhere it should not have.
+      auto r = HttpResponse::Text(200, "ok");
+      r.headers.emplace_back("X-From-Upstream", "v\r\nSet-Cookie: stolen=1");
+      sink->Send(std::move(r));
+      return;
+    }
     if (req.path == "/later") {
       // Answers from another thread after the handler returned.
       std::thread([sink] {
@@ -265,6 +272,32 @@ TEST(Http, HandlerThatForgetsToAnswerYields500) {
   ASSERT_TRUE(res.ok());
   EXPECT_EQ(res->status, 500);
   EXPECT_EQ(res->body, R"({"error":{"code":"internal","message":"no response"}})");
+}
+
+TEST(Http, AnAnswerWithAMalformedHeaderBecomesA500AndAddsNoHeader) {
+  auto server = StartEcho();
+  HttpClient client;
+  auto res = client.Do({.method = "GET", .url = Url(*server, "/injected")});
+  ASSERT_TRUE(res.ok()) << res.error().message;
+  EXPECT_EQ(res->status, 500);
+  EXPECT_EQ(FindHeader(res->headers, "Set-Cookie"), nullptr);
+  EXPECT_EQ(FindHeader(res->headers, "X-From-Upstream"), nullptr);
+  EXPECT_NE(res->body.find("\"code\":\"internal\""), std::string::npos) << res->body;
+  // The connection stays usable.
+  auto next = client.Do({.method = "GET", .url = Url(*server, "/")});
+  ASSERT_TRUE(next.ok()) << next.error().message;
+  EXPECT_EQ(next->status, 200);
+}
+
+TEST(Http, ARequestHeaderThatWouldAddAHeaderIsRefusedBeforeAnyByteIsSent) {
+  auto server = StartEcho();
+  HttpClient client;
+  HttpClientRequest req{.method = "POST", .url = Url(*server, "/")};
+  req.headers.emplace_back("Authorization", "Bearer s\r\nX-Echo: injected");
+  auto res = client.Do(req);
+  ASSERT_FALSE(res.ok());
+  EXPECT_EQ(res.error().code, core::ErrorCode::kBadRequest);
+  EXPECT_NE(res.error().message.find("Authorization"), std::string::npos);
 }
 
 TEST(Http, AnErrorAnswerHasTheCodesStatusAndTheDocumentedBody) {
