@@ -66,32 +66,21 @@ class DirectResponse {
     std::lock_guard<std::mutex> lock(mu_);
     if (started_) return false;
     started_ = true;
-    auto head = internal::ResponseHead(r.status, r.headers, r.body.size(), keep_alive_);
-    if (!head.ok()) {
-      // A handler's malformed answer is never sent as it is: the client gets the error.
-      r = HttpResponse::Error(core::ErrorCode::kInternal, head.error().message);
-      head = internal::ResponseHead(r.status, r.headers, r.body.size(), keep_alive_);
-      MANDATE_CHECK(head.ok());
-    }
-    beast::error_code ec;
-    internal::DeadlineStream stream(fd_, Deadline());
-    // Head and body in one sendmsg (DeadlineStream gathers the two buffers).
-    const std::array<asio::const_buffer, 2> wire{asio::buffer(*head), asio::buffer(r.body)};
-    asio::write(stream, wire, ec);
-    return Finish(!ec);
+    return SendLocked(std::move(r));
   }
   bool StartStream(int status, const Headers& headers) {
     std::lock_guard<std::mutex> lock(mu_);
     if (started_) return false;
     started_ = true;
-    http::response<http::empty_body> head{static_cast<http::status>(status), 11};
-    for (const auto& [k, v] : headers) head.set(k, v);
-    head.chunked(true);
-    head.keep_alive(keep_alive_);
-    http::response_serializer<http::empty_body> sr{head};
+    auto head = internal::ResponseHead(status, headers, std::nullopt, keep_alive_);
+    if (!head.ok()) {
+      // Never sent as it is: the client gets the error instead of the stream.
+      SendLocked(HttpResponse::Error(core::ErrorCode::kInternal, head.error().message));
+      return false;
+    }
     beast::error_code ec;
     internal::DeadlineStream stream(fd_, Deadline());
-    http::write_header(stream, sr, ec);
+    asio::write(stream, asio::buffer(*head), ec);
     if (ec) return Finish(false);
     return true;
   }
@@ -135,6 +124,22 @@ class DirectResponse {
 
  private:
   // Needs mu_ held.
+  // Writes a complete answer, head and body in one sendmsg (DeadlineStream gathers the two
+  // buffers), and finishes. A malformed head is never sent as it is: the client gets the
+  // error instead.
+  bool SendLocked(HttpResponse r) {
+    auto head = internal::ResponseHead(r.status, r.headers, r.body.size(), keep_alive_);
+    if (!head.ok()) {
+      r = HttpResponse::Error(core::ErrorCode::kInternal, head.error().message);
+      head = internal::ResponseHead(r.status, r.headers, r.body.size(), keep_alive_);
+      MANDATE_CHECK(head.ok());
+    }
+    beast::error_code ec;
+    internal::DeadlineStream stream(fd_, Deadline());
+    const std::array<asio::const_buffer, 2> wire{asio::buffer(*head), asio::buffer(r.body)};
+    asio::write(stream, wire, ec);
+    return Finish(!ec);
+  }
   bool Finish(bool ok) {
     done_ = true;
     ok_ = ok;

@@ -29,6 +29,10 @@ std::unique_ptr<HttpServer> StartEcho() {
       return;
     }
     if (req.path == "/silent") return;  // forgets to answer
+    if (req.path == "/injected-stream") {
+      EXPECT_FALSE(sink->StartStream(200, {{"Content-Type", "text/event-stream"}, {"X-Bad", "a\nb: c"}}));
+      return;
+    }
     if (req.path == "/injected") {
       // A header value a handler took from somewhere it should not have.
       auto r = HttpResponse::Text(200, "ok");
@@ -283,6 +287,10 @@ TEST(Http, AnAnswerWithAMalformedHeaderBecomesA500AndAddsNoHeader) {
   EXPECT_EQ(FindHeader(res->headers, "Set-Cookie"), nullptr);
   EXPECT_EQ(FindHeader(res->headers, "X-From-Upstream"), nullptr);
   EXPECT_NE(res->body.find("\"code\":\"internal\""), std::string::npos) << res->body;
+  auto stream = client.Do({.method = "GET", .url = Url(*server, "/injected-stream")});
+  ASSERT_TRUE(stream.ok()) << stream.error().message;
+  EXPECT_EQ(stream->status, 500);
+  EXPECT_EQ(FindHeader(stream->headers, "b"), nullptr);
   // The connection stays usable.
   auto next = client.Do({.method = "GET", .url = Url(*server, "/")});
   ASSERT_TRUE(next.ok()) << next.error().message;

@@ -93,13 +93,13 @@ core::Result<std::string> RequestBytes(std::string_view method, std::string_view
   return out;
 }
 
-core::Result<std::string> ResponseHead(int status, const Headers& headers, size_t body_bytes,
-                                       bool keep_alive) {
+core::Result<std::string> ResponseHead(int status, const Headers& headers,
+                                       std::optional<size_t> body_bytes, bool keep_alive) {
   if (status < 100 || status > 999) {
     return MakeError(ErrorCode::kInternal, "HTTP status " + std::to_string(status) + " is not 3 digits");
   }
   const bool bodiless = status < 200 || status == 204 || status == 304;
-  if (bodiless && body_bytes > 0) {
+  if (bodiless && body_bytes != 0) {
     return MakeError(ErrorCode::kInternal, "an HTTP " + std::to_string(status) + " answer cannot have a body");
   }
   std::string out;
@@ -114,9 +114,11 @@ core::Result<std::string> ResponseHead(int status, const Headers& headers, size_
                      "HTTP answer header \"" + bad + "\" is not a token or holds CR, LF or NUL");
   }
   if (!Has(headers, "Content-Type")) out.append("Content-Type: application/json\r\n");
-  if (!bodiless) {
+  if (!body_bytes) {
+    out.append("Transfer-Encoding: chunked\r\n");
+  } else if (!bodiless) {
     out.append("Content-Length: ");
-    AppendNumber(body_bytes, &out);
+    AppendNumber(*body_bytes, &out);
     out.append("\r\n");
   }
   if (!keep_alive) out.append("Connection: close\r\n");

@@ -8,6 +8,7 @@
 #pragma once
 
 #include <cstddef>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -28,10 +29,12 @@ core::Result<std::string> RequestBytes(std::string_view method, std::string_view
                                        std::string_view body);
 
 // The status line, `headers` (the last of each name wins; Content-Type application/json when
-// none is given), Content-Length (but for 1xx, 204 and 304), Connection: close unless
-// `keep_alive`, and the blank line. Errors: kInternal for a malformed header (the answer a
-// handler built is Mandate's own).
-core::Result<std::string> ResponseHead(int status, const Headers& headers, size_t body_bytes,
-                                       bool keep_alive);
+// none is given), Content-Length: body_bytes (but for 1xx, 204 and 304), or
+// Transfer-Encoding: chunked when body_bytes is nullopt (the body follows in chunks),
+// Connection: close unless `keep_alive`, and the blank line. Errors: kInternal for a
+// malformed header (the answer a handler built is Mandate's own), a status that is not 3
+// digits, or a body for a status that cannot have one.
+core::Result<std::string> ResponseHead(int status, const Headers& headers,
+                                       std::optional<size_t> body_bytes, bool keep_alive);
 
 }  // namespace mandate::net::internal

@@ -109,6 +109,16 @@ TEST(Wire, AnAnswersHeadIsItsStatusHeadersTypeLengthAndConnection) {
   EXPECT_FALSE(Parse<false>(*head).keep_alive());
 }
 
+TEST(Wire, AStreamedAnswerIsChunked) {
+  auto head = ResponseHead(200, {{"Content-Type", "text/event-stream"}}, std::nullopt, true);
+  ASSERT_TRUE(head.ok()) << head.error().message;
+  EXPECT_EQ(*head,
+            "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n");
+  auto res = Parse<false>(*head + "5\r\nhello\r\n0\r\n\r\n");
+  EXPECT_EQ(res.body(), "hello");
+  EXPECT_FALSE(ResponseHead(204, {}, std::nullopt, true).ok());  // nothing to chunk
+}
+
 TEST(Wire, BodilessStatusesCarryNoLengthAndNoBody) {
   auto head = ResponseHead(204, {}, 0, true);
   ASSERT_TRUE(head.ok());
