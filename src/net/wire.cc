@@ -4,18 +4,31 @@
 #include <boost/beast/http/status.hpp>
 #include <charconv>
 
-namespace mandate::net::internal {
+namespace mandate::net {
+namespace {
+
+bool IsTchar(unsigned char c) {
+  if ((c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z')) return true;
+  return std::string_view("!#$%&'*+-.^_`|~").find(static_cast<char>(c)) != std::string_view::npos;
+}
+
+}  // namespace
+
+bool IsHttpToken(std::string_view s) {
+  if (s.empty()) return false;
+  for (char c : s) {
+    if (!IsTchar(static_cast<unsigned char>(c))) return false;
+  }
+  return true;
+}
+
+namespace internal {
 namespace {
 
 using core::ErrorCode;
 using core::MakeError;
 
 namespace http = boost::beast::http;
-
-bool IsTchar(unsigned char c) {
-  if ((c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z')) return true;
-  return std::string_view("!#$%&'*+-.^_`|~").find(static_cast<char>(c)) != std::string_view::npos;
-}
 
 bool IsFraming(std::string_view name) {
   return boost::beast::iequals(name, "Content-Length") ||
@@ -33,7 +46,7 @@ void AppendNumber(uint64_t n, std::string* out) {
 std::string AppendHeaders(const Headers& headers, std::string* out) {
   for (size_t i = 0; i < headers.size(); ++i) {
     const auto& [name, value] = headers[i];
-    if (!IsToken(name)) return name.empty() ? "(empty)" : name;
+    if (!IsHttpToken(name)) return name.empty() ? "(empty)" : name;
     if (value.find_first_of(std::string_view("\r\n\0", 3)) != std::string::npos) return name;
     if (IsFraming(name)) continue;
     bool replaced = false;
@@ -46,27 +59,12 @@ std::string AppendHeaders(const Headers& headers, std::string* out) {
   return std::string();
 }
 
-bool Has(const Headers& headers, std::string_view name) {
-  for (const auto& [k, v] : headers) {
-    if (boost::beast::iequals(k, name)) return true;
-  }
-  return false;
-}
-
 }  // namespace
-
-bool IsToken(std::string_view name) {
-  if (name.empty()) return false;
-  for (char c : name) {
-    if (!IsTchar(static_cast<unsigned char>(c))) return false;
-  }
-  return true;
-}
 
 core::Result<std::string> RequestBytes(std::string_view method, std::string_view target,
                                        std::string_view host, const Headers& headers,
                                        std::string_view body) {
-  if (!IsToken(method)) return MakeError(ErrorCode::kBadRequest, "bad HTTP method");
+  if (!IsHttpToken(method)) return MakeError(ErrorCode::kBadRequest, "bad HTTP method");
   if (target.empty()) return MakeError(ErrorCode::kBadRequest, "empty HTTP request target");
   for (char c : target) {
     const auto u = static_cast<unsigned char>(c);
@@ -78,7 +76,7 @@ core::Result<std::string> RequestBytes(std::string_view method, std::string_view
   out.reserve(128 + target.size() + host.size() + body.size() + 64 * headers.size());
   out.append(method).push_back(' ');
   out.append(target).append(" HTTP/1.1\r\n");
-  if (!Has(headers, "Host")) out.append("Host: ").append(host).append("\r\n");
+  if (FindHeader(headers, "Host") == nullptr) out.append("Host: ").append(host).append("\r\n");
   if (std::string bad = AppendHeaders(headers, &out); !bad.empty()) {
     return MakeError(ErrorCode::kBadRequest,
                      "HTTP request header \"" + bad + "\" is not a token or holds CR, LF or NUL");
@@ -113,7 +111,7 @@ core::Result<std::string> ResponseHead(int status, const Headers& headers,
     return MakeError(ErrorCode::kInternal,
                      "HTTP answer header \"" + bad + "\" is not a token or holds CR, LF or NUL");
   }
-  if (!Has(headers, "Content-Type")) out.append("Content-Type: application/json\r\n");
+  if (FindHeader(headers, "Content-Type") == nullptr) out.append("Content-Type: application/json\r\n");
   if (!body_bytes) {
     out.append("Transfer-Encoding: chunked\r\n");
   } else if (!bodiless) {
@@ -126,4 +124,5 @@ core::Result<std::string> ResponseHead(int status, const Headers& headers,
   return out;
 }
 
-}  // namespace mandate::net::internal
+}  // namespace internal
+}  // namespace mandate::net

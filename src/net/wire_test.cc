@@ -24,6 +24,14 @@ http::message<kRequest, http::string_body> Parse(const std::string& bytes) {
   return p.release();
 }
 
+TEST(Wire, ATokenIsTheCharactersRfc9110Allows) {
+  EXPECT_TRUE(IsHttpToken("Content-Type"));
+  EXPECT_TRUE(IsHttpToken("X-Api_Key.v2!#$%&'*+^`|~"));
+  for (std::string_view bad : {"", "a b", "a:b", "a\r\nb", "(x)", "\xc3\xa9"}) {
+    EXPECT_FALSE(IsHttpToken(bad)) << bad;
+  }
+}
+
 TEST(Wire, ARequestIsItsLineHostHeadersLengthAndBody) {
   auto bytes = RequestBytes("POST", "/mcp?x=1", "127.0.0.1:8080",
                             {{"Content-Type", "application/json"}, {"Txn-Token", "a.b.c"}}, "{}");

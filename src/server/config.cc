@@ -20,6 +20,7 @@
 #include <utility>
 
 #include "mandate/core/json.h"
+#include "mandate/net/http.h"
 
 namespace mandate::server {
 namespace {
@@ -121,14 +122,9 @@ bool IsPrincipalName(std::string_view s) {
   return true;
 }
 
-// RFC 9110 token characters (header field names).
-bool IsHttpToken(std::string_view s) {
-  if (s.empty() || s.size() > core::kConfigNameBytesMax) return false;
-  for (char c : s) {
-    if (IsAlnum(c)) continue;
-    if (std::string_view("!#$%&'*+-.^_`|~").find(c) == std::string_view::npos) return false;
-  }
-  return true;
+// A header field name the config may set: an RFC 9110 token of bounded length.
+bool IsHeaderName(std::string_view s) {
+  return s.size() <= core::kConfigNameBytesMax && net::IsHttpToken(s);
 }
 
 bool IsCedarIdentifier(std::string_view s) {
@@ -815,7 +811,7 @@ Result<UpstreamConfig> ConfigParser::ParseUpstream(const Entry& u, const Config&
     }
     MANDATE_ASSIGN_OR_RETURN(up.credential_header,
                              String(*credential_header, path + ".credential_header"));
-    if (!IsHttpToken(up.credential_header)) {
+    if (!IsHeaderName(up.credential_header)) {
       return AtValue(*credential_header, path +
                                              ".credential_header: expected an HTTP header "
                                              "name, got " +

@@ -29,6 +29,9 @@ using Headers = std::vector<std::pair<std::string, std::string>>;
 // Case-insensitive header lookup; nullptr when absent.
 const std::string* FindHeader(const Headers& headers, std::string_view name);
 
+// Whether `s` is an RFC 9110 token: what a header field name or a method must be.
+bool IsHttpToken(std::string_view s);
+
 struct HttpRequest {
   std::string method;  // "GET", "POST", ...
   std::string target;  // as sent: path + query
